@@ -1,0 +1,58 @@
+//! PUBLISH (section 3.3).
+
+use alloc::vec::Vec;
+use bytes::Bytes;
+use core::num::{NonZeroU16, NonZeroU32};
+
+use super::{PacketId, UserProperties};
+use crate::{qos::QoS, string::MqttString};
+
+/// PUBLISH: an application message, in either direction.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Publish {
+    /// DUP: this may be a re-delivery; never set at QoS 0 [MQTT-3.3.1-2].
+    pub dup: bool,
+    /// QoS level.
+    pub qos: QoS,
+    /// RETAIN.
+    pub retain: bool,
+    /// Topic Name: no wildcards [MQTT-3.3.2-2]; empty only with a Topic Alias (5.0).
+    pub topic: MqttString,
+    /// Packet Identifier: present exactly when QoS > 0 [MQTT-2.2.1-2].
+    pub packet_id: Option<PacketId>,
+    /// PUBLISH properties (5.0).
+    pub properties: PublishProperties,
+    /// The application message; a slice of the input buffer when decoded.
+    pub payload: Bytes,
+}
+
+/// The Payload Format Indicator (3.3.2.3.2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PayloadFormat {
+    /// 0: unspecified bytes.
+    #[default]
+    Unspecified = 0,
+    /// 1: UTF-8 encoded character data.
+    Utf8 = 1,
+}
+
+/// PUBLISH properties (3.3.2.3).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PublishProperties {
+    /// Payload Format Indicator.
+    pub payload_format_indicator: Option<PayloadFormat>,
+    /// Message Expiry Interval in seconds.
+    pub message_expiry_interval: Option<u32>,
+    /// Topic Alias (non-zero).
+    pub topic_alias: Option<NonZeroU16>,
+    /// Response Topic: a topic name, no wildcards [MQTT-3.3.2-14].
+    pub response_topic: Option<MqttString>,
+    /// Correlation Data.
+    pub correlation_data: Option<Bytes>,
+    /// User Properties, in order [MQTT-3.3.2-17].
+    pub user_properties: UserProperties,
+    /// Subscription Identifiers (server to client only), each 1 to 268,435,455.
+    pub subscription_identifiers: Vec<NonZeroU32>,
+    /// Content Type.
+    pub content_type: Option<MqttString>,
+}

@@ -1,0 +1,1 @@
+//! Placeholder: the topic library is being written.
