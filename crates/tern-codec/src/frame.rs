@@ -3,9 +3,11 @@
 use bytes::BytesMut;
 
 use crate::{
+    codec,
     error::DecodeError,
     packet::{Packet, PacketType},
     version::ProtocolVersion,
+    wire::{self, VarInt},
 };
 
 /// The largest Remaining Length the Variable Byte Integer can carry (268,435,455).
@@ -53,9 +55,79 @@ pub enum Framing {
 /// The maximum packet size is enforced here, from the header alone, before any of the body is
 /// buffered or parsed: a packet announced larger than `max_packet_size` is
 /// [`DecodeError::PacketTooLarge`] even when only its first bytes have arrived.
+///
+/// The checks that need only the first byte come first, so a bad packet is refused as soon as
+/// its first byte arrives: packet type 0 ([`DecodeError::InvalidPacketType`]), reserved flag
+/// bits ([`DecodeError::InvalidHeaderFlags`], [MQTT-2.1.3-1]), QoS 3 in a PUBLISH
+/// ([`DecodeError::InvalidQoS`], [MQTT-3.3.1-4]) and DUP on a QoS 0 PUBLISH
+/// ([`DecodeError::DupOnQoS0`], [MQTT-3.3.1-2]). The Remaining Length must be a well-formed
+/// Variable Byte Integer ([`DecodeError::MalformedVarInt`], [MQTT-1.5.5-1]). Whether the
+/// packet type fits the protocol version (AUTH before 5.0) is for the caller to check.
 pub fn framing(buf: &[u8], max_packet_size: u32) -> Result<Framing, DecodeError> {
-    let _ = (buf, max_packet_size);
-    todo!("tern-codec: framing")
+    let Some((&first, rest)) = buf.split_first() else {
+        return Ok(Framing::Incomplete { needed: 1 });
+    };
+    let (packet_type, flags) = check_first_byte(first)?;
+    match wire::read_var_int(rest)? {
+        VarInt::Incomplete => Ok(Framing::Incomplete { needed: 1 }),
+        VarInt::Complete(remaining_length, len) => {
+            // `len` is 1 to 4, so the header is 2 to 5 bytes.
+            let header_len = 1 + len as u8;
+            let header = FixedHeader {
+                packet_type,
+                flags,
+                remaining_length,
+                header_len,
+            };
+            let size = u64::from(remaining_length) + u64::from(header_len);
+            if size > u64::from(max_packet_size) {
+                return Err(DecodeError::PacketTooLarge {
+                    size,
+                    max: max_packet_size,
+                });
+            }
+            let packet_len = header.packet_len();
+            if buf.len() < packet_len {
+                Ok(Framing::Incomplete {
+                    needed: packet_len - buf.len(),
+                })
+            } else {
+                Ok(Framing::Complete(header))
+            }
+        }
+    }
+}
+
+/// The fixed-header flags of PUBREL, SUBSCRIBE and UNSUBSCRIBE (2.1.3).
+const FLAGS_0010: u8 = 0b0010;
+
+/// Checks the first byte of a fixed header: the packet type and its flags (2.1.2, 2.1.3).
+fn check_first_byte(first: u8) -> Result<(PacketType, u8), DecodeError> {
+    let flags = first & 0x0F;
+    let Some(packet_type) = PacketType::from_u8(first >> 4) else {
+        return Err(DecodeError::InvalidPacketType(first >> 4));
+    };
+    match packet_type {
+        PacketType::Publish => {
+            if (flags >> 1) & 0b11 == 3 {
+                return Err(DecodeError::InvalidQoS);
+            }
+            if flags & 0b1110 == 0b1000 {
+                return Err(DecodeError::DupOnQoS0);
+            }
+        }
+        PacketType::PubRel | PacketType::Subscribe | PacketType::Unsubscribe => {
+            if flags != FLAGS_0010 {
+                return Err(DecodeError::InvalidHeaderFlags { packet_type, flags });
+            }
+        }
+        _ => {
+            if flags != 0 {
+                return Err(DecodeError::InvalidHeaderFlags { packet_type, flags });
+            }
+        }
+    }
+    Ok((packet_type, flags))
 }
 
 /// An incremental packet decoder for one direction of one connection.
@@ -73,12 +145,20 @@ pub struct Decoder {
 impl Decoder {
     /// A decoder that expects CONNECT first and takes its version from it.
     pub fn new(max_packet_size: u32) -> Self {
-        Decoder { version: None, max_packet_size, needed: 0 }
+        Decoder {
+            version: None,
+            max_packet_size,
+            needed: 0,
+        }
     }
 
     /// A decoder for a connection whose version is known.
     pub fn with_version(version: ProtocolVersion, max_packet_size: u32) -> Self {
-        Decoder { version: Some(version), max_packet_size, needed: 0 }
+        Decoder {
+            version: Some(version),
+            max_packet_size,
+            needed: 0,
+        }
     }
 
     /// The version in force, once known.
@@ -113,8 +193,163 @@ impl Decoder {
     /// then reserved for the rest of the packet. Payloads and binary fields of the packet are
     /// zero-copy slices of `buf`'s storage. After an error the connection must be closed: the
     /// buffer is left as it was.
+    ///
+    /// A decoder without a version accepts only CONNECT ([`DecodeError::ExpectedConnect`],
+    /// [MQTT-3.1.0-1]) and takes the version from it; with a version, CONNECT is
+    /// [`DecodeError::UnexpectedPacket`] [MQTT-3.1.0-2] and AUTH before 5.0 is
+    /// [`DecodeError::InvalidPacketType`]. Both are detected from the first byte.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, DecodeError> {
-        let _ = buf;
-        todo!("tern-codec: decode")
+        if let Some(&first) = buf.first() {
+            self.check_type(first >> 4)?;
+        }
+        let header = match framing(buf, self.max_packet_size)? {
+            Framing::Incomplete { needed } => {
+                self.needed = needed;
+                buf.reserve(needed);
+                return Ok(None);
+            }
+            Framing::Complete(header) => header,
+        };
+        self.needed = 0;
+        let frame = buf.split_to(header.packet_len()).freeze();
+        let body = frame.slice(usize::from(header.header_len)..);
+        match codec::decode_body(&header, self.version, body) {
+            Ok(packet) => {
+                if let Packet::Connect(connect) = &packet {
+                    self.version = Some(connect.protocol);
+                }
+                Ok(Some(packet))
+            }
+            Err(e) => {
+                // Put the frame back so the buffer is as it was. Errors end the connection,
+                // so the copy is of no concern.
+                let mut restored = BytesMut::with_capacity(frame.len() + buf.len());
+                restored.extend_from_slice(&frame);
+                restored.extend_from_slice(buf);
+                *buf = restored;
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether a packet of this type may come next.
+    fn check_type(&self, packet_type: u8) -> Result<(), DecodeError> {
+        let Some(packet_type) = PacketType::from_u8(packet_type) else {
+            return Err(DecodeError::InvalidPacketType(packet_type));
+        };
+        match (self.version, packet_type) {
+            (None, PacketType::Connect) => Ok(()),
+            (None, other) => Err(DecodeError::ExpectedConnect(other)),
+            (Some(version), PacketType::Connect) => Err(DecodeError::UnexpectedPacket {
+                packet_type,
+                version,
+            }),
+            (Some(version), PacketType::Auth) if !version.is_v5() => {
+                Err(DecodeError::InvalidPacketType(PacketType::Auth as u8))
+            }
+            (Some(_), _) => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_byte_checks_need_only_one_byte() {
+        // [MQTT-2.1.3-1]: fixed-header flags, refused before the Remaining Length arrives.
+        assert_eq!(
+            framing(&[0x61], MAX_PACKET_SIZE),
+            Err(DecodeError::InvalidHeaderFlags {
+                packet_type: PacketType::PubRel,
+                flags: 1
+            })
+        );
+        assert_eq!(
+            framing(&[0x82], MAX_PACKET_SIZE),
+            Ok(Framing::Incomplete { needed: 1 })
+        );
+        assert_eq!(
+            framing(&[0xA2], MAX_PACKET_SIZE),
+            Ok(Framing::Incomplete { needed: 1 })
+        );
+        // [MQTT-3.3.1-4], [MQTT-3.3.1-2]
+        assert_eq!(
+            framing(&[0x37], MAX_PACKET_SIZE),
+            Err(DecodeError::InvalidQoS)
+        );
+        assert_eq!(
+            framing(&[0x39], MAX_PACKET_SIZE),
+            Err(DecodeError::DupOnQoS0)
+        );
+        assert_eq!(
+            framing(&[0x3B], MAX_PACKET_SIZE),
+            Ok(Framing::Incomplete { needed: 1 })
+        );
+        // [MQTT-2.1.2]: type 0.
+        assert_eq!(
+            framing(&[0x00], MAX_PACKET_SIZE),
+            Err(DecodeError::InvalidPacketType(0))
+        );
+        // AUTH is left to the caller, which knows the version.
+        assert!(matches!(
+            framing(&[0xF0, 0x00], MAX_PACKET_SIZE),
+            Ok(Framing::Complete(_))
+        ));
+    }
+
+    #[test]
+    fn header_lengths() {
+        let header = |bytes: &[u8]| match framing(bytes, MAX_PACKET_SIZE) {
+            Ok(Framing::Incomplete { needed }) => (0, needed),
+            Ok(Framing::Complete(h)) => (h.header_len, h.packet_len()),
+            Err(e) => panic!("{e:?}"),
+        };
+        assert_eq!(header(&[0xD0, 0x00]), (2, 2));
+        assert_eq!(header(&[0x30, 0x7F]), (0, 127));
+        assert_eq!(header(&[0x30, 0xFF, 0x7F]), (0, 16_383));
+        assert_eq!(header(&[0x30, 0xFF, 0xFF, 0xFF, 0x7F]), (0, 268_435_455));
+    }
+
+    #[test]
+    fn size_limit_counts_the_fixed_header() {
+        // [MQTT-3.1.2-24]: the whole packet, header included, against the limit.
+        assert_eq!(
+            framing(&[0xC0, 0x00], 2),
+            Ok(Framing::Complete(FixedHeader {
+                packet_type: PacketType::PingReq,
+                flags: 0,
+                remaining_length: 0,
+                header_len: 2,
+            }))
+        );
+        assert_eq!(
+            framing(&[0x40, 0x02], 3),
+            Err(DecodeError::PacketTooLarge { size: 4, max: 3 })
+        );
+    }
+
+    #[test]
+    fn decoder_state_machine() {
+        // [MQTT-3.1.0-1], [MQTT-3.1.0-2]
+        let server = Decoder::new(MAX_PACKET_SIZE);
+        assert_eq!(server.check_type(1), Ok(()));
+        assert_eq!(
+            server.check_type(15),
+            Err(DecodeError::ExpectedConnect(PacketType::Auth))
+        );
+        let v3 = Decoder::with_version(ProtocolVersion::V3_1_1, MAX_PACKET_SIZE);
+        assert_eq!(v3.check_type(15), Err(DecodeError::InvalidPacketType(15)));
+        assert_eq!(v3.check_type(14), Ok(()));
+        let v5 = Decoder::with_version(ProtocolVersion::V5, MAX_PACKET_SIZE);
+        assert_eq!(v5.check_type(15), Ok(()));
+        assert_eq!(
+            v5.check_type(1),
+            Err(DecodeError::UnexpectedPacket {
+                packet_type: PacketType::Connect,
+                version: ProtocolVersion::V5
+            })
+        );
     }
 }

@@ -41,13 +41,16 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+mod codec;
 mod error;
 mod frame;
 pub mod packet;
+mod property;
 mod qos;
 mod reason;
 mod string;
 mod version;
+mod wire;
 
 pub use error::{DecodeError, EncodeError};
 pub use frame::{Decoder, FixedHeader, Framing, MAX_PACKET_SIZE, MAX_REMAINING_LENGTH, framing};

@@ -20,7 +20,11 @@ pub struct Ack {
 impl Ack {
     /// A successful acknowledgement without properties.
     pub fn new(packet_id: PacketId) -> Self {
-        Ack { packet_id, reason_code: ReasonCode::Success, properties: AckProperties::default() }
+        Ack {
+            packet_id,
+            reason_code: ReasonCode::Success,
+            properties: AckProperties::default(),
+        }
     }
 }
 

@@ -1,0 +1,394 @@
+//! Encoding and decoding of every control packet: the bodies per packet in the submodules, the
+//! fixed header, the dispatch and the public encode API here.
+//!
+//! Encoding is in two passes over the packet and never allocates: [`Body::measure`] validates
+//! and computes every length, then the buffer is reserved once and [`Body::write`] writes
+//! with `BufMut`, which cannot fail any more.
+
+mod ack;
+mod connack;
+mod connect;
+mod publish;
+mod simple;
+mod subscribe;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::{
+    error::{DecodeError, EncodeError},
+    frame::{FixedHeader, Framing, MAX_REMAINING_LENGTH, framing},
+    packet::{
+        Ack, Auth, ConnAck, Connect, Disconnect, Packet, PacketId, PacketType, Publish, SubAck,
+        Subscribe, UnsubAck, Unsubscribe,
+    },
+    reason::ReasonCode,
+    version::ProtocolVersion,
+    wire::{self, Reader},
+};
+
+/// The lengths computed by [`Body::measure`].
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Measure {
+    /// The Remaining Length.
+    remaining: usize,
+    /// The length of the (first) property block without its Property Length.
+    props: usize,
+    /// The length of the will property block without its Property Length (CONNECT).
+    will_props: usize,
+}
+
+/// A packet body that can be encoded.
+pub(crate) trait Body {
+    /// The first byte of the fixed header: type and flags.
+    fn first_byte(&self) -> u8;
+    /// Validates the packet for `version` and computes its lengths.
+    fn measure(&self, version: ProtocolVersion) -> Result<Measure, EncodeError>;
+    /// Writes the body (after the fixed header); `m` comes from `measure`.
+    fn write(&self, version: ProtocolVersion, m: &Measure, dst: &mut BytesMut);
+}
+
+/// The full length of a packet with this Remaining Length.
+fn total_len(remaining: usize) -> Result<usize, EncodeError> {
+    if remaining > MAX_REMAINING_LENGTH as usize {
+        return Err(EncodeError::PacketTooLarge(remaining.saturating_add(5)));
+    }
+    Ok(1 + wire::var_int_len(remaining) + remaining)
+}
+
+fn encoded_len_of<B: Body>(body: &B, version: ProtocolVersion) -> Result<usize, EncodeError> {
+    total_len(body.measure(version)?.remaining)
+}
+
+fn encode_body<B: Body>(
+    body: &B,
+    version: ProtocolVersion,
+    dst: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    let m = body.measure(version)?;
+    let total = total_len(m.remaining)?;
+    dst.reserve(total);
+    let start = dst.len();
+    dst.put_u8(body.first_byte());
+    wire::put_var_int(dst, m.remaining);
+    body.write(version, &m, dst);
+    debug_assert_eq!(
+        dst.len() - start,
+        total,
+        "encoded length of {:#04X}",
+        body.first_byte()
+    );
+    Ok(())
+}
+
+/// Reads a non-zero Packet Identifier [MQTT-2.2.1-3].
+fn read_packet_id(r: &mut Reader) -> Result<PacketId, DecodeError> {
+    PacketId::new(r.u16()?).ok_or(DecodeError::ZeroPacketId)
+}
+
+/// Reads a reason code byte that MQTT 5.0 allows in `packet`.
+fn read_reason(r: &mut Reader, packet: PacketType) -> Result<ReasonCode, DecodeError> {
+    let code = r.u8()?;
+    match ReasonCode::from_u8(code) {
+        Some(reason) if reason.is_allowed_in(packet) => Ok(reason),
+        _ => Err(DecodeError::InvalidReasonCode { packet, code }),
+    }
+}
+
+/// Fails unless MQTT 5.0 allows `code` in `packet`.
+fn check_reason(
+    packet: PacketType,
+    code: ReasonCode,
+    version: ProtocolVersion,
+) -> Result<(), EncodeError> {
+    if code.is_allowed_in(packet) {
+        Ok(())
+    } else {
+        Err(EncodeError::ReasonCodeNotAllowed {
+            packet,
+            code,
+            version,
+        })
+    }
+}
+
+/// Decodes the body of a packet whose fixed header is `header`.
+///
+/// CONNECT carries its own version; every other packet is decoded for `version`, and without
+/// a version only CONNECT is accepted.
+pub(crate) fn decode_body(
+    header: &FixedHeader,
+    version: Option<ProtocolVersion>,
+    body: Bytes,
+) -> Result<Packet, DecodeError> {
+    let packet_type = header.packet_type;
+    if packet_type == PacketType::Connect {
+        return connect::decode(body).map(Packet::Connect);
+    }
+    let Some(version) = version else {
+        return Err(DecodeError::ExpectedConnect(packet_type));
+    };
+    let r = Reader::new(body);
+    Ok(match packet_type {
+        PacketType::Connect => {
+            return Err(DecodeError::UnexpectedPacket {
+                packet_type,
+                version,
+            });
+        }
+        PacketType::ConnAck => Packet::ConnAck(connack::decode(version, r)?),
+        PacketType::Publish => Packet::Publish(publish::decode(version, header.flags, r)?),
+        PacketType::PubAck => Packet::PubAck(ack::decode(packet_type, version, r)?),
+        PacketType::PubRec => Packet::PubRec(ack::decode(packet_type, version, r)?),
+        PacketType::PubRel => Packet::PubRel(ack::decode(packet_type, version, r)?),
+        PacketType::PubComp => Packet::PubComp(ack::decode(packet_type, version, r)?),
+        PacketType::Subscribe => Packet::Subscribe(subscribe::decode_subscribe(version, r)?),
+        PacketType::SubAck => Packet::SubAck(subscribe::decode_suback(version, r)?),
+        PacketType::Unsubscribe => Packet::Unsubscribe(subscribe::decode_unsubscribe(version, r)?),
+        PacketType::UnsubAck => Packet::UnsubAck(subscribe::decode_unsuback(version, r)?),
+        PacketType::PingReq => {
+            r.finish()?;
+            Packet::PingReq
+        }
+        PacketType::PingResp => {
+            r.finish()?;
+            Packet::PingResp
+        }
+        PacketType::Disconnect => Packet::Disconnect(simple::decode_disconnect(version, r)?),
+        PacketType::Auth => {
+            if !version.is_v5() {
+                return Err(DecodeError::InvalidPacketType(PacketType::Auth as u8));
+            }
+            Packet::Auth(simple::decode_auth(r)?)
+        }
+    })
+}
+
+/// PINGREQ and PINGRESP: a fixed header with Remaining Length 0.
+struct Ping(u8);
+
+impl Body for Ping {
+    fn first_byte(&self) -> u8 {
+        self.0
+    }
+    fn measure(&self, _: ProtocolVersion) -> Result<Measure, EncodeError> {
+        Ok(Measure::default())
+    }
+    fn write(&self, _: ProtocolVersion, _: &Measure, _: &mut BytesMut) {}
+}
+
+/// An [`Ack`] with the packet type it is sent as.
+struct AckAs<'a>(PacketType, &'a Ack);
+
+/// Dispatches on a packet to its [`Body`].
+macro_rules! with_body {
+    ($packet:expr, |$b:ident| $e:expr) => {
+        match $packet {
+            Packet::Connect($b) => $e,
+            Packet::ConnAck($b) => $e,
+            Packet::Publish($b) => $e,
+            Packet::PubAck(a) => {
+                let $b = &AckAs(PacketType::PubAck, a);
+                $e
+            }
+            Packet::PubRec(a) => {
+                let $b = &AckAs(PacketType::PubRec, a);
+                $e
+            }
+            Packet::PubRel(a) => {
+                let $b = &AckAs(PacketType::PubRel, a);
+                $e
+            }
+            Packet::PubComp(a) => {
+                let $b = &AckAs(PacketType::PubComp, a);
+                $e
+            }
+            Packet::Subscribe($b) => $e,
+            Packet::SubAck($b) => $e,
+            Packet::Unsubscribe($b) => $e,
+            Packet::UnsubAck($b) => $e,
+            Packet::PingReq => {
+                let $b = &Ping((PacketType::PingReq as u8) << 4);
+                $e
+            }
+            Packet::PingResp => {
+                let $b = &Ping((PacketType::PingResp as u8) << 4);
+                $e
+            }
+            Packet::Disconnect($b) => $e,
+            Packet::Auth($b) => $e,
+        }
+    };
+}
+
+impl Packet {
+    /// The exact length of the packet encoded for `version`, fixed header included.
+    ///
+    /// Fails like [`encode`](Packet::encode) when the packet cannot be encoded.
+    pub fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+        with_body!(self, |b| encoded_len_of(b, version))
+    }
+
+    /// Encodes the packet for `version` at the end of `dst`.
+    ///
+    /// The packet is validated first, then `dst` is reserved once for the exact length and
+    /// written without intermediate allocation. On error nothing is written. Fields that only
+    /// MQTT 5.0 has are an error for 3.x, never dropped: [`EncodeError::V5Only`],
+    /// [`EncodeError::ReasonCodeNotAllowed`], [`EncodeError::PacketNotInVersion`].
+    pub fn encode(&self, version: ProtocolVersion, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        with_body!(self, |b| encode_body(b, version, dst))
+    }
+
+    /// Decodes one packet from the front of a byte slice, for callers without a `BytesMut`.
+    ///
+    /// Returns `Ok(None)` when `bytes` does not hold a whole packet yet, or the packet and the
+    /// number of bytes it took. Only that one frame is copied (into a [`Bytes`] the packet's
+    /// payload and strings are slices of); the rest of `bytes` is not looked at.
+    ///
+    /// `version` is the version of the connection; a CONNECT is decoded according to its own
+    /// protocol level, and AUTH before 5.0 is [`DecodeError::InvalidPacketType`]. Unlike
+    /// [`Decoder`](crate::Decoder), no connection state is kept: CONNECT is accepted at any
+    /// time. The maximum packet size is checked from the fixed header as in
+    /// [`framing`].
+    pub fn decode(
+        version: ProtocolVersion,
+        bytes: &[u8],
+        max_packet_size: u32,
+    ) -> Result<Option<(Packet, usize)>, DecodeError> {
+        let header = match framing(bytes, max_packet_size)? {
+            Framing::Incomplete { .. } => return Ok(None),
+            Framing::Complete(header) => header,
+        };
+        let len = header.packet_len();
+        let frame = bytes
+            .get(usize::from(header.header_len)..len)
+            .ok_or(DecodeError::Truncated)?;
+        let packet = decode_body(&header, Some(version), Bytes::copy_from_slice(frame))?;
+        Ok(Some((packet, len)))
+    }
+}
+
+/// The encode API of the packet structs, so a packet can be encoded without wrapping it in a
+/// [`Packet`].
+macro_rules! encode_api {
+    ($($ty:ident),*) => {$(
+        impl $ty {
+            /// The exact length of the packet encoded for `version`, fixed header included.
+            pub fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+                encoded_len_of(self, version)
+            }
+
+            /// Encodes the packet for `version` at the end of `dst`: validated first, one
+            /// exact reservation, nothing written on error (see [`Packet::encode`]).
+            pub fn encode(
+                &self,
+                version: ProtocolVersion,
+                dst: &mut BytesMut,
+            ) -> Result<(), EncodeError> {
+                encode_body(self, version, dst)
+            }
+        }
+    )*};
+}
+
+encode_api!(
+    Connect,
+    ConnAck,
+    Publish,
+    Subscribe,
+    SubAck,
+    Unsubscribe,
+    UnsubAck,
+    Disconnect,
+    Auth
+);
+
+impl Ack {
+    fn as_packet(&self, packet_type: PacketType) -> Result<AckAs<'_>, EncodeError> {
+        match packet_type {
+            PacketType::PubAck | PacketType::PubRec | PacketType::PubRel | PacketType::PubComp => {
+                Ok(AckAs(packet_type, self))
+            }
+            _ => Err(EncodeError::InvalidValue(
+                "packet type of an Ack (PUBACK, PUBREC, PUBREL or PUBCOMP)",
+            )),
+        }
+    }
+
+    /// The exact length of the acknowledgement encoded as `packet_type` (PUBACK, PUBREC, PUBREL
+    /// or PUBCOMP) for `version`, fixed header included.
+    pub fn encoded_len(
+        &self,
+        packet_type: PacketType,
+        version: ProtocolVersion,
+    ) -> Result<usize, EncodeError> {
+        encoded_len_of(&self.as_packet(packet_type)?, version)
+    }
+
+    /// Encodes the acknowledgement as `packet_type` (PUBACK, PUBREC, PUBREL or PUBCOMP) for
+    /// `version` at the end of `dst`, in its shortest form (see [`Packet::encode`]).
+    pub fn encode(
+        &self,
+        packet_type: PacketType,
+        version: ProtocolVersion,
+        dst: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        encode_body(&self.as_packet(packet_type)?, version, dst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn total_len_at_the_varint_boundaries() {
+        assert_eq!(total_len(0), Ok(2));
+        assert_eq!(total_len(127), Ok(129));
+        assert_eq!(total_len(128), Ok(131));
+        assert_eq!(
+            total_len(MAX_REMAINING_LENGTH as usize),
+            Ok(MAX_REMAINING_LENGTH as usize + 5)
+        );
+        assert!(matches!(
+            total_len(MAX_REMAINING_LENGTH as usize + 1),
+            Err(EncodeError::PacketTooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn connect_version_must_match() {
+        let connect = Connect {
+            protocol: ProtocolVersion::V3_1_1,
+            clean_start: true,
+            keep_alive: 0,
+            client_id: crate::MqttString::new(),
+            will: None,
+            username: None,
+            password: None,
+            properties: Default::default(),
+        };
+        assert!(matches!(
+            connect.encoded_len(ProtocolVersion::V5),
+            Err(EncodeError::InvalidValue(_))
+        ));
+        assert_eq!(connect.encoded_len(ProtocolVersion::V3_1_1), Ok(14));
+    }
+
+    #[test]
+    fn decode_body_without_version_wants_connect() {
+        let header = FixedHeader {
+            packet_type: PacketType::PingReq,
+            flags: 0,
+            remaining_length: 0,
+            header_len: 2,
+        };
+        assert_eq!(
+            decode_body(&header, None, Bytes::new()),
+            Err(DecodeError::ExpectedConnect(PacketType::PingReq))
+        );
+        assert_eq!(
+            decode_body(&header, Some(ProtocolVersion::V3_1), Bytes::new()),
+            Ok(Packet::PingReq)
+        );
+    }
+}

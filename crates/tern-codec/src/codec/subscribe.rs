@@ -1,0 +1,379 @@
+//! SUBSCRIBE, SUBACK, UNSUBSCRIBE and UNSUBACK (3.8 to 3.11).
+
+use alloc::vec::Vec;
+use bytes::{BufMut, BytesMut};
+
+use super::{Body, Measure, check_reason, read_packet_id, read_reason};
+use crate::{
+    error::{DecodeError, EncodeError},
+    packet::{
+        AckProperties, PacketType, RetainHandling, SubAck, Subscribe, SubscribeProperties,
+        Subscription, SubscriptionOptions, UnsubAck, Unsubscribe, UnsubscribeProperties,
+    },
+    property::{self, Ctx},
+    qos::QoS,
+    reason::ReasonCode,
+    string::MqttString,
+    version::ProtocolVersion,
+    wire::{self, Reader},
+};
+
+const NO_LOCAL: u8 = 0x04;
+const RETAIN_AS_PUBLISHED: u8 = 0x08;
+const RETAIN_HANDLING_SHIFT: u8 = 4;
+/// Reserved bits of the subscription options: 6-7 in 5.0, 2-7 in 3.x.
+const RESERVED_V5: u8 = 0xC0;
+const RESERVED_V3: u8 = 0xFC;
+
+/// Reads a topic filter: any non-empty string (its syntax is `tern-topic`'s job).
+fn read_filter(r: &mut Reader) -> Result<MqttString, DecodeError> {
+    let filter = r.string()?;
+    if filter.is_empty() {
+        return Err(DecodeError::EmptyTopicFilter); // [MQTT-4.7.3-1]
+    }
+    Ok(filter)
+}
+
+fn decode_options(version: ProtocolVersion, byte: u8) -> Result<SubscriptionOptions, DecodeError> {
+    let reserved = if version.is_v5() {
+        RESERVED_V5
+    } else {
+        RESERVED_V3
+    };
+    if byte & reserved != 0 {
+        return Err(DecodeError::SubscriptionOptionsReserved); // [MQTT-3.8.3-5]
+    }
+    let qos = QoS::from_u8(byte & 0b11).ok_or(DecodeError::InvalidQoS)?;
+    let retain_handling = match (byte >> RETAIN_HANDLING_SHIFT) & 0b11 {
+        0 => RetainHandling::SendAtSubscribe,
+        1 => RetainHandling::SendIfNew,
+        2 => RetainHandling::DoNotSend,
+        _ => return Err(DecodeError::InvalidRetainHandling), // [MQTT-3.8.3-6]
+    };
+    Ok(SubscriptionOptions {
+        qos,
+        no_local: byte & NO_LOCAL != 0,
+        retain_as_published: byte & RETAIN_AS_PUBLISHED != 0,
+        retain_handling,
+    })
+}
+
+fn encode_options(o: &SubscriptionOptions) -> u8 {
+    let mut byte = o.qos.as_u8() | (o.retain_handling as u8) << RETAIN_HANDLING_SHIFT;
+    if o.no_local {
+        byte |= NO_LOCAL;
+    }
+    if o.retain_as_published {
+        byte |= RETAIN_AS_PUBLISHED;
+    }
+    byte
+}
+
+pub(super) fn decode_subscribe(
+    version: ProtocolVersion,
+    mut r: Reader,
+) -> Result<Subscribe, DecodeError> {
+    let packet_id = read_packet_id(&mut r)?;
+    let mut properties = SubscribeProperties::default();
+    if version.is_v5() {
+        property::read(&mut r, Ctx::Packet(PacketType::Subscribe), &mut properties)?;
+    }
+    let mut subscriptions = Vec::new();
+    while !r.is_empty() {
+        let filter = read_filter(&mut r)?;
+        let options = decode_options(version, r.u8()?)?;
+        subscriptions.push(Subscription { filter, options });
+    }
+    if subscriptions.is_empty() {
+        return Err(DecodeError::EmptySubscribe); // [MQTT-3.8.3-2]
+    }
+    Ok(Subscribe {
+        packet_id,
+        properties,
+        subscriptions,
+    })
+}
+
+/// Reads the reason codes of a SUBACK or UNSUBACK payload: at least one.
+fn read_reasons(
+    r: &mut Reader,
+    packet: PacketType,
+    version: ProtocolVersion,
+) -> Result<Vec<ReasonCode>, DecodeError> {
+    if r.is_empty() {
+        // One reason code per topic filter, and a request has at least one.
+        return Err(DecodeError::Truncated);
+    }
+    let mut codes = Vec::with_capacity(r.remaining());
+    while !r.is_empty() {
+        let code = if version.is_v5() {
+            read_reason(r, packet)?
+        } else {
+            // 3.x SUBACK return codes (3.1.1 3.9.3): 0x00, 0x01, 0x02, and 0x80 since 3.1.1.
+            let byte = r.u8()?;
+            match ReasonCode::from_u8(byte) {
+                Some(code) if v3_suback_allows(version, code) => code,
+                _ => return Err(DecodeError::InvalidReasonCode { packet, code: byte }),
+            }
+        };
+        codes.push(code);
+    }
+    Ok(codes)
+}
+
+fn v3_suback_allows(version: ProtocolVersion, code: ReasonCode) -> bool {
+    code.is_v3_suback()
+        && !(version == ProtocolVersion::V3_1 && code == ReasonCode::UnspecifiedError)
+}
+
+pub(super) fn decode_suback(
+    version: ProtocolVersion,
+    mut r: Reader,
+) -> Result<SubAck, DecodeError> {
+    let packet_id = read_packet_id(&mut r)?;
+    let mut properties = AckProperties::default();
+    if version.is_v5() {
+        property::read(&mut r, Ctx::Packet(PacketType::SubAck), &mut properties)?;
+    }
+    let reason_codes = read_reasons(&mut r, PacketType::SubAck, version)?;
+    Ok(SubAck {
+        packet_id,
+        properties,
+        reason_codes,
+    })
+}
+
+pub(super) fn decode_unsubscribe(
+    version: ProtocolVersion,
+    mut r: Reader,
+) -> Result<Unsubscribe, DecodeError> {
+    let packet_id = read_packet_id(&mut r)?;
+    let mut properties = UnsubscribeProperties::default();
+    if version.is_v5() {
+        property::read(
+            &mut r,
+            Ctx::Packet(PacketType::Unsubscribe),
+            &mut properties,
+        )?;
+    }
+    let mut filters = Vec::new();
+    while !r.is_empty() {
+        filters.push(read_filter(&mut r)?);
+    }
+    if filters.is_empty() {
+        return Err(DecodeError::EmptyUnsubscribe); // [MQTT-3.10.3-2]
+    }
+    Ok(Unsubscribe {
+        packet_id,
+        properties,
+        filters,
+    })
+}
+
+pub(super) fn decode_unsuback(
+    version: ProtocolVersion,
+    mut r: Reader,
+) -> Result<UnsubAck, DecodeError> {
+    let packet_id = read_packet_id(&mut r)?;
+    let mut properties = AckProperties::default();
+    if !version.is_v5() {
+        // 3.x UNSUBACK has no payload: Remaining Length 2.
+        r.finish()?;
+        return Ok(UnsubAck {
+            packet_id,
+            properties,
+            reason_codes: Vec::new(),
+        });
+    }
+    property::read(&mut r, Ctx::Packet(PacketType::UnsubAck), &mut properties)?;
+    let reason_codes = read_reasons(&mut r, PacketType::UnsubAck, version)?;
+    Ok(UnsubAck {
+        packet_id,
+        properties,
+        reason_codes,
+    })
+}
+
+fn check_filter(filter: &MqttString) -> Result<usize, EncodeError> {
+    if filter.is_empty() {
+        return Err(EncodeError::InvalidValue("topic filter (empty)"));
+    }
+    Ok(wire::string_len(filter))
+}
+
+impl Body for Subscribe {
+    fn first_byte(&self) -> u8 {
+        (PacketType::Subscribe as u8) << 4 | 0b0010
+    }
+
+    fn measure(&self, version: ProtocolVersion) -> Result<Measure, EncodeError> {
+        if self.subscriptions.is_empty() {
+            return Err(EncodeError::NoTopicFilters);
+        }
+        let mut m = Measure::default();
+        let mut len = 2usize;
+        if version.is_v5() {
+            m.props = property::measure(&self.properties)?;
+            len += property::block_len(m.props);
+        } else {
+            property::check_v3(&self.properties, version)?;
+        }
+        for s in &self.subscriptions {
+            if !version.is_v5() {
+                let o = &s.options;
+                let field = if o.no_local {
+                    "no_local"
+                } else if o.retain_as_published {
+                    "retain_as_published"
+                } else if o.retain_handling != RetainHandling::SendAtSubscribe {
+                    "retain_handling"
+                } else {
+                    ""
+                };
+                if !field.is_empty() {
+                    return Err(EncodeError::V5Only { field, version });
+                }
+            }
+            len = len.saturating_add(check_filter(&s.filter)? + 1);
+        }
+        m.remaining = len;
+        Ok(m)
+    }
+
+    fn write(&self, version: ProtocolVersion, m: &Measure, dst: &mut BytesMut) {
+        dst.put_u16(self.packet_id.get());
+        if version.is_v5() {
+            property::write(&self.properties, m.props, dst);
+        }
+        for s in &self.subscriptions {
+            wire::put_string(dst, &s.filter);
+            dst.put_u8(encode_options(&s.options));
+        }
+    }
+}
+
+/// Validates the reason codes of a SUBACK or UNSUBACK for `version`.
+fn check_reasons(
+    packet: PacketType,
+    codes: &[ReasonCode],
+    version: ProtocolVersion,
+) -> Result<(), EncodeError> {
+    if codes.is_empty() {
+        return Err(EncodeError::InvalidValue("reason_codes (empty)"));
+    }
+    for &code in codes {
+        if version.is_v5() {
+            check_reason(packet, code, version)?;
+        } else if !v3_suback_allows(version, code) {
+            return Err(EncodeError::ReasonCodeNotAllowed {
+                packet,
+                code,
+                version,
+            });
+        }
+    }
+    Ok(())
+}
+
+impl Body for SubAck {
+    fn first_byte(&self) -> u8 {
+        (PacketType::SubAck as u8) << 4
+    }
+
+    fn measure(&self, version: ProtocolVersion) -> Result<Measure, EncodeError> {
+        check_reasons(PacketType::SubAck, &self.reason_codes, version)?;
+        let mut m = Measure::default();
+        let mut len = 2usize;
+        if version.is_v5() {
+            m.props = property::measure(&self.properties)?;
+            len += property::block_len(m.props);
+        } else {
+            property::check_v3(&self.properties, version)?;
+        }
+        m.remaining = len.saturating_add(self.reason_codes.len());
+        Ok(m)
+    }
+
+    fn write(&self, version: ProtocolVersion, m: &Measure, dst: &mut BytesMut) {
+        dst.put_u16(self.packet_id.get());
+        if version.is_v5() {
+            property::write(&self.properties, m.props, dst);
+        }
+        for code in &self.reason_codes {
+            dst.put_u8(code.as_u8());
+        }
+    }
+}
+
+impl Body for Unsubscribe {
+    fn first_byte(&self) -> u8 {
+        (PacketType::Unsubscribe as u8) << 4 | 0b0010
+    }
+
+    fn measure(&self, version: ProtocolVersion) -> Result<Measure, EncodeError> {
+        if self.filters.is_empty() {
+            return Err(EncodeError::NoTopicFilters);
+        }
+        let mut m = Measure::default();
+        let mut len = 2usize;
+        if version.is_v5() {
+            m.props = property::measure(&self.properties)?;
+            len += property::block_len(m.props);
+        } else {
+            property::check_v3(&self.properties, version)?;
+        }
+        for filter in &self.filters {
+            len = len.saturating_add(check_filter(filter)?);
+        }
+        m.remaining = len;
+        Ok(m)
+    }
+
+    fn write(&self, version: ProtocolVersion, m: &Measure, dst: &mut BytesMut) {
+        dst.put_u16(self.packet_id.get());
+        if version.is_v5() {
+            property::write(&self.properties, m.props, dst);
+        }
+        for filter in &self.filters {
+            wire::put_string(dst, filter);
+        }
+    }
+}
+
+impl Body for UnsubAck {
+    fn first_byte(&self) -> u8 {
+        (PacketType::UnsubAck as u8) << 4
+    }
+
+    fn measure(&self, version: ProtocolVersion) -> Result<Measure, EncodeError> {
+        let mut m = Measure {
+            remaining: 2,
+            ..Measure::default()
+        };
+        if version.is_v5() {
+            check_reasons(PacketType::UnsubAck, &self.reason_codes, version)?;
+            m.props = property::measure(&self.properties)?;
+            m.remaining =
+                (2 + property::block_len(m.props)).saturating_add(self.reason_codes.len());
+        } else {
+            if !self.reason_codes.is_empty() {
+                return Err(EncodeError::V5Only {
+                    field: "reason_codes",
+                    version,
+                });
+            }
+            property::check_v3(&self.properties, version)?;
+        }
+        Ok(m)
+    }
+
+    fn write(&self, version: ProtocolVersion, m: &Measure, dst: &mut BytesMut) {
+        dst.put_u16(self.packet_id.get());
+        if version.is_v5() {
+            property::write(&self.properties, m.props, dst);
+            for code in &self.reason_codes {
+                dst.put_u8(code.as_u8());
+            }
+        }
+    }
+}
