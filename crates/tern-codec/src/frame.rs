@@ -244,12 +244,22 @@ impl Decoder {
                 packet_type,
                 version,
             }),
-            (Some(version), PacketType::Auth) if !version.is_v5() => {
-                Err(DecodeError::InvalidPacketType(PacketType::Auth as u8))
-            }
-            (Some(_), _) => Ok(()),
+            (Some(version), other) => check_type_in_version(version, other),
         }
     }
+}
+
+/// Refuses a packet type that `version` does not have: 15 is reserved before MQTT 5.0 and AUTH
+/// after it [MQTT-2.1.2]. Both the connection [`Decoder`] and `Packet::decode` apply it from
+/// the first byte.
+pub(crate) fn check_type_in_version(
+    version: ProtocolVersion,
+    packet_type: PacketType,
+) -> Result<(), DecodeError> {
+    if packet_type == PacketType::Auth && !version.is_v5() {
+        return Err(DecodeError::InvalidPacketType(PacketType::Auth as u8));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

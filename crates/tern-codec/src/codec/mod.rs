@@ -254,6 +254,9 @@ impl Packet {
         bytes: &[u8],
         max_packet_size: u32,
     ) -> Result<Option<(Packet, usize)>, DecodeError> {
+        if let Some(packet_type) = bytes.first().and_then(|b| PacketType::from_u8(b >> 4)) {
+            crate::frame::check_type_in_version(version, packet_type)?;
+        }
         let header = match framing(bytes, max_packet_size)? {
             Framing::Incomplete { .. } => return Ok(None),
             Framing::Complete(header) => header,
