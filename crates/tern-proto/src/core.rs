@@ -1,0 +1,965 @@
+//! The shared core of both sides: packet identifiers, in-flight tables, inbound QoS 2
+//! de-duplication, acknowledgements in receive order, topic aliases, flow control, keepalive,
+//! timers and the output queues. The client and server roles are thin layers on top.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tern_codec::{
+    Ack, Auth, Decoder, Disconnect, EncodeError, MAX_PACKET_SIZE, MqttString, Packet, PacketId,
+    PacketType, ProtocolVersion, Publish, QoS, ReasonCode, Will,
+};
+
+use crate::alias::{Choice, InboundAliases, OutboundAliases, Resolve};
+use crate::config::AckMode;
+use crate::error::{ConnectionError, ProtocolError, PublishError, UserError};
+use crate::event::{Event, will_to_publish};
+use crate::packet_id::PacketIds;
+use crate::state::{InboundPublish, OutgoingPhase, OutgoingPublish, QueuedMessage, SessionState};
+use crate::timer::{Timer, TimerTable};
+
+/// Which end of the connection an engine is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    Client,
+    Server,
+}
+
+/// Where the connection stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Client: before `connect`. Server: waiting for CONNECT.
+    Idle,
+    /// Client: CONNECT sent, waiting for CONNACK. Server: CONNECT surfaced, waiting for the
+    /// broker's answer.
+    Connecting,
+    /// CONNACK exchanged.
+    Connected,
+    /// The connection ended (reported once).
+    Closed,
+}
+
+/// The peer's limits, as this side must honour them when sending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SendLimits {
+    pub(crate) receive_maximum: u16,
+    pub(crate) maximum_packet_size: u32,
+    pub(crate) maximum_qos: QoS,
+    pub(crate) retain_available: bool,
+}
+
+impl Default for SendLimits {
+    fn default() -> Self {
+        SendLimits {
+            receive_maximum: u16::MAX,
+            maximum_packet_size: MAX_PACKET_SIZE,
+            maximum_qos: QoS::ExactlyOnce,
+            retain_available: true,
+        }
+    }
+}
+
+/// The limits this side announced and enforces on input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ReceiveLimits {
+    pub(crate) receive_maximum: u16,
+    pub(crate) maximum_qos: QoS,
+    pub(crate) retain_available: bool,
+}
+
+impl Default for ReceiveLimits {
+    fn default() -> Self {
+        ReceiveLimits {
+            receive_maximum: u16::MAX,
+            maximum_qos: QoS::ExactlyOnce,
+            retain_available: true,
+        }
+    }
+}
+
+/// The encoded size of a packet.
+pub(crate) fn wire_len(packet: &Packet, version: ProtocolVersion) -> Result<usize, EncodeError> {
+    packet.encoded_len(version)
+}
+
+/// The shared engine.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub(crate) side: Side,
+    pub(crate) version: ProtocolVersion,
+    pub(crate) phase: Phase,
+    pub(crate) state: SessionState,
+    pub(crate) ids: PacketIds,
+    /// Client: SUBSCRIBE/UNSUBSCRIBE identifiers awaiting SUBACK/UNSUBACK (with `true` for
+    /// SUBSCRIBE). Server: requests awaiting the broker's answer (with the filter count).
+    pub(crate) requests: Vec<(PacketId, PacketType, usize)>,
+    pub(crate) decoder: Decoder,
+    out: VecDeque<Packet>,
+    events: VecDeque<Event>,
+    pub(crate) timers: TimerTable,
+    now: Option<Instant>,
+    /// Keep alive in force, seconds (0: none).
+    pub(crate) keep_alive: u16,
+    pub(crate) ping_timeout: Option<Duration>,
+    ping_outstanding: bool,
+    pub(crate) send: SendLimits,
+    pub(crate) recv: ReceiveLimits,
+    pub(crate) in_aliases: InboundAliases,
+    pub(crate) out_aliases: OutboundAliases,
+    pub(crate) ack_mode: AckMode,
+    pub(crate) max_inflight: u16,
+    blocked: bool,
+    /// The Authentication Method of CONNECT, when enhanced authentication is in use.
+    pub(crate) auth_method: Option<MqttString>,
+    /// Server: the Will Message of the current connection.
+    pub(crate) will: Option<Will>,
+    /// Server: a Will waiting for its delay after the connection ended.
+    pub(crate) pending_will: Option<Will>,
+    /// The Session Expiry Interval CONNECT asked for (DISCONNECT may not raise it from 0).
+    pub(crate) connect_session_expiry: u32,
+    pub(crate) queue_limits: (usize, usize),
+}
+
+impl Core {
+    pub(crate) fn new(side: Side, version: ProtocolVersion, decoder: Decoder) -> Self {
+        Core {
+            side,
+            version,
+            phase: Phase::Idle,
+            state: SessionState::new(),
+            ids: PacketIds::default(),
+            requests: Vec::new(),
+            decoder,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            timers: TimerTable::default(),
+            now: None,
+            keep_alive: 0,
+            ping_timeout: None,
+            ping_outstanding: false,
+            send: SendLimits::default(),
+            recv: ReceiveLimits::default(),
+            in_aliases: InboundAliases::new(0),
+            out_aliases: OutboundAliases::new(0, false),
+            ack_mode: AckMode::Auto,
+            max_inflight: u16::MAX,
+            blocked: false,
+            auth_method: None,
+            will: None,
+            pending_will: None,
+            connect_session_expiry: 0,
+            queue_limits: (usize::MAX, usize::MAX),
+        }
+    }
+
+    /// Records the time of an input; time never goes backwards.
+    pub(crate) fn set_now(&mut self, now: Instant) {
+        self.now = Some(match self.now {
+            Some(prev) if prev > now => prev,
+            _ => now,
+        });
+    }
+
+    /// Installs a session state (resumed or put back), claiming its identifiers.
+    pub(crate) fn install_state(&mut self, mut state: SessionState) {
+        state.sanitize();
+        self.ids = PacketIds::with_next(state.next_packet_id);
+        for o in &state.outgoing {
+            self.ids.claim(o.packet_id);
+        }
+        self.state = state;
+    }
+
+    /// Forgets everything that belongs to one network connection.
+    pub(crate) fn reset_connection(&mut self) {
+        self.out.clear();
+        self.timers.stop_connection_timers();
+        self.ping_outstanding = false;
+        self.blocked = false;
+        self.in_aliases = InboundAliases::new(0);
+        self.out_aliases = OutboundAliases::new(0, false);
+        self.send = SendLimits::default();
+        self.drop_requests();
+        self.phase = Phase::Idle;
+    }
+
+    // ----- outputs -----
+
+    pub(crate) fn push_event(&mut self, event: Event) {
+        self.events.push_back(event);
+    }
+
+    pub(crate) fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Queues a packet for `poll_transmit`. A client re-arms its keepalive: the link is not
+    /// idle [MQTT-3.1.2-20].
+    pub(crate) fn queue(&mut self, packet: Packet) {
+        if self.side == Side::Client
+            && self.keep_alive > 0
+            && self.phase == Phase::Connected
+            && let Some(now) = self.now
+        {
+            self.timers.set(
+                Timer::KeepAliveSend,
+                now + Duration::from_secs(self.keep_alive.into()),
+            );
+        }
+        self.out.push_back(packet);
+    }
+
+    /// Appends every queued packet to `buf`; returns the bytes appended.
+    pub(crate) fn poll_transmit(&mut self, buf: &mut BytesMut) -> usize {
+        let start = buf.len();
+        while let Some(packet) = self.out.pop_front() {
+            // Every packet queued was checked with `encoded_len` or built by the engine for
+            // the version in force, so encoding cannot fail; a failure would be an engine bug
+            // and the packet is skipped rather than sent half-written.
+            let result = packet.encode(self.version, buf);
+            debug_assert!(
+                result.is_ok(),
+                "engine queued an unencodable packet: {result:?}"
+            );
+        }
+        buf.len() - start
+    }
+
+    pub(crate) fn has_transmit(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    // ----- input -----
+
+    /// Decodes the next packet of `buf`. A decode error closes the connection and yields
+    /// `None`, as does a closed connection (its input is discarded).
+    pub(crate) fn next_packet(&mut self, buf: &mut BytesMut) -> Option<Packet> {
+        if self.phase == Phase::Closed {
+            buf.clear();
+            return None;
+        }
+        match self.decoder.decode(buf) {
+            Ok(Some(packet)) => {
+                self.heard_from_peer();
+                Some(packet)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                buf.clear();
+                self.protocol_error(ProtocolError::Decode(e));
+                None
+            }
+        }
+    }
+
+    /// Server: any packet from the client resets the 1.5 × keep alive deadline
+    /// [MQTT-3.1.2-22].
+    fn heard_from_peer(&mut self) {
+        if self.side == Side::Server
+            && self.keep_alive > 0
+            && self.phase == Phase::Connected
+            && let Some(now) = self.now
+        {
+            let ms = u64::from(self.keep_alive) * 1500;
+            self.timers
+                .set(Timer::KeepAliveReceive, now + Duration::from_millis(ms));
+        }
+    }
+
+    /// Arms the keepalive timers once connected.
+    pub(crate) fn start_keepalive(&mut self) {
+        self.ping_outstanding = false;
+        self.timers.stop(Timer::KeepAliveSend);
+        self.timers.stop(Timer::PingResponse);
+        self.timers.stop(Timer::KeepAliveReceive);
+        if self.keep_alive == 0 {
+            return;
+        }
+        let Some(now) = self.now else { return };
+        match self.side {
+            Side::Client => self.timers.set(
+                Timer::KeepAliveSend,
+                now + Duration::from_secs(self.keep_alive.into()),
+            ),
+            Side::Server => self.heard_from_peer(),
+        }
+    }
+
+    /// The peer broke a rule: DISCONNECT with its reason code (5.0, once connected) and close.
+    pub(crate) fn protocol_error(&mut self, error: ProtocolError) {
+        let code = error.reason_code();
+        self.close(ConnectionError::Protocol(error), Some(code));
+    }
+
+    /// Ends the connection, reporting `reason` once. In 5.0 a DISCONNECT with `disconnect`
+    /// is sent first when the connection is established (a server that has not answered
+    /// CONNECT yet answers with CONNACK instead).
+    pub(crate) fn close(&mut self, reason: ConnectionError, disconnect: Option<ReasonCode>) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        if let Some(code) = disconnect.filter(|_| self.version.is_v5()) {
+            match (self.side, self.phase) {
+                (_, Phase::Connected) | (Side::Client, Phase::Connecting) => {
+                    self.queue(Packet::Disconnect(Disconnect {
+                        reason_code: code,
+                        ..Default::default()
+                    }));
+                }
+                (Side::Server, Phase::Connecting) if code.is_allowed_in(PacketType::ConnAck) => {
+                    self.queue(Packet::ConnAck(tern_codec::ConnAck {
+                        session_present: false,
+                        reason_code: code,
+                        properties: Default::default(),
+                    }));
+                }
+                _ => {}
+            }
+        }
+        self.phase = Phase::Closed;
+        self.timers.stop_connection_timers();
+        self.ping_outstanding = false;
+        self.drop_requests();
+        let publish_will = !reason.is_normal_disconnect();
+        self.events.push_back(Event::Disconnected(reason));
+        if let Some(will) = self.will.take().filter(|_| publish_will) {
+            self.schedule_will(will);
+        }
+    }
+
+    /// After an unclean end: the Will is published after the smaller of the Will Delay
+    /// Interval and the Session Expiry Interval [MQTT-3.1.3-9].
+    fn schedule_will(&mut self, will: Will) {
+        let delay = if self.version.is_v5() {
+            will.properties
+                .will_delay_interval
+                .unwrap_or(0)
+                .min(self.state.session_expiry_interval)
+        } else {
+            0
+        };
+        match (delay, self.now) {
+            (0, _) | (_, None) => self.events.push_back(Event::Will(will_to_publish(&will))),
+            (secs, Some(now)) => {
+                self.timers
+                    .set(Timer::WillDelay, now + Duration::from_secs(secs.into()));
+                self.pending_will = Some(will);
+            }
+        }
+    }
+
+    // ----- timers -----
+
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        self.set_now(now);
+        let now = self.now.unwrap_or(now);
+        for timer in self.timers.take_expired(now) {
+            match timer {
+                Timer::KeepAliveSend => {
+                    if self.phase == Phase::Connected && !self.ping_outstanding {
+                        self.ping_outstanding = true;
+                        let wait = self
+                            .ping_timeout
+                            .unwrap_or(Duration::from_secs(self.keep_alive.into()));
+                        self.timers.set(Timer::PingResponse, now + wait);
+                        self.queue(Packet::PingReq);
+                    }
+                }
+                Timer::PingResponse => {
+                    if self.ping_outstanding {
+                        self.close(ConnectionError::KeepAliveTimeout, None);
+                    }
+                }
+                Timer::KeepAliveReceive => {
+                    if self.phase == Phase::Connected {
+                        self.close(
+                            ConnectionError::KeepAliveTimeout,
+                            Some(ReasonCode::KeepAliveTimeout),
+                        );
+                    }
+                }
+                Timer::Connect => {
+                    if matches!(self.phase, Phase::Idle | Phase::Connecting) {
+                        self.close(ConnectionError::ConnectTimeout, None);
+                    }
+                }
+                Timer::WillDelay => {
+                    if let Some(will) = self.pending_will.take() {
+                        self.events.push_back(Event::Will(will_to_publish(&will)));
+                    }
+                }
+            }
+        }
+    }
+
+    // ----- packets both sides handle alike -----
+
+    /// PINGRESP (client side).
+    pub(crate) fn on_pingresp(&mut self) {
+        self.ping_outstanding = false;
+        self.timers.stop(Timer::PingResponse);
+    }
+
+    /// An inbound PUBLISH.
+    pub(crate) fn on_publish(&mut self, mut publish: Publish) -> Result<(), ProtocolError> {
+        if let Some(alias) = publish.properties.topic_alias.take() {
+            match self.in_aliases.resolve(alias.get(), &publish.topic) {
+                Resolve::Topic(topic) => publish.topic = topic,
+                Resolve::Invalid => {
+                    return Err(ProtocolError::TopicAliasInvalid {
+                        alias: alias.get(),
+                        maximum: self.in_aliases.maximum(),
+                    });
+                }
+                Resolve::Unknown => return Err(ProtocolError::UnknownTopicAlias(alias.get())),
+            }
+        }
+        if self.side == Side::Server {
+            if !publish.properties.subscription_identifiers.is_empty() {
+                return Err(ProtocolError::SubscriptionIdFromClient);
+            }
+            if publish.qos > self.recv.maximum_qos {
+                return Err(ProtocolError::QoSNotSupported);
+            }
+            if publish.retain && !self.recv.retain_available {
+                return Err(ProtocolError::RetainNotSupported);
+            }
+        }
+        let qos = publish.qos;
+        let Some(id) = publish.packet_id.filter(|_| qos != QoS::AtMostOnce) else {
+            self.events.push_back(Event::Publish {
+                publish,
+                needs_ack: false,
+            });
+            return Ok(());
+        };
+        if qos == QoS::ExactlyOnce && self.state.awaiting_pubrel.contains(&id) {
+            // A duplicate of a message already received: PUBREC again, no second delivery
+            // [MQTT-4.3.3-10].
+            self.queue(Packet::PubRec(Ack::new(id)));
+            return Ok(());
+        }
+        if self.state.inbound.iter().any(|i| i.packet_id == id) {
+            // A re-delivery of a message the application has not acknowledged yet: its
+            // acknowledgement will answer both.
+            return Ok(());
+        }
+        let unacked = self.state.inbound.len() + self.state.awaiting_pubrel.len();
+        if self.version.is_v5() && unacked >= usize::from(self.recv.receive_maximum) {
+            return Err(ProtocolError::ReceiveMaximumExceeded(
+                self.recv.receive_maximum,
+            ));
+        }
+        let auto = self.ack_mode == AckMode::Auto;
+        self.state.inbound.push_back(InboundPublish {
+            packet_id: id,
+            qos,
+            ack: auto.then_some(ReasonCode::Success),
+        });
+        self.events.push_back(Event::Publish {
+            publish,
+            needs_ack: !auto,
+        });
+        self.flush_acks();
+        Ok(())
+    }
+
+    /// The application's acknowledgement of an inbound QoS 1/2 message.
+    pub(crate) fn ack(&mut self, id: PacketId, reason: ReasonCode) -> Result<(), UserError> {
+        let Some(entry) = self
+            .state
+            .inbound
+            .iter_mut()
+            .find(|i| i.packet_id == id && i.ack.is_none())
+        else {
+            return Err(UserError::UnknownPacketId(id.get()));
+        };
+        let packet = if entry.qos == QoS::AtLeastOnce {
+            PacketType::PubAck
+        } else {
+            PacketType::PubRec
+        };
+        let allowed = if self.version.is_v5() {
+            reason.is_allowed_in(packet)
+        } else {
+            reason == ReasonCode::Success
+        };
+        if !allowed {
+            return Err(UserError::ReasonCode {
+                packet,
+                code: reason,
+            });
+        }
+        entry.ack = Some(reason);
+        self.flush_acks();
+        Ok(())
+    }
+
+    /// Sends the acknowledgements that are ready, in the order the PUBLISH packets arrived
+    /// [MQTT-4.6.0-2], [MQTT-4.6.0-3]; only while connected.
+    pub(crate) fn flush_acks(&mut self) {
+        if self.phase != Phase::Connected {
+            return;
+        }
+        while let Some(&InboundPublish {
+            packet_id,
+            qos,
+            ack: Some(code),
+        }) = self.state.inbound.front()
+        {
+            self.state.inbound.pop_front();
+            let ack = Ack {
+                packet_id,
+                reason_code: code,
+                properties: Default::default(),
+            };
+            if qos == QoS::AtLeastOnce {
+                self.queue(Packet::PubAck(ack));
+            } else {
+                if !code.is_error() && !self.state.awaiting_pubrel.contains(&packet_id) {
+                    self.state.awaiting_pubrel.push(packet_id);
+                }
+                self.queue(Packet::PubRec(ack));
+            }
+        }
+    }
+
+    /// PUBREL: release a QoS 2 message and answer PUBCOMP, or PUBCOMP 0x92 for an unknown
+    /// identifier.
+    pub(crate) fn on_pubrel(&mut self, ack: Ack) {
+        let id = ack.packet_id;
+        let code = if let Some(pos) = self.state.awaiting_pubrel.iter().position(|&p| p == id) {
+            self.state.awaiting_pubrel.swap_remove(pos);
+            ReasonCode::Success
+        } else if self.version.is_v5() {
+            ReasonCode::PacketIdentifierNotFound
+        } else {
+            ReasonCode::Success
+        };
+        self.queue(Packet::PubComp(Ack {
+            packet_id: id,
+            reason_code: code,
+            properties: Default::default(),
+        }));
+    }
+
+    fn outgoing_position(&self, id: PacketId) -> Option<usize> {
+        self.state.outgoing.iter().position(|o| o.packet_id == id)
+    }
+
+    fn finish_outgoing(&mut self, pos: usize, reason_code: ReasonCode) {
+        if let Some(o) = self.state.outgoing.remove(pos) {
+            self.ids.release(o.packet_id);
+            self.events.push_back(Event::PublishAcknowledged {
+                packet_id: o.packet_id,
+                qos: o.publish.qos,
+                reason_code,
+            });
+            self.window_freed();
+        }
+    }
+
+    /// PUBACK: a QoS 1 message is done. An acknowledgement for an identifier not in flight is
+    /// ignored.
+    pub(crate) fn on_puback(&mut self, ack: Ack) {
+        if let Some(pos) = self.outgoing_position(ack.packet_id)
+            && self.state.outgoing[pos].phase == OutgoingPhase::AwaitPubAck
+        {
+            self.finish_outgoing(pos, ack.reason_code);
+        }
+    }
+
+    /// PUBREC: answer PUBREL (again, for a duplicate PUBREC), or end the flow on an error code.
+    pub(crate) fn on_pubrec(&mut self, ack: Ack) {
+        let id = ack.packet_id;
+        match self.outgoing_position(id) {
+            Some(pos) => match self.state.outgoing[pos].phase {
+                OutgoingPhase::AwaitPubRec if ack.reason_code.is_error() => {
+                    self.finish_outgoing(pos, ack.reason_code);
+                }
+                OutgoingPhase::AwaitPubRec | OutgoingPhase::AwaitPubComp => {
+                    self.state.outgoing[pos].phase = OutgoingPhase::AwaitPubComp;
+                    self.queue(Packet::PubRel(Ack::new(id)));
+                }
+                OutgoingPhase::AwaitPubAck => {}
+            },
+            None => {
+                let code = if self.version.is_v5() {
+                    ReasonCode::PacketIdentifierNotFound
+                } else {
+                    ReasonCode::Success
+                };
+                self.queue(Packet::PubRel(Ack {
+                    packet_id: id,
+                    reason_code: code,
+                    properties: Default::default(),
+                }));
+            }
+        }
+    }
+
+    /// PUBCOMP: a QoS 2 message is done.
+    pub(crate) fn on_pubcomp(&mut self, ack: Ack) {
+        if let Some(pos) = self.outgoing_position(ack.packet_id)
+            && self.state.outgoing[pos].phase == OutgoingPhase::AwaitPubComp
+        {
+            self.finish_outgoing(pos, ack.reason_code);
+        }
+    }
+
+    /// DISCONNECT from the peer.
+    pub(crate) fn on_disconnect(&mut self, disconnect: Disconnect) {
+        if self.side == Side::Server
+            && let Some(expiry) = disconnect.properties.session_expiry_interval
+        {
+            if self.connect_session_expiry == 0 && expiry != 0 {
+                self.protocol_error(ProtocolError::SessionExpiryOnDisconnect);
+                return;
+            }
+            self.state.session_expiry_interval = expiry;
+        }
+        self.close(ConnectionError::PeerDisconnected(disconnect), None);
+    }
+
+    /// AUTH from the peer (5.0; the codec rejects it in 3.x).
+    pub(crate) fn on_auth(&mut self, auth: Auth) -> Result<(), ProtocolError> {
+        if self.auth_method.is_none() {
+            return Err(ProtocolError::UnexpectedAuth);
+        }
+        let allowed = match (self.side, self.phase) {
+            (Side::Client, Phase::Connecting) => {
+                auth.reason_code == ReasonCode::ContinueAuthentication
+            }
+            (Side::Client, _) => matches!(
+                auth.reason_code,
+                ReasonCode::ContinueAuthentication | ReasonCode::Success
+            ),
+            (Side::Server, Phase::Connecting) => {
+                auth.reason_code == ReasonCode::ContinueAuthentication
+            }
+            (Side::Server, _) => matches!(
+                auth.reason_code,
+                ReasonCode::ContinueAuthentication | ReasonCode::ReAuthenticate
+            ),
+        };
+        if !allowed {
+            return Err(ProtocolError::InvalidAuthReason(auth.reason_code));
+        }
+        self.events.push_back(Event::Auth(auth));
+        Ok(())
+    }
+
+    /// Sends an AUTH packet for the application.
+    pub(crate) fn send_auth(&mut self, auth: Auth) -> Result<(), UserError> {
+        if !self.version.is_v5() {
+            return Err(UserError::NotSupported("AUTH exists only in MQTT 5.0"));
+        }
+        if self.auth_method.is_none() {
+            return Err(UserError::InvalidState(
+                "AUTH without an authentication method in CONNECT",
+            ));
+        }
+        if matches!(self.phase, Phase::Idle | Phase::Closed) {
+            return Err(UserError::NotConnected);
+        }
+        if !auth.reason_code.is_allowed_in(PacketType::Auth) {
+            return Err(UserError::ReasonCode {
+                packet: PacketType::Auth,
+                code: auth.reason_code,
+            });
+        }
+        let packet = Packet::Auth(auth);
+        self.check_size(&packet)?;
+        self.queue(packet);
+        Ok(())
+    }
+
+    /// Checks that a packet can be encoded and is within the peer's Maximum Packet Size.
+    pub(crate) fn check_size(&self, packet: &Packet) -> Result<usize, UserError> {
+        let size = wire_len(packet, self.version).map_err(UserError::Encode)?;
+        if size > self.send.maximum_packet_size as usize {
+            return Err(UserError::PacketTooLarge {
+                size,
+                maximum: self.send.maximum_packet_size,
+            });
+        }
+        Ok(size)
+    }
+
+    // ----- outgoing messages -----
+
+    /// QoS 1/2 messages in flight.
+    pub(crate) fn inflight(&self) -> usize {
+        self.state.outgoing.len()
+    }
+
+    /// The in-flight window: the peer's Receive Maximum [MQTT-3.3.4-7], [MQTT-3.3.4-9], capped
+    /// by configuration.
+    pub(crate) fn window(&self) -> usize {
+        usize::from(self.send.receive_maximum.min(self.max_inflight).max(1))
+    }
+
+    /// Sends a new PUBLISH: assigns a packet identifier for QoS > 0 (never one in use
+    /// [MQTT-2.2.1-3]), respects the window and the peer's Maximum Packet Size, and picks a
+    /// topic alias.
+    pub(crate) fn send_publish(
+        &mut self,
+        mut publish: Publish,
+    ) -> Result<Option<PacketId>, PublishError> {
+        if self.phase != Phase::Connected {
+            return Err(UserError::NotConnected.into());
+        }
+        publish.dup = false;
+        publish.properties.topic_alias = None;
+        publish.packet_id = None;
+        let mut id = None;
+        if publish.qos != QoS::AtMostOnce {
+            if self.inflight() >= self.window() {
+                return Err(PublishError::Blocked);
+            }
+            let Some(new) = self.ids.allocate() else {
+                return Err(PublishError::Blocked);
+            };
+            publish.packet_id = Some(new);
+            id = Some(new);
+        }
+        let wire = match self.wire_publish(&publish) {
+            Ok(wire) => wire,
+            Err(e) => {
+                if let Some(id) = id {
+                    self.ids.release(id);
+                }
+                return Err(e);
+            }
+        };
+        self.state.next_packet_id = self.ids.next_hint();
+        if let Some(packet_id) = id {
+            let phase = if publish.qos == QoS::AtLeastOnce {
+                OutgoingPhase::AwaitPubAck
+            } else {
+                OutgoingPhase::AwaitPubRec
+            };
+            self.state.outgoing.push_back(OutgoingPublish {
+                packet_id,
+                phase,
+                publish,
+            });
+        }
+        self.queue(Packet::Publish(wire));
+        Ok(id)
+    }
+
+    /// The PUBLISH as it goes on the wire: with a topic alias when one fits, checked against
+    /// the peer's Maximum Packet Size [MQTT-3.1.2-24], [MQTT-3.2.2-15].
+    fn wire_publish(&mut self, publish: &Publish) -> Result<Publish, PublishError> {
+        let max = self.send.maximum_packet_size as usize;
+        let choice = if self.version.is_v5() {
+            self.out_aliases.choose(&publish.topic)
+        } else {
+            Choice::None
+        };
+        if choice != Choice::None {
+            let mut aliased = publish.clone();
+            match choice {
+                Choice::Define(a) => aliased.properties.topic_alias = PacketId::new(a),
+                Choice::Use(a) => {
+                    aliased.properties.topic_alias = PacketId::new(a);
+                    aliased.topic = MqttString::new();
+                }
+                Choice::None => {}
+            }
+            let packet = Packet::Publish(aliased);
+            if wire_len(&packet, self.version).is_ok_and(|len| len <= max) {
+                self.out_aliases.commit(&publish.topic, choice);
+                let Packet::Publish(aliased) = packet else {
+                    unreachable!("built above")
+                };
+                return Ok(aliased);
+            }
+        }
+        let packet = Packet::Publish(publish.clone());
+        let size = wire_len(&packet, self.version)
+            .map_err(|e| PublishError::User(UserError::Encode(e)))?;
+        if size > max {
+            return Err(PublishError::PacketTooLarge {
+                size,
+                maximum: self.send.maximum_packet_size,
+            });
+        }
+        Ok(publish.clone())
+    }
+
+    /// A slot of the window freed: send queued messages, then tell a blocked client.
+    fn window_freed(&mut self) {
+        self.pump_queue();
+        if self.blocked && self.inflight() < self.window() {
+            self.blocked = false;
+            self.events.push_back(Event::Writable);
+        }
+    }
+
+    /// Remembers that `publish` was refused for back-pressure, so `Writable` follows.
+    pub(crate) fn set_blocked(&mut self) {
+        self.blocked = true;
+    }
+
+    /// Sends queued messages while the window has room: expired ones are dropped and the
+    /// remaining expiry rewritten [MQTT-3.3.2-5], [MQTT-3.3.2-6]; one too large for the peer
+    /// is dropped as if sent [MQTT-3.1.2-25].
+    pub(crate) fn pump_queue(&mut self) {
+        while self.phase == Phase::Connected && self.inflight() < self.window() {
+            let Some(queued) = self.state.queued.pop_front() else {
+                break;
+            };
+            let Some(publish) = self.unexpired(queued.publish.clone(), queued.received_at) else {
+                continue;
+            };
+            match self.send_publish(publish) {
+                Ok(_) | Err(PublishError::PacketTooLarge { .. }) | Err(PublishError::User(_)) => {}
+                Err(PublishError::Blocked) => {
+                    self.state.queued.push_front(queued);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// The message with its Message Expiry Interval reduced by the time it waited, or `None`
+    /// once it expired.
+    pub(crate) fn unexpired(&self, mut publish: Publish, received_at: Instant) -> Option<Publish> {
+        if let Some(interval) = publish.properties.message_expiry_interval {
+            let waited = self.now.map_or(Duration::ZERO, |now| {
+                now.saturating_duration_since(received_at)
+            });
+            if waited >= Duration::from_secs(interval.into()) {
+                return None;
+            }
+            let waited_secs = u32::try_from(waited.as_secs()).unwrap_or(u32::MAX);
+            publish.properties.message_expiry_interval = Some(interval - waited_secs);
+        }
+        Some(publish)
+    }
+
+    /// Queues a message beyond the window (server side), within the broker's limits.
+    pub(crate) fn enqueue(&mut self, message: QueuedMessage) -> bool {
+        let (max_count, max_bytes) = self.queue_limits;
+        if self.state.queued.len() >= max_count
+            || self.state.queued_bytes() + message.weight() > max_bytes
+        {
+            return false;
+        }
+        self.state.queued.push_back(message);
+        true
+    }
+
+    /// After CONNACK on a resumed session: resend unacknowledged PUBLISH packets with DUP set
+    /// and PUBREL packets, with their original identifiers and in their original order
+    /// [MQTT-4.4.0-1], [MQTT-4.6.0-1], [MQTT-3.3.1-1]; then the pending acknowledgements and
+    /// the queue.
+    pub(crate) fn resume(&mut self) {
+        let mut i = 0;
+        while i < self.state.outgoing.len() {
+            let entry = &self.state.outgoing[i];
+            let packet = match entry.phase {
+                OutgoingPhase::AwaitPubComp => Packet::PubRel(Ack::new(entry.packet_id)),
+                OutgoingPhase::AwaitPubAck | OutgoingPhase::AwaitPubRec => {
+                    let mut publish = entry.publish.clone();
+                    publish.dup = true;
+                    publish.packet_id = Some(entry.packet_id);
+                    Packet::Publish(publish)
+                }
+            };
+            let fits = wire_len(&packet, self.version)
+                .is_ok_and(|len| len <= self.send.maximum_packet_size as usize);
+            if fits {
+                self.queue(packet);
+                i += 1;
+            } else {
+                // Too large for the peer's new Maximum Packet Size: dropped as if delivered
+                // [MQTT-3.1.2-25].
+                self.finish_outgoing(i, ReasonCode::PacketTooLarge);
+            }
+        }
+        self.flush_acks();
+        self.pump_queue();
+    }
+
+    /// A protocol error from a decode failure in a role (used for packets a side never
+    /// receives).
+    pub(crate) fn unexpected(&mut self, packet: PacketType, citation: &'static str) {
+        self.protocol_error(ProtocolError::UnexpectedPacket { packet, citation });
+    }
+
+    /// The first broken invariant of the engine, if any: for tests and fuzzers.
+    pub(crate) fn invariant_violation(&self) -> Option<&'static str> {
+        let mut ids = std::collections::BTreeSet::new();
+        for o in &self.state.outgoing {
+            if !ids.insert(o.packet_id) {
+                return Some("two outgoing messages share a packet identifier");
+            }
+            if !self.ids.is_in_use(o.packet_id) {
+                return Some("an outgoing packet identifier in flight is not reserved");
+            }
+            if o.publish.qos == QoS::AtMostOnce || o.publish.packet_id != Some(o.packet_id) {
+                return Some("an outgoing entry does not match its PUBLISH");
+            }
+        }
+        if self.side == Side::Client {
+            for (id, _, _) in &self.requests {
+                if !ids.insert(*id) || !self.ids.is_in_use(*id) {
+                    return Some("a SUBSCRIBE/UNSUBSCRIBE identifier is shared or not reserved");
+                }
+            }
+        }
+        let mut inbound = std::collections::BTreeSet::new();
+        if !self
+            .state
+            .inbound
+            .iter()
+            .all(|i| inbound.insert(i.packet_id))
+        {
+            return Some("two inbound messages share a packet identifier");
+        }
+        let unacked = self.state.inbound.len() + self.state.awaiting_pubrel.len();
+        if self.version.is_v5() && unacked > usize::from(self.recv.receive_maximum) {
+            return Some("more unacknowledged inbound messages than the Receive Maximum");
+        }
+        let (max_count, max_bytes) = self.queue_limits;
+        if self.state.queued.len() > max_count || self.state.queued_bytes() > max_bytes {
+            return Some("the queue exceeds its limits");
+        }
+        if self.phase == Phase::Closed
+            && Timer::ALL
+                .iter()
+                .any(|&t| t != Timer::WillDelay && self.timers.get(t).is_some())
+        {
+            return Some("a connection timer is armed after the connection closed");
+        }
+        None
+    }
+
+    /// Forgets pending SUBSCRIBE/UNSUBSCRIBE requests; a client frees their identifiers (a
+    /// server's requests carry the client's identifiers, not its own).
+    fn drop_requests(&mut self) {
+        for (id, _, _) in std::mem::take(&mut self.requests) {
+            if self.side == Side::Client {
+                self.ids.release(id);
+            }
+        }
+    }
+
+    /// Whether a packet identifier of an outgoing SUBSCRIBE/UNSUBSCRIBE is pending.
+    pub(crate) fn take_request(&mut self, id: PacketId, kind: PacketType) -> Option<usize> {
+        let pos = self
+            .requests
+            .iter()
+            .position(|&(p, k, _)| p == id && k == kind)?;
+        let (_, _, n) = self.requests.swap_remove(pos);
+        Some(n)
+    }
+}

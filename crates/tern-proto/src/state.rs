@@ -1,0 +1,128 @@
+//! Session state: what outlives a network connection [MQTT-4.1.0-1], as plain data.
+//!
+//! The broker takes it out of a server session with
+//! [`ServerSession::into_state`](crate::ServerSession::into_state), keeps or persists it, and
+//! hands it to the next connection of the same client through
+//! [`Accept`](crate::Accept); a client does the same with
+//! [`ClientSession::into_state`](crate::ClientSession::into_state). Every field is public plain
+//! data so that the broker can serialize it; the engine checks it when it is put back.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use tern_codec::{PacketId, Publish, QoS, ReasonCode};
+
+/// Where an outgoing QoS 1 or QoS 2 message stands in its handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OutgoingPhase {
+    /// QoS 1, PUBLISH sent, waiting for PUBACK.
+    AwaitPubAck,
+    /// QoS 2, PUBLISH sent, waiting for PUBREC.
+    AwaitPubRec,
+    /// QoS 2, PUBREL sent, waiting for PUBCOMP.
+    AwaitPubComp,
+}
+
+/// An outgoing message in flight: sent, not yet acknowledged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutgoingPublish {
+    /// Its packet identifier.
+    pub packet_id: PacketId,
+    /// Its handshake phase.
+    pub phase: OutgoingPhase,
+    /// The PUBLISH as first sent, with the full topic (aliases never outlive a connection
+    /// [MQTT-3.3.2-7]); resent with DUP set on session resume [MQTT-4.4.0-1].
+    pub publish: Publish,
+}
+
+/// A message waiting beyond the in-flight window (server side), or for the client to come back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuedMessage {
+    /// The PUBLISH to send, options already applied; its packet identifier is assigned when it
+    /// leaves the queue.
+    pub publish: Publish,
+    /// When the server received the message: the Message Expiry Interval counts from here
+    /// [MQTT-3.3.2-6].
+    pub received_at: Instant,
+}
+
+impl QueuedMessage {
+    /// The bytes the queue limit counts: topic plus payload.
+    pub fn weight(&self) -> usize {
+        self.publish.topic.len() + self.publish.payload.len()
+    }
+}
+
+/// An inbound QoS 1 or QoS 2 PUBLISH that the application has not acknowledged yet, or whose
+/// acknowledgement waits behind an earlier one [MQTT-4.6.0-2], [MQTT-4.6.0-3].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboundPublish {
+    /// Its packet identifier.
+    pub packet_id: PacketId,
+    /// QoS 1 (answered by PUBACK) or QoS 2 (answered by PUBREC).
+    pub qos: QoS,
+    /// The application's answer, once given.
+    pub ack: Option<ReasonCode>,
+}
+
+/// The state of a session that outlives its network connection.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionState {
+    /// Outgoing QoS 1 and QoS 2 messages in flight, in the order they were first sent
+    /// [MQTT-4.6.0-1].
+    pub outgoing: VecDeque<OutgoingPublish>,
+    /// Messages waiting for the in-flight window (server side), oldest first.
+    pub queued: VecDeque<QueuedMessage>,
+    /// Inbound QoS 1 and QoS 2 messages not yet acknowledged, in arrival order.
+    pub inbound: VecDeque<InboundPublish>,
+    /// Inbound QoS 2 packet identifiers acknowledged with PUBREC and waiting for PUBREL; a
+    /// PUBLISH with one of them is a duplicate and is not delivered again [MQTT-4.3.3-10].
+    pub awaiting_pubrel: Vec<PacketId>,
+    /// The next packet identifier to try for outgoing packets.
+    pub next_packet_id: u16,
+    /// The Session Expiry Interval in force, in seconds (0: the session ends with the
+    /// connection; `u32::MAX`: it never expires).
+    pub session_expiry_interval: u32,
+}
+
+impl SessionState {
+    /// An empty session.
+    pub fn new() -> Self {
+        SessionState::default()
+    }
+
+    /// Whether the session holds nothing in flight, queued or waiting.
+    pub fn is_empty(&self) -> bool {
+        self.outgoing.is_empty()
+            && self.queued.is_empty()
+            && self.inbound.is_empty()
+            && self.awaiting_pubrel.is_empty()
+    }
+
+    /// Outgoing packet identifiers in flight, in send order.
+    pub fn outgoing_ids(&self) -> impl Iterator<Item = PacketId> + '_ {
+        self.outgoing.iter().map(|o| o.packet_id)
+    }
+
+    /// The bytes of the queued messages, as counted against the queue limit.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued.iter().map(QueuedMessage::weight).sum()
+    }
+
+    /// Removes duplicate identifiers and impossible entries from state put back by a broker,
+    /// keeping the first of each.
+    pub(crate) fn sanitize(&mut self) {
+        let mut seen = std::collections::BTreeSet::new();
+        self.outgoing
+            .retain(|o| o.publish.qos != QoS::AtMostOnce && seen.insert(o.packet_id));
+        for o in &mut self.outgoing {
+            o.publish.packet_id = Some(o.packet_id);
+        }
+        let mut seen_in = std::collections::BTreeSet::new();
+        self.inbound
+            .retain(|i| i.qos != QoS::AtMostOnce && seen_in.insert(i.packet_id));
+        self.awaiting_pubrel.sort_unstable();
+        self.awaiting_pubrel.dedup();
+        self.queued.retain(|q| q.publish.qos != QoS::AtMostOnce);
+    }
+}
