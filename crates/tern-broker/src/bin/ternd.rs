@@ -1,0 +1,142 @@
+//! `ternd`: the Tern MQTT broker.
+//!
+//! Without a configuration it listens on 127.0.0.1:1883 only; `-c FILE` reads a TOML
+//! configuration (see `tern_broker::config`), `-p`/`--listen` add or replace listeners. It
+//! serves until SIGINT or SIGTERM, then shuts down gracefully.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tern_broker::config::ListenerConfig;
+use tern_broker::{Broker, Config};
+use tracing_subscriber::EnvFilter;
+
+/// The Tern MQTT broker (MQTT 3.1, 3.1.1 and 5.0).
+#[derive(Debug, Parser)]
+#[command(name = "ternd", version, about)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Listen on this port on 127.0.0.1 (repeatable; replaces the configured listeners).
+    #[arg(short = 'p', long = "port", value_name = "PORT")]
+    ports: Vec<u16>,
+    /// Listen on this address, e.g. 0.0.0.0:1883 (repeatable; replaces the configured
+    /// listeners).
+    #[arg(long = "listen", value_name = "ADDR")]
+    listen: Vec<SocketAddr>,
+    /// More log output: -v debug, -vv trace (RUST_LOG overrides).
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Check the configuration and exit.
+    #[arg(long = "check-config")]
+    check_config: bool,
+}
+
+/// Exit status of a configuration error.
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let config = match load_config(&cli) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("ternd: {message}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if cli.check_config {
+        println!("ternd: configuration OK");
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("ternd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(config))
+}
+
+fn load_config(cli: &Cli) -> Result<Config, String> {
+    let mut config = match &cli.config {
+        Some(path) => Config::from_file(path).map_err(|e| format!("{}: {e}", path.display()))?,
+        None => Config::default(),
+    };
+    let mut listeners: Vec<SocketAddr> = cli
+        .ports
+        .iter()
+        .map(|&port| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
+        .collect();
+    listeners.extend(&cli.listen);
+    if !listeners.is_empty() {
+        config.listeners = listeners.into_iter().map(ListenerConfig::new).collect();
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let broker = match Broker::new(config).start().await {
+        Ok(broker) => broker,
+        Err(e) => {
+            eprintln!("ternd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addrs: Vec<String> = broker
+        .local_addrs()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    println!(
+        "ternd {} listening on {}",
+        env!("CARGO_PKG_VERSION"),
+        addrs.join(", ")
+    );
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    if !broker.shutdown().await {
+        tracing::warn!("some connections did not close in time");
+    }
+    ExitCode::SUCCESS
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!("cannot watch SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,349 @@
+//! The public face of the broker: [`Broker`] (configure and start) and [`BrokerHandle`]
+//! (addresses, in-process publish, more listeners or connections, shutdown).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use parking_lot::Mutex;
+use tern_codec::{Publish, QoS};
+use tern_proto::{AckMode, Message, ServerConfig};
+use tern_topic::validate_topic_name;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{Config, ConfigError};
+use crate::connection;
+use crate::listener::Listener;
+use crate::retained::RetainedStore;
+use crate::router::Router;
+use crate::session::Registry;
+use crate::storage::{MemoryStorage, Storage, StorageError};
+
+/// A broker not started yet: a configuration and a storage.
+#[derive(Debug)]
+pub struct Broker {
+    config: Config,
+    storage: Arc<dyn Storage>,
+}
+
+/// Why a broker could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// The storage could not be read.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl Broker {
+    /// A broker with this configuration and in-memory storage.
+    pub fn new(config: Config) -> Self {
+        Broker {
+            config,
+            storage: Arc::new(MemoryStorage::new()),
+        }
+    }
+
+    /// Uses `storage` for sessions and retained messages.
+    pub fn with_storage(mut self, storage: Arc<dyn Storage>) -> Self {
+        self.storage = storage;
+        self
+    }
+
+    /// Validates the configuration, loads the retained messages, binds every configured
+    /// listener (default: 127.0.0.1:1883) and starts serving. Must be called within a tokio
+    /// runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError`] if the configuration is invalid, an address cannot be bound or the
+    /// storage cannot be read.
+    pub async fn start(self) -> Result<BrokerHandle, StartError> {
+        self.config.validate()?;
+        let mut listeners = Vec::new();
+        for addr in self.config.bind_addresses() {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })?;
+            listeners.push(listener);
+        }
+        let handle = self.start_without_listeners()?;
+        let mut addrs = Vec::new();
+        for listener in listeners {
+            addrs.push(handle.serve(listener).map_err(|source| StartError::Bind {
+                addr: "0.0.0.0:0".parse().expect("valid"),
+                source,
+            })?);
+        }
+        Ok(BrokerHandle { addrs, ..handle })
+    }
+
+    /// Starts the broker without binding anything: connections come through
+    /// [`BrokerHandle::serve`] and [`BrokerHandle::serve_connection`].
+    ///
+    /// # Errors
+    ///
+    /// [`StartError`] if the configuration is invalid or the storage cannot be read.
+    pub fn start_without_listeners(self) -> Result<BrokerHandle, StartError> {
+        self.config.validate()?;
+        let retained = RetainedStore::default();
+        for message in self.storage.load_retained()? {
+            retained.load(message);
+        }
+        let (task_tx, task_rx) = mpsc::channel(1);
+        let (shutdown, _) = watch::channel(false);
+        let nonce = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let shared = Arc::new(Shared {
+            engine: engine_config(&self.config),
+            config: self.config,
+            router: Router::default(),
+            retained,
+            registry: Registry::default(),
+            storage: self.storage,
+            stats: Arc::new(StatsCounters::default()),
+            shutdown,
+            tasks: Mutex::new(Some(task_tx)),
+            done: tokio::sync::Mutex::new(task_rx),
+            next_conn: AtomicU64::new(1),
+            nonce,
+        });
+        Ok(BrokerHandle {
+            shared,
+            addrs: Vec::new(),
+        })
+    }
+}
+
+fn engine_config(config: &Config) -> ServerConfig {
+    let limits = &config.limits;
+    ServerConfig {
+        receive_maximum: limits.receive_maximum,
+        maximum_packet_size: limits.maximum_packet_size,
+        topic_alias_maximum: limits.topic_alias_maximum,
+        maximum_qos: QoS::from_u8(limits.maximum_qos).unwrap_or(QoS::ExactlyOnce),
+        retain_available: limits.retain_available,
+        // The broker routes a message before it acknowledges it.
+        ack_mode: AckMode::Manual,
+        outgoing_topic_aliases: true,
+        max_inflight: config.session.max_inflight,
+        max_queued_messages: config.session.max_queued_messages,
+        max_queued_bytes: config.session.max_queued_bytes,
+        connect_timeout: (limits.connect_timeout > 0)
+            .then(|| Duration::from_secs(limits.connect_timeout)),
+    }
+}
+
+/// What every task of the broker shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) engine: ServerConfig,
+    pub(crate) router: Router,
+    pub(crate) retained: RetainedStore,
+    pub(crate) registry: Registry,
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) stats: Arc<StatsCounters>,
+    pub(crate) shutdown: watch::Sender<bool>,
+    /// Each connection task holds a clone; shutdown drops this one and waits for the rest.
+    tasks: Mutex<Option<mpsc::Sender<()>>>,
+    done: tokio::sync::Mutex<mpsc::Receiver<()>>,
+    next_conn: AtomicU64,
+    nonce: u64,
+}
+
+/// Held by a connection task while it runs; shutdown waits until every guard is dropped.
+pub(crate) type TaskGuard = mpsc::Sender<()>;
+
+impl Shared {
+    /// A guard for a new connection task, or `None` once shutdown began.
+    pub(crate) fn task_guard(&self) -> Option<TaskGuard> {
+        self.tasks.lock().clone()
+    }
+
+    /// A new connection id, unique within this broker.
+    pub(crate) fn next_conn(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A client identifier for a client that sent none.
+    pub(crate) fn assign_client_id(&self, conn: u64) -> String {
+        format!("tern-{:012x}-{conn}", self.nonce & 0xffff_ffff_ffff)
+    }
+}
+
+/// Counters of the broker, updated with relaxed atomics.
+#[derive(Debug, Default)]
+pub(crate) struct StatsCounters {
+    pub(crate) connections: AtomicU64,
+    pub(crate) messages_received: AtomicU64,
+    pub(crate) deliveries: AtomicU64,
+    pub(crate) dropped_qos0: AtomicU64,
+    pub(crate) dropped_queue_full: AtomicU64,
+}
+
+/// A snapshot of the broker's counters and sizes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Connections accepted since start.
+    pub connections: u64,
+    /// Application messages received (from clients, wills and [`BrokerHandle::publish`]).
+    pub messages_received: u64,
+    /// Deliveries made to sessions by routing.
+    pub deliveries: u64,
+    /// QoS 0 messages dropped because a mailbox was full.
+    pub dropped_qos0: u64,
+    /// QoS 1/2 messages dropped because a session's queue was full.
+    pub dropped_queue_full: u64,
+    /// Sessions, online and offline.
+    pub sessions: usize,
+    /// Subscriptions.
+    pub subscriptions: usize,
+    /// Retained messages.
+    pub retained: usize,
+}
+
+/// A running broker: cheap to clone; the broker runs until [`shutdown`](Self::shutdown).
+#[derive(Clone, Debug)]
+pub struct BrokerHandle {
+    shared: Arc<Shared>,
+    addrs: Vec<SocketAddr>,
+}
+
+/// An in-process publish that cannot be routed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The topic is not a valid topic name.
+    #[error("invalid topic name: {0}")]
+    InvalidTopic(#[from] tern_topic::TopicError),
+}
+
+impl BrokerHandle {
+    /// The addresses the broker's own listeners are bound to, in configuration order.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Publishes `publish` as the broker itself (no client origin): retained if RETAIN is set,
+    /// routed to every matching subscription. `$` topics are allowed here. Returns the number of
+    /// sessions it was delivered to.
+    ///
+    /// # Errors
+    ///
+    /// [`PublishError::InvalidTopic`] if the topic is not a valid topic name.
+    pub fn publish(&self, publish: Publish) -> Result<usize, PublishError> {
+        validate_topic_name(publish.topic.as_str())?;
+        let now = tokio::time::Instant::now().into_std();
+        let message = Arc::new(Message {
+            publish,
+            origin: None,
+            received_at: now,
+        });
+        let mut scratch = Vec::new();
+        Ok(connection::route(&self.shared, &message, now, &mut scratch))
+    }
+
+    /// Serves the connections of `listener` until shutdown; returns its address. After
+    /// shutdown began, the listener is dropped at once.
+    ///
+    /// # Errors
+    ///
+    /// The listener's address cannot be read.
+    pub fn serve<L: Listener>(&self, mut listener: L) -> io::Result<SocketAddr> {
+        let addr = listener.local_addr()?;
+        let shared = self.shared.clone();
+        let mut shutdown = shared.shutdown.subscribe();
+        // Shutdown also waits for the listener to be dropped, so its address is free after.
+        let Some(guard) = shared.task_guard() else {
+            return Ok(addr);
+        };
+        tokio::spawn(async move {
+            loop {
+                if *shutdown.borrow_and_update() {
+                    break;
+                }
+                tokio::select! {
+                    _ = shutdown.changed() => break,
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, peer)) => spawn_connection(&shared, stream, peer),
+                        Err(e) => {
+                            tracing::warn!(%addr, "accept failed: {e}");
+                            // Out of descriptors or similar: give the system a moment.
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    },
+                }
+            }
+            drop(listener);
+            drop(guard);
+            tracing::debug!(%addr, "listener stopped");
+        });
+        Ok(addr)
+    }
+
+    /// Serves one connection over any byte stream (e.g. one a TLS or WebSocket layer already
+    /// accepted). Dropped at once if the broker is shutting down.
+    pub fn serve_connection<S>(&self, stream: S, peer: SocketAddr)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        spawn_connection(&self.shared, stream, peer);
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        let c = &self.shared.stats;
+        Stats {
+            connections: c.connections.load(Ordering::Relaxed),
+            messages_received: c.messages_received.load(Ordering::Relaxed),
+            deliveries: c.deliveries.load(Ordering::Relaxed),
+            dropped_qos0: c.dropped_qos0.load(Ordering::Relaxed),
+            dropped_queue_full: c.dropped_queue_full.load(Ordering::Relaxed),
+            sessions: self.shared.registry.len(),
+            subscriptions: self.shared.router.len(),
+            retained: self.shared.retained.len(),
+        }
+    }
+
+    /// Shuts down gracefully: stops accepting, sends MQTT 5.0 clients DISCONNECT 0x8B Server
+    /// shutting down (3.x clients are just closed), flushes, and waits for the connections to
+    /// end, at most the configured `shutdown.timeout`. Returns whether every connection ended
+    /// in time.
+    pub async fn shutdown(&self) -> bool {
+        self.shared.shutdown.send_replace(true);
+        drop(self.shared.tasks.lock().take());
+        let timeout = self.shared.config.shutdown.timeout();
+        let mut done = self.shared.done.lock().await;
+        // `recv` returns `None` once every task guard is gone.
+        tokio::time::timeout(timeout, done.recv()).await.is_ok()
+    }
+}
+
+fn spawn_connection<S>(shared: &Arc<Shared>, stream: S, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Some(guard) = shared.task_guard() else {
+        return;
+    };
+    shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+    tokio::spawn(connection::run(shared.clone(), stream, peer, guard));
+}

@@ -1,0 +1,371 @@
+//! The broker's configuration: plain data, read from TOML by [`Config::from_toml_str`] or
+//! [`Config::from_file`], or built in code.
+//!
+//! Every table and key is optional; an unknown key is an error that names it and its line.
+//!
+//! ```toml
+//! # Where to listen. Without any `[[listener]]`, ternd listens on 127.0.0.1:1883 only.
+//! [[listener]]
+//! bind = "0.0.0.0:1883"
+//!
+//! [limits]
+//! maximum_packet_size = 268435455  # bytes, enforced from the fixed header (0x95)
+//! receive_maximum = 65535          # inbound QoS 1/2 unacknowledged at once (0x93)
+//! maximum_qos = 2                  # 0, 1 or 2
+//! retain_available = true
+//! topic_alias_maximum = 0
+//! connect_timeout = 10             # seconds to wait for CONNECT; 0 waits for ever
+//! max_session_expiry = 4294967295  # seconds; a client asking more gets this
+//!
+//! [session]
+//! max_inflight = 65535             # outgoing QoS 1/2 in flight per client
+//! max_queued_messages = 1000       # queued per session beyond the in-flight window
+//! max_queued_bytes = 16777216      # topic + payload bytes queued per session
+//!
+//! [mailbox]
+//! max_messages = 1024              # routed messages waiting for a connection's task
+//! max_bytes = 16777216
+//!
+//! [shutdown]
+//! timeout = 5                      # seconds to flush DISCONNECT 0x8B before exiting
+//! ```
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct Config {
+    /// The listeners, `[[listener]]` in TOML. Empty means the default: 127.0.0.1:1883.
+    #[serde(rename = "listener")]
+    pub listeners: Vec<ListenerConfig>,
+    /// Protocol limits announced to clients and enforced.
+    pub limits: Limits,
+    /// Per-session delivery limits.
+    pub session: SessionLimits,
+    /// Per-session mailbox limits.
+    pub mailbox: MailboxLimits,
+    /// Graceful shutdown.
+    pub shutdown: Shutdown,
+}
+
+/// The address the broker listens on when no listener is configured (loopback only, like
+/// mosquitto 2).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:1883";
+
+impl Config {
+    /// Parses a TOML configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Parse`] with the line, column and message (naming the key) of the first
+    /// problem.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e: toml::de::Error| {
+            let (line, column) = e
+                .span()
+                .map_or((0, 0), |span| line_column(text, span.start));
+            ConfigError::Parse {
+                line,
+                column,
+                message: e.message().trim().to_owned(),
+            }
+        })
+    }
+
+    /// Reads and parses a TOML file.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Io`] if the file cannot be read, [`ConfigError::Parse`] if it is not a
+    /// valid configuration.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::from_toml_str(&text)
+    }
+
+    /// A configuration listening on these addresses, everything else default.
+    pub fn with_listeners(addrs: impl IntoIterator<Item = SocketAddr>) -> Config {
+        Config {
+            listeners: addrs
+                .into_iter()
+                .map(|bind| ListenerConfig { bind })
+                .collect(),
+            ..Config::default()
+        }
+    }
+
+    /// The addresses to bind: the configured listeners, or [`DEFAULT_LISTEN`].
+    pub fn bind_addresses(&self) -> Vec<SocketAddr> {
+        if self.listeners.is_empty() {
+            vec![
+                DEFAULT_LISTEN
+                    .parse()
+                    .expect("the default address is valid"),
+            ]
+        } else {
+            self.listeners.iter().map(|l| l.bind).collect()
+        }
+    }
+
+    /// Checks the values serde cannot check.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid =
+            |key: &'static str, reason: &'static str| Err(ConfigError::Invalid { key, reason });
+        if self.limits.maximum_qos > 2 {
+            return invalid("limits.maximum_qos", "must be 0, 1 or 2");
+        }
+        if self.limits.receive_maximum == 0 {
+            return invalid("limits.receive_maximum", "must be at least 1");
+        }
+        if self.limits.maximum_packet_size < 16
+            || self.limits.maximum_packet_size > tern_codec::MAX_PACKET_SIZE
+        {
+            return invalid(
+                "limits.maximum_packet_size",
+                "must be between 16 and 268435455",
+            );
+        }
+        if self.session.max_inflight == 0 {
+            return invalid("session.max_inflight", "must be at least 1");
+        }
+        if self.mailbox.max_messages == 0 {
+            return invalid("mailbox.max_messages", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+/// One listener, `[[listener]]` in TOML.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ListenerConfig {
+    /// The address to bind, e.g. `"0.0.0.0:1883"`.
+    pub bind: SocketAddr,
+}
+
+impl ListenerConfig {
+    /// A listener on `bind`.
+    pub fn new(bind: SocketAddr) -> Self {
+        ListenerConfig { bind }
+    }
+}
+
+/// Protocol limits, `[limits]` in TOML.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Maximum Packet Size accepted, in bytes.
+    pub maximum_packet_size: u32,
+    /// Receive Maximum announced to MQTT 5.0 clients.
+    pub receive_maximum: u16,
+    /// Maximum QoS accepted from clients (0 to 2).
+    pub maximum_qos: u8,
+    /// Whether retained messages are accepted.
+    pub retain_available: bool,
+    /// Topic Alias Maximum announced to MQTT 5.0 clients.
+    pub topic_alias_maximum: u16,
+    /// Seconds to wait for CONNECT after the transport connected; 0 waits for ever.
+    pub connect_timeout: u64,
+    /// The longest Session Expiry Interval granted, in seconds.
+    pub max_session_expiry: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            maximum_packet_size: tern_codec::MAX_PACKET_SIZE,
+            receive_maximum: u16::MAX,
+            maximum_qos: 2,
+            retain_available: true,
+            topic_alias_maximum: 0,
+            connect_timeout: 10,
+            max_session_expiry: u32::MAX,
+        }
+    }
+}
+
+/// Per-session delivery limits, `[session]` in TOML.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct SessionLimits {
+    /// Outgoing QoS 1/2 messages in flight per client, on top of its Receive Maximum.
+    pub max_inflight: u16,
+    /// Messages queued per session beyond the in-flight window or while the client is away.
+    pub max_queued_messages: usize,
+    /// Bytes (topic + payload) queued per session.
+    pub max_queued_bytes: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            max_inflight: u16::MAX,
+            max_queued_messages: 1000,
+            max_queued_bytes: 16 << 20,
+        }
+    }
+}
+
+/// Per-session mailbox limits, `[mailbox]` in TOML: how many routed messages may wait for
+/// the connection's task to hand them to its session engine.
+///
+/// The policy: a **QoS 0** message beyond either limit is dropped and counted
+/// ([`Stats::dropped_qos0`](crate::Stats)). **QoS 1/2** messages are never dropped by the
+/// mailbox: beyond the limits they are still queued, and the connection is ended (MQTT 5.0:
+/// DISCONNECT 0x97 Quota exceeded) as a slow consumer, which moves its backlog into the
+/// session's own queue, kept for the client's next connection. That queue is bounded by
+/// [`SessionLimits`]; a message beyond it is refused by the engine, logged at `warn` and
+/// counted ([`Stats::dropped_queue_full`](crate::Stats)).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct MailboxLimits {
+    /// Messages waiting at most.
+    pub max_messages: usize,
+    /// Bytes (topic + payload) waiting at most.
+    pub max_bytes: usize,
+}
+
+impl Default for MailboxLimits {
+    fn default() -> Self {
+        MailboxLimits {
+            max_messages: 1024,
+            max_bytes: 16 << 20,
+        }
+    }
+}
+
+/// Graceful shutdown, `[shutdown]` in TOML.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct Shutdown {
+    /// Seconds given to connections to send DISCONNECT and flush.
+    pub timeout: u64,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown { timeout: 5 }
+    }
+}
+
+impl Shutdown {
+    /// The timeout as a duration.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout)
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has an unknown key or a value of the wrong type.
+    #[error("line {line}, column {column}: {message}")]
+    Parse {
+        /// 1-based line (0 if unknown).
+        line: usize,
+        /// 1-based column (0 if unknown).
+        column: usize,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{key}: {reason}")]
+    Invalid {
+        /// The key, as `table.key`.
+        key: &'static str,
+        /// What is allowed.
+        reason: &'static str,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_is_default_on_loopback() {
+        let config = Config::from_toml_str("").unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.bind_addresses(), ["127.0.0.1:1883".parse().unwrap()]);
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let text = "[[listener]]\nbind = \"0.0.0.0:1883\"\n[[listener]]\nbind = \"[::1]:1884\"\n\
+                    [limits]\nmaximum_qos = 1\n[session]\nmax_queued_messages = 5\n\
+                    [mailbox]\nmax_bytes = 100\n[shutdown]\ntimeout = 1\n";
+        let config = Config::from_toml_str(text).unwrap();
+        assert_eq!(config.bind_addresses().len(), 2);
+        assert_eq!(config.limits.maximum_qos, 1);
+        assert_eq!(config.session.max_queued_messages, 5);
+        assert_eq!(config.mailbox.max_bytes, 100);
+        assert_eq!(config.shutdown.timeout(), Duration::from_secs(1));
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let text = "[limits]\nmaximum_qos = 1\nmaximum_qso = 2\n";
+        let err = Config::from_toml_str(text).unwrap_err();
+        let ConfigError::Parse { line, message, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(*line, 3);
+        assert!(message.contains("maximum_qso"), "{message}");
+    }
+
+    #[test]
+    fn wrong_type_names_line() {
+        let err = Config::from_toml_str("\n\n[[listener]]\nbind = 5\n").unwrap_err();
+        let ConfigError::Parse { line, .. } = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(line, 4);
+    }
+
+    #[test]
+    fn out_of_range_is_invalid() {
+        let config = Config::from_toml_str("[limits]\nmaximum_qos = 3\n").unwrap();
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Invalid {
+                key: "limits.maximum_qos",
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,41 @@
+//! Where connections come from: the [`Listener`] trait over any byte stream, and its TCP
+//! implementation. TLS and WebSocket listeners implement the same trait (their `accept`
+//! returns a stream whose handshake runs on first use, or completes it before returning).
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A source of client connections.
+pub trait Listener: Send + 'static {
+    /// The byte stream of one connection.
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    /// Waits for the next connection and returns it with the peer's address.
+    fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
+
+    /// The address this listener is bound to.
+    ///
+    /// # Errors
+    ///
+    /// The socket's address cannot be read.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+}
+
+impl Listener for TcpListener {
+    type Stream = TcpStream;
+
+    async fn accept(&mut self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (stream, peer) = TcpListener::accept(self).await?;
+        // MQTT packets are small and latency matters more than segment count.
+        stream.set_nodelay(true)?;
+        Ok((stream, peer))
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        TcpListener::local_addr(self)
+    }
+}

@@ -1,0 +1,58 @@
+//! Retained messages: one per topic name, in a [`RetainedTree`] that a new subscription's
+//! filter is matched against, written through to the [`Storage`].
+
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use tern_proto::Message;
+use tern_topic::{RetainedTree, TopicName};
+
+use crate::storage::Storage;
+
+/// The retained messages of the broker.
+#[derive(Debug, Default)]
+pub(crate) struct RetainedStore {
+    tree: RwLock<RetainedTree<Arc<Message>>>,
+}
+
+impl RetainedStore {
+    /// Stores, replaces or (empty payload) deletes the retained message of the message's topic
+    /// [MQTT-3.3.1-5], [MQTT-3.3.1-6], [MQTT-3.3.1-7].
+    pub(crate) fn update(&self, message: &Arc<Message>, storage: &dyn Storage) {
+        let topic = &message.publish.topic;
+        if message.publish.payload.is_empty() {
+            let removed = self.tree.write().remove(topic.as_str()).is_some();
+            if removed && let Err(e) = storage.remove_retained(topic) {
+                tracing::error!(%topic, "cannot delete retained message: {e}");
+            }
+            return;
+        }
+        let Ok(name) = TopicName::new(topic.as_str()) else {
+            tracing::debug!(%topic, "invalid topic name not retained");
+            return;
+        };
+        self.tree.write().insert(name, message.clone());
+        if let Err(e) = storage.save_retained(message) {
+            tracing::error!(%topic, "cannot store retained message: {e}");
+        }
+    }
+
+    /// Loads a message at start, without writing it back.
+    pub(crate) fn load(&self, message: Message) {
+        if let Ok(name) = TopicName::new(message.publish.topic.as_str()) {
+            self.tree.write().insert(name, Arc::new(message));
+        }
+    }
+
+    /// Appends the retained messages whose topic matches `filter` to `out`.
+    pub(crate) fn matching(&self, filter: &str, out: &mut Vec<Arc<Message>>) {
+        self.tree
+            .read()
+            .for_each_matching(filter, |_, message| out.push(message.clone()));
+    }
+
+    /// Number of retained messages.
+    pub(crate) fn len(&self) -> usize {
+        self.tree.read().len()
+    }
+}

@@ -1,0 +1,174 @@
+//! The router: every subscription of every session in one [`SubscriptionTree`], behind a
+//! read-write lock. A publish takes the read lock only to collect the matching sessions into a
+//! reused `Vec`, releases it, then pushes one delivery per session into the mailboxes.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use parking_lot::RwLock;
+use tern_codec::{QoS, SubscriptionOptions};
+use tern_proto::{DeliveryOptions, Message};
+use tern_topic::{Match, SubscriptionFilter, SubscriptionTree};
+
+use crate::session::{Delivery, SessionHandle};
+
+/// One subscription, as the tree holds it.
+#[derive(Debug)]
+pub(crate) struct Subscription {
+    pub(crate) session: Arc<SessionHandle>,
+    pub(crate) options: SubscriptionOptions,
+    pub(crate) identifier: Option<NonZeroU32>,
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    tree: SubscriptionTree<u64, Subscription>,
+    /// Round-robin cursors of the shared groups: ShareName → filter → next member.
+    cursors: HashMap<Box<str>, HashMap<Box<str>, AtomicUsize>>,
+}
+
+/// A session reached by a publish, before overlapping subscriptions are merged.
+#[derive(Debug)]
+pub(crate) struct Target {
+    key: u64,
+    shared: bool,
+    session: Arc<SessionHandle>,
+    qos: QoS,
+    identifier: Option<NonZeroU32>,
+    no_local: bool,
+    retain_as_published: bool,
+}
+
+/// The subscription tree and the shared-group cursors.
+#[derive(Debug, Default)]
+pub(crate) struct Router {
+    tables: RwLock<Tables>,
+}
+
+impl Router {
+    /// Adds or replaces the subscription of `session` to `filter`; returns whether it existed.
+    pub(crate) fn subscribe(
+        &self,
+        filter: &SubscriptionFilter,
+        subscription: Subscription,
+    ) -> bool {
+        let mut tables = self.tables.write();
+        if let SubscriptionFilter::Shared(shared) = filter {
+            tables
+                .cursors
+                .entry(shared.share_name().into())
+                .or_default()
+                .entry(shared.filter().as_str().into())
+                .or_default();
+        }
+        tables
+            .tree
+            .insert(filter, subscription.session.key, subscription)
+            .is_some()
+    }
+
+    /// Removes the subscription of session `key` to `filter`; returns whether it existed.
+    pub(crate) fn unsubscribe(&self, filter: &SubscriptionFilter, key: u64) -> bool {
+        self.tables.write().tree.remove(filter, &key).is_some()
+    }
+
+    /// Removes every subscription of session `key`.
+    pub(crate) fn remove_session(&self, key: u64) {
+        self.tables.write().tree.remove_subscriber(&key);
+    }
+
+    /// Number of subscriptions.
+    pub(crate) fn len(&self) -> usize {
+        self.tables.read().tree.len()
+    }
+
+    /// Delivers `message` to every session whose subscriptions match its topic: once per
+    /// session for its overlapping plain subscriptions, at the highest of their QoS with every
+    /// subscription identifier [MQTT-3.3.4-2], [MQTT-3.3.4-3]; once per matching shared group
+    /// to one member, round robin (MQTT 5.0 section 4.8.2). `scratch` is reused across calls. Returns the
+    /// number of deliveries.
+    pub(crate) fn route(
+        &self,
+        message: &Arc<Message>,
+        now: Instant,
+        scratch: &mut Vec<Target>,
+    ) -> usize {
+        scratch.clear();
+        {
+            let tables = self.tables.read();
+            let topic = message.publish.topic.as_str();
+            tables.tree.for_each_match(topic, |m| match m {
+                Match::Subscription { value, .. } => scratch.push(Target::new(value, false)),
+                Match::Shared(group) => {
+                    let cursor = tables
+                        .cursors
+                        .get(group.share_name())
+                        .and_then(|filters| filters.get(group.filter().as_str()));
+                    let turn = cursor.map_or(0, |c| c.fetch_add(1, Ordering::Relaxed));
+                    if let Some((_, value)) = group.get(turn % group.len().max(1)) {
+                        scratch.push(Target::new(value, true));
+                    }
+                }
+            });
+        }
+        if scratch.len() > 1 {
+            scratch.sort_by_key(|t| (t.key, t.shared));
+        }
+        let mut delivered = 0;
+        let mut i = 0;
+        while i < scratch.len() {
+            let first = &scratch[i];
+            let mut j = i + 1;
+            let mut qos = first.qos;
+            let mut no_local = first.no_local;
+            let mut retain_as_published = first.retain_as_published;
+            let mut ids: Vec<NonZeroU32> = first.identifier.into_iter().collect();
+            // Overlapping plain subscriptions of one session merge into one delivery; each
+            // shared group stays a delivery of its own.
+            if !first.shared {
+                while j < scratch.len() && scratch[j].key == first.key && !scratch[j].shared {
+                    let t = &scratch[j];
+                    qos = qos.max(t.qos);
+                    no_local &= t.no_local;
+                    retain_as_published |= t.retain_as_published;
+                    ids.extend(t.identifier);
+                    j += 1;
+                }
+            }
+            first.session.push(
+                Delivery {
+                    message: message.clone(),
+                    qos,
+                    subscription_ids: ids,
+                    options: DeliveryOptions {
+                        no_local,
+                        retain_as_published,
+                        retained_replay: false,
+                    },
+                },
+                now,
+            );
+            delivered += 1;
+            i = j;
+        }
+        scratch.clear();
+        delivered
+    }
+}
+
+impl Target {
+    fn new(subscription: &Subscription, shared: bool) -> Self {
+        Target {
+            key: subscription.session.key,
+            shared,
+            session: subscription.session.clone(),
+            qos: subscription.options.qos,
+            identifier: subscription.identifier,
+            no_local: subscription.options.no_local,
+            retain_as_published: subscription.options.retain_as_published,
+        }
+    }
+}
