@@ -2,7 +2,7 @@
 //! client subscribed over TCP (raw `tern-codec` packets), a message published in-process, and
 //! a graceful shutdown.
 //!
-//! `cargo run -p tern-broker --example embedded_broker`
+//! `cargo run -p tern-examples --example embedded_broker`
 
 use bytes::BytesMut;
 use tern_broker::{Broker, Config};
