@@ -4,6 +4,7 @@
 //!   of the codec, the fuzz targets (built and smoke-run), then the whole test suite last so the
 //!   output ends with the test runner's own summary. Installs what it needs when missing.
 //! - `cargo xtask fuzz [SECONDS]`: build every fuzz target and run each for SECONDS (default 10).
+//! - `cargo xtask peers`: install the third-party MQTT peers of the interop tests.
 //! - `cargo xtask bench`: the criterion micro-benchmarks (`cargo bench`).
 
 use std::{
@@ -34,12 +35,19 @@ fn main() -> ExitCode {
             seconds.and_then(fuzz)
         }
         Some("bench") => bench(&args[1..]),
+        Some("peers") => interop_peers().map(|peers| {
+            println!(
+                "interop peers ready; NODE_PATH={}",
+                peers.node_path.display()
+            );
+        }),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
                  test            fmt, clippy, no_std build, fuzz smoke, then every test\n  \
                  fuzz [SECONDS]  build all fuzz targets and run each for SECONDS (default {FUZZ_SMOKE_SECONDS})\n  \
+                 peers           install the interop peers (mosquitto, paho-mqtt, MQTT.js)\n  \
                  bench [ARGS]    criterion micro-benchmarks (`cargo bench --workspace ARGS`)"
             );
             return ExitCode::from(2);
@@ -82,14 +90,83 @@ fn test() -> Result {
     step("fuzz targets: build and smoke run", || {
         fuzz(FUZZ_SMOKE_SECONDS)
     })?;
+    let interop = step(
+        "interop peers: mosquitto, paho-mqtt, MQTT.js",
+        interop_peers,
+    )?;
     step("tests (cargo test --workspace)", || {
-        run(cargo().args(["test", "--workspace"]))
+        run(cargo()
+            .args(["test", "--workspace"])
+            .env("TERN_INTEROP", "1")
+            .env("NODE_PATH", &interop.node_path))
     })?;
     println!(
         "==> xtask test: all steps passed in {:.0?}",
         started.elapsed()
     );
     Ok(())
+}
+
+/// Where the interop tests find the third-party peers that `interop_peers` installed.
+struct Interop {
+    /// `node_modules` holding the `mqtt` package (MQTT.js), for `NODE_PATH`.
+    node_path: PathBuf,
+}
+
+/// Installs the real third-party MQTT peers the interop tests drive, when missing: mosquitto
+/// and its clients (Debian packages), paho-mqtt 2.x (PyPI) and MQTT.js (npm, into
+/// `target/interop-node`). The tests run with `TERN_INTEROP=1`, under which a missing peer is a
+/// failure rather than a skip.
+fn interop_peers() -> Result<Interop> {
+    let have = |cmd: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {cmd} >/dev/null 2>&1")])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    let mosquitto = have("mosquitto") || Path::new("/usr/sbin/mosquitto").exists();
+    if !mosquitto || !have("mosquitto_pub") {
+        println!("    installing mosquitto and mosquitto-clients (apt-get)");
+        run(Command::new("apt-get").args(["update", "-qq"]))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(["mosquitto", "mosquitto-clients"])
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+    let paho_check = "import sys, paho.mqtt; sys.exit(paho.mqtt.__version__[0] != '2')";
+    let paho = Command::new("python3")
+        .args(["-c", paho_check])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !paho {
+        println!("    installing paho-mqtt 2.x (pip)");
+        run(Command::new("python3").args(["-m", "pip", "install", "--quiet", "paho-mqtt>=2,<3"]))?;
+    }
+    let node_dir = root().join("target").join("interop-node");
+    let node_path = node_dir.join("node_modules");
+    if !node_path.join("mqtt").join("package.json").exists() {
+        println!(
+            "    installing MQTT.js (npm install mqtt@5) into {}",
+            node_dir.display()
+        );
+        std::fs::create_dir_all(&node_dir)
+            .map_err(|e| format!("creating {}: {e}", node_dir.display()))?;
+        run(Command::new("npm")
+            .current_dir(&node_dir)
+            .args([
+                "install",
+                "--silent",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                ".",
+            ])
+            .arg("mqtt@5"))?;
+    }
+    Ok(Interop { node_path })
 }
 
 /// Builds the codec without `std` for a bare-metal target, installing the target if needed.
@@ -179,12 +256,12 @@ fn ensure_cargo_fuzz() -> Result {
 }
 
 /// Runs `f` as a named step, printing a clear line before and after.
-fn step(name: &str, f: impl FnOnce() -> Result) -> Result {
+fn step<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     println!("==> {name}");
     let started = Instant::now();
-    f().map_err(|e| format!("{name}: {e}"))?;
+    let value = f().map_err(|e| format!("{name}: {e}"))?;
     println!("==> ok: {name} ({:.1?})", started.elapsed());
-    Ok(())
+    Ok(value)
 }
 
 /// The cargo that runs this xtask, in the workspace root.
