@@ -258,7 +258,7 @@ impl ClientSession {
         self.core.set_now(now);
         if publish.qos > self.limits.maximum_qos {
             return Err(UserError::NotSupported(
-                "QoS above the server's Maximum QoS [MQTT-3.2.2-12]",
+                "QoS above the server's Maximum QoS [MQTT-3.2.2-11]",
             )
             .into());
         }
@@ -354,11 +354,20 @@ impl ClientSession {
         Ok(id)
     }
 
-    /// Sends AUTH (5.0 enhanced authentication: a continue step, or re-authentication once
-    /// connected).
+    /// Sends AUTH (5.0 enhanced authentication): Continue authentication while connecting
+    /// [MQTT-4.12.0-3]; once connected, Re-authenticate to start a re-authentication and
+    /// Continue authentication for its further steps [MQTT-4.12.1-1]. The Authentication
+    /// Method of CONNECT is filled in when left out; another one is refused [MQTT-4.12.0-5].
     pub fn auth(&mut self, now: Instant, auth: Auth) -> Result<(), UserError> {
         self.core.set_now(now);
-        if auth.reason_code == ReasonCode::Success {
+        let allowed = match self.core.phase {
+            Phase::Connecting => auth.reason_code == ReasonCode::ContinueAuthentication,
+            _ => matches!(
+                auth.reason_code,
+                ReasonCode::ContinueAuthentication | ReasonCode::ReAuthenticate
+            ),
+        };
+        if !allowed {
             return Err(UserError::ReasonCode {
                 packet: PacketType::Auth,
                 code: auth.reason_code,
@@ -379,7 +388,7 @@ impl ClientSession {
             && expiry != 0
         {
             return Err(UserError::InvalidValue(
-                "session expiry raised from 0 [MQTT-3.14.2-2]",
+                "session expiry raised from 0 (MQTT 5.0 section 3.14.2.2.2)",
             ));
         }
         let code = disconnect.reason_code;
@@ -442,14 +451,8 @@ impl ClientSession {
                 self.core.on_pubcomp(a);
                 Ok(())
             }
-            Packet::SubAck(s) => {
-                self.on_suback(s);
-                Ok(())
-            }
-            Packet::UnsubAck(u) => {
-                self.on_unsuback(u);
-                Ok(())
-            }
+            Packet::SubAck(s) => self.on_suback(s),
+            Packet::UnsubAck(u) => self.on_unsuback(u),
             Packet::PingResp => {
                 self.core.on_pingresp();
                 Ok(())
@@ -460,7 +463,9 @@ impl ClientSession {
             }
             Packet::Auth(a) => self.core.on_auth(a),
             other => {
-                return self.core.unexpected(other.packet_type(), "MQTT-2.1.2-1");
+                return self
+                    .core
+                    .unexpected(other.packet_type(), "section 2.1.2, direction of flow");
             }
         };
         if let Err(e) = result {
@@ -482,6 +487,19 @@ impl ClientSession {
         };
         if clean_start && session_present {
             return Err(ProtocolError::SessionPresentAfterCleanStart);
+        }
+        if self.core.version.is_v5() {
+            // A successful CONNACK repeats the Authentication Method of CONNECT
+            // [MQTT-4.12.0-5], and names none when CONNECT had none [MQTT-4.12.0-6].
+            match (
+                &self.core.auth_method,
+                &connack.properties.authentication_method,
+            ) {
+                (None, None) => {}
+                (None, Some(_)) => return Err(ProtocolError::UnexpectedAuth),
+                (Some(sent), Some(got)) if got == sent => {}
+                (Some(_), _) => return Err(ProtocolError::AuthMethodMismatch),
+            }
         }
         if !session_present {
             // The server has no session: discard ours [MQTT-3.2.2-5].
@@ -538,26 +556,42 @@ impl ClientSession {
         Ok(())
     }
 
-    fn on_suback(&mut self, suback: SubAck) {
-        if self
+    /// SUBACK: one reason code per topic filter [MQTT-3.8.4-6]; the identifier is free again.
+    /// A SUBACK for no pending SUBSCRIBE is ignored.
+    fn on_suback(&mut self, suback: SubAck) -> Result<(), ProtocolError> {
+        if let Some(expected) = self
             .core
             .take_request(suback.packet_id, PacketType::Subscribe)
-            .is_some()
         {
             self.core.ids.release(suback.packet_id);
+            if suback.reason_codes.len() != expected {
+                return Err(ProtocolError::ReasonCodeCount {
+                    expected,
+                    received: suback.reason_codes.len(),
+                });
+            }
             self.core.push_event(Event::SubAck(suback));
         }
+        Ok(())
     }
 
-    fn on_unsuback(&mut self, unsuback: UnsubAck) {
-        if self
+    /// UNSUBACK: in 5.0 one reason code per topic filter [MQTT-3.11.3-1], [MQTT-3.11.3-2]
+    /// (3.x has none); the identifier is free again.
+    fn on_unsuback(&mut self, unsuback: UnsubAck) -> Result<(), ProtocolError> {
+        if let Some(expected) = self
             .core
             .take_request(unsuback.packet_id, PacketType::Unsubscribe)
-            .is_some()
         {
             self.core.ids.release(unsuback.packet_id);
+            if self.core.version.is_v5() && unsuback.reason_codes.len() != expected {
+                return Err(ProtocolError::ReasonCodeCount {
+                    expected,
+                    received: unsuback.reason_codes.len(),
+                });
+            }
             self.core.push_event(Event::UnsubAck(unsuback));
         }
+        Ok(())
     }
 
     /// The configuration.

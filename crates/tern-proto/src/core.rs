@@ -333,7 +333,7 @@ impl Core {
     }
 
     /// After an unclean end: the Will is published after the smaller of the Will Delay
-    /// Interval and the Session Expiry Interval [MQTT-3.1.3-9].
+    /// Interval and the Session Expiry Interval [MQTT-3.1.2-8], [MQTT-3.1.3-9].
     fn schedule_will(&mut self, will: Will) {
         let delay = if self.version.is_v5() {
             will.properties
@@ -626,10 +626,15 @@ impl Core {
         self.close(ConnectionError::PeerDisconnected(disconnect), None);
     }
 
-    /// AUTH from the peer (5.0; the codec rejects it in 3.x).
+    /// AUTH from the peer (5.0; the codec rejects it in 3.x): only after a CONNECT with an
+    /// Authentication Method [MQTT-4.12.0-6], [MQTT-4.12.0-7], and always with that same method
+    /// [MQTT-4.12.0-5], [MQTT-4.12.1-1].
     pub(crate) fn on_auth(&mut self, auth: Auth) -> Result<(), ProtocolError> {
-        if self.auth_method.is_none() {
+        let Some(method) = &self.auth_method else {
             return Err(ProtocolError::UnexpectedAuth);
+        };
+        if auth.properties.authentication_method.as_ref() != Some(method) {
+            return Err(ProtocolError::AuthMethodMismatch);
         }
         let allowed = match (self.side, self.phase) {
             (Side::Client, Phase::Connecting) => {
@@ -654,15 +659,26 @@ impl Core {
         Ok(())
     }
 
-    /// Sends an AUTH packet for the application.
-    pub(crate) fn send_auth(&mut self, auth: Auth) -> Result<(), UserError> {
+    /// Sends an AUTH packet for the application. It carries the Authentication Method of
+    /// CONNECT [MQTT-4.12.0-5]: filled in when the application left it out, refused when it
+    /// names another one.
+    pub(crate) fn send_auth(&mut self, mut auth: Auth) -> Result<(), UserError> {
         if !self.version.is_v5() {
             return Err(UserError::NotSupported("AUTH exists only in MQTT 5.0"));
         }
-        if self.auth_method.is_none() {
+        let Some(method) = &self.auth_method else {
             return Err(UserError::InvalidState(
-                "AUTH without an authentication method in CONNECT",
+                "AUTH without an authentication method in CONNECT [MQTT-4.12.0-6], [MQTT-4.12.0-7]",
             ));
+        };
+        match &auth.properties.authentication_method {
+            None => auth.properties.authentication_method = Some(method.clone()),
+            Some(m) if m == method => {}
+            Some(_) => {
+                return Err(UserError::InvalidValue(
+                    "AUTH names another authentication method than CONNECT [MQTT-4.12.0-5]",
+                ));
+            }
         }
         if matches!(self.phase, Phase::Idle | Phase::Closed) {
             return Err(UserError::NotConnected);

@@ -26,7 +26,7 @@ pub enum ProtocolError {
     Decode(DecodeError),
     /// A packet arrived that the peer must not send in the current state (CONNECT twice
     /// [MQTT-3.1.0-2], anything but CONNACK or AUTH first from a server [MQTT-3.2.0-1], a packet
-    /// type this side never receives).
+    /// type this side never receives: section 2.1.2, direction of flow).
     #[error("unexpected {packet:?} [{citation}]")]
     UnexpectedPacket {
         /// The packet type received.
@@ -38,7 +38,7 @@ pub enum ProtocolError {
     #[error("PUBLISH from a client carries a subscription identifier [MQTT-3.3.4-6]")]
     SubscriptionIdFromClient,
     /// A Topic Alias of 0 or above the Topic Alias Maximum this side announced
-    /// [MQTT-3.3.2-8], [MQTT-3.3.2-9], [MQTT-3.3.2-10].
+    /// [MQTT-3.3.2-8], [MQTT-3.3.2-9] (from a client), [MQTT-3.3.2-11] (from a server).
     #[error("topic alias {alias} is 0 or above the maximum {maximum} [MQTT-3.3.2-9]")]
     TopicAliasInvalid {
         /// The alias received.
@@ -46,13 +46,13 @@ pub enum ProtocolError {
         /// The maximum announced.
         maximum: u16,
     },
-    /// An empty topic name with a Topic Alias that has no mapping on this connection
-    /// [MQTT-3.3.2-7] (Protocol Error).
-    #[error("topic alias {0} has no mapping on this connection [MQTT-3.3.2-7]")]
+    /// An empty topic name with a Topic Alias that has no mapping on this connection: a
+    /// Protocol Error (section 3.3.2.3.4; mappings never outlive a connection [MQTT-3.3.2-7]).
+    #[error("topic alias {0} has no mapping on this connection (MQTT 5.0 section 3.3.2.3.4)")]
     UnknownTopicAlias(u16),
     /// More unacknowledged QoS 1 and QoS 2 PUBLISH packets than the Receive Maximum this side
-    /// announced [MQTT-3.3.4-9], [MQTT-3.3.4-10].
-    #[error("receive maximum {0} exceeded [MQTT-3.3.4-9]")]
+    /// announced: [MQTT-3.3.4-7] from a client, [MQTT-3.3.4-9] from a server.
+    #[error("receive maximum {0} exceeded [MQTT-3.3.4-7], [MQTT-3.3.4-9]")]
     ReceiveMaximumExceeded(u16),
     /// A PUBLISH with a QoS above the Maximum QoS the server announced [MQTT-3.2.2-11].
     #[error("PUBLISH QoS above the server's maximum QoS [MQTT-3.2.2-11]")]
@@ -60,17 +60,34 @@ pub enum ProtocolError {
     /// A retained PUBLISH although the server said Retain Available 0 [MQTT-3.2.2-14].
     #[error("retained PUBLISH while retain is not available [MQTT-3.2.2-14]")]
     RetainNotSupported,
-    /// A DISCONNECT sets a non-zero Session Expiry Interval although CONNECT set 0
-    /// [MQTT-3.14.2-2].
-    #[error("DISCONNECT sets a session expiry after CONNECT set 0 [MQTT-3.14.2-2]")]
+    /// A DISCONNECT from the client sets a non-zero Session Expiry Interval although CONNECT
+    /// set 0 (or none): a Protocol Error by section 3.14.2.2.2 (a statement without a number;
+    /// [MQTT-3.14.2-2] is the server's side of the same property).
+    #[error("DISCONNECT sets a session expiry after CONNECT set 0 (MQTT 5.0 section 3.14.2.2.2)")]
     SessionExpiryOnDisconnect,
-    /// AUTH while no enhanced authentication was started by CONNECT [MQTT-4.12.0-1]
-    /// ([MQTT-4.12.0-6] on the server side).
-    #[error("AUTH without an authentication method in CONNECT [MQTT-4.12.0-6]")]
+    /// AUTH while no enhanced authentication was started by CONNECT: from a client
+    /// [MQTT-4.12.0-7], from a server [MQTT-4.12.0-6]. Also an Authentication Method in a
+    /// CONNACK after a CONNECT without one [MQTT-4.12.0-6].
+    #[error("AUTH without an authentication method in CONNECT [MQTT-4.12.0-6], [MQTT-4.12.0-7]")]
     UnexpectedAuth,
-    /// An AUTH reason code that is not allowed at this point of the exchange [MQTT-4.12.0-2].
-    #[error("AUTH reason code {0} not allowed here [MQTT-4.12.0-2]")]
+    /// An AUTH reason code that is not allowed at this point of the exchange: Continue
+    /// authentication during CONNECT [MQTT-4.12.0-2], [MQTT-4.12.0-3], Re-authenticate only
+    /// from a connected client [MQTT-4.12.1-1], Success only from the server.
+    #[error("AUTH reason code {0} not allowed here [MQTT-4.12.0-2], [MQTT-4.12.0-3]")]
     InvalidAuthReason(ReasonCode),
+    /// An AUTH (or a successful CONNACK) without the Authentication Method of CONNECT, or with
+    /// another one [MQTT-4.12.0-5], [MQTT-4.12.1-1].
+    #[error("AUTH or CONNACK authentication method differs from CONNECT's [MQTT-4.12.0-5]")]
+    AuthMethodMismatch,
+    /// A SUBACK (or a 5.0 UNSUBACK) whose number of reason codes is not the number of topic
+    /// filters of the request [MQTT-3.8.4-6], [MQTT-3.9.3-1], [MQTT-3.11.3-1].
+    #[error("{received} reason codes for {expected} topic filters [MQTT-3.8.4-6]")]
+    ReasonCodeCount {
+        /// Topic filters in the request.
+        expected: usize,
+        /// Reason codes received.
+        received: usize,
+    },
     /// A CONNACK with Session Present 1 although this client asked for a clean start
     /// [MQTT-3.2.2-4].
     #[error("CONNACK session present after a clean start [MQTT-3.2.2-4]")]
@@ -97,6 +114,8 @@ impl ProtocolError {
             | ProtocolError::SessionExpiryOnDisconnect
             | ProtocolError::UnexpectedAuth
             | ProtocolError::InvalidAuthReason(_)
+            | ProtocolError::AuthMethodMismatch
+            | ProtocolError::ReasonCodeCount { .. }
             | ProtocolError::SessionPresentAfterCleanStart => ReasonCode::ProtocolError,
         }
     }
@@ -123,7 +142,7 @@ pub enum ConnectionError {
     #[error("closed locally: {0}")]
     LocallyClosed(ReasonCode),
     /// Keepalive: the client got no PINGRESP in time, or the server heard nothing from the
-    /// client for 1.5 times the keep alive [MQTT-3.1.2-22], [MQTT-3.1.2-24].
+    /// client for 1.5 times the keep alive [MQTT-3.1.2-22] (3.1.1: [MQTT-3.1.2-24]).
     #[error("keep alive timeout")]
     KeepAliveTimeout,
     /// CONNECT or CONNACK did not arrive within the configured connect timeout.
@@ -182,9 +201,9 @@ pub enum UserError {
         /// The reason code given.
         code: ReasonCode,
     },
-    /// The number of reason codes does not match the number of topic filters [MQTT-3.9.3-1],
-    /// [MQTT-3.11.3-1].
-    #[error("{given} reason codes for {expected} topic filters [MQTT-3.9.3-1]")]
+    /// The number of reason codes does not match the number of topic filters [MQTT-3.8.4-6],
+    /// [MQTT-3.9.3-1], [MQTT-3.11.3-1], [MQTT-3.11.3-2].
+    #[error("{given} reason codes for {expected} topic filters [MQTT-3.8.4-6]")]
     ReasonCodeCount {
         /// Filters in the request.
         expected: usize,

@@ -56,7 +56,7 @@ pub struct DeliveryOptions {
     /// Retain As Published: keep the RETAIN flag [MQTT-3.3.1-12], [MQTT-3.3.1-13].
     pub retain_as_published: bool,
     /// The message is a retained one sent because of a new subscription: RETAIN stays 1
-    /// [MQTT-3.3.1-9].
+    /// (5.0 section 3.3.1.3, after [MQTT-3.3.1-9]; 3.1.1: [MQTT-3.3.1-8]).
     pub retained_replay: bool,
 }
 
@@ -259,6 +259,12 @@ impl ServerSession {
 
     /// Accepts the pending CONNECT: sends CONNACK, resumes the session (resending in-flight
     /// messages with DUP [MQTT-4.4.0-1]) and handles packets that arrived meanwhile.
+    ///
+    /// In 5.0 the CONNACK carries the Authentication Method of CONNECT (filled in when left
+    /// out) [MQTT-4.12.0-5] and none when CONNECT had none [MQTT-4.12.0-6]. A Will whose QoS
+    /// is above the Maximum QoS, or that is retained while Retain Available is 0, cannot be
+    /// accepted: the call fails with [`UserError::NotSupported`] and the broker rejects with
+    /// 0x9B or 0x9A [MQTT-3.2.2-12], [MQTT-3.2.2-13].
     pub fn accept(&mut self, now: Instant, accept: Accept) -> Result<(), UserError> {
         self.core.set_now(now);
         if self.core.phase != Phase::Connecting {
@@ -269,6 +275,38 @@ impl ServerSession {
         };
         let v5 = self.core.version.is_v5();
         let mut props = accept.properties;
+        if v5 {
+            match (&self.core.auth_method, &props.authentication_method) {
+                (None, Some(_)) => {
+                    return Err(UserError::InvalidValue(
+                        "an Authentication Method in CONNACK needs one in CONNECT [MQTT-4.12.0-6]",
+                    ));
+                }
+                (Some(sent), Some(answer)) if sent != answer => {
+                    return Err(UserError::InvalidValue(
+                        "CONNACK names another authentication method than CONNECT [MQTT-4.12.0-5]",
+                    ));
+                }
+                (Some(sent), None) => props.authentication_method = Some(sent.clone()),
+                _ => {}
+            }
+            if let Some(will) = &connect.will {
+                let maximum_qos = props.maximum_qos.unwrap_or(self.config.maximum_qos);
+                if will.qos > maximum_qos {
+                    return Err(UserError::NotSupported(
+                        "Will QoS above the Maximum QoS: reject with 0x9B [MQTT-3.2.2-12]",
+                    ));
+                }
+                let retain = props
+                    .retain_available
+                    .unwrap_or(self.config.retain_available);
+                if will.retain && !retain {
+                    return Err(UserError::NotSupported(
+                        "retained Will without Retain Available: reject with 0x9A [MQTT-3.2.2-13]",
+                    ));
+                }
+            }
+        }
         if v5 && connect.client_id.is_empty() {
             match &props.assigned_client_identifier {
                 Some(id) if !id.is_empty() => {}
@@ -439,7 +477,8 @@ impl ServerSession {
         self.core.send_auth(auth)
     }
 
-    /// Answers a SUBSCRIBE with one reason code per topic filter, in order [MQTT-3.9.3-1]
+    /// Answers a SUBSCRIBE with one reason code per topic filter [MQTT-3.8.4-6], in order
+    /// [MQTT-3.9.3-1]
     /// (in 3.x: granted QoS 0 to 2, or 0x80 as [`ReasonCode::UnspecifiedError`]).
     pub fn suback(
         &mut self,
@@ -701,7 +740,7 @@ impl ServerSession {
         self.core.timers.stop(Timer::Connect);
         self.core.phase = Phase::Connecting;
         if !connect.protocol.is_v5() && connect.client_id.is_empty() && !connect.clean_start {
-            // A zero-byte identifier needs Clean Session 1 [MQTT-3.1.3-8].
+            // A zero-byte identifier needs Clean Session 1 (3.1.1: [MQTT-3.1.3-8]).
             self.send_refusal(ReasonCode::ClientIdentifierNotValid);
             return;
         }
@@ -765,7 +804,11 @@ impl ServerSession {
             Packet::Connect(_) => {
                 return self.core.unexpected(PacketType::Connect, "MQTT-3.1.0-2");
             }
-            other => return self.core.unexpected(other.packet_type(), "MQTT-2.1.2-1"),
+            other => {
+                return self
+                    .core
+                    .unexpected(other.packet_type(), "section 2.1.2, direction of flow");
+            }
         };
         if let Err(e) = result {
             self.core.protocol_error(e);

@@ -346,7 +346,8 @@ fn receive_maximum_blocks_then_writable() {
 
 #[test]
 fn receive_maximum_exceeded_disconnects_0x93() {
-    // [MQTT-3.3.4-9]: more unacknowledged QoS 1/2 PUBLISHes than announced is 0x93.
+    // [MQTT-3.3.4-7]: a client sending more unacknowledged QoS 1/2 PUBLISHes than the
+    // server's Receive Maximum gets DISCONNECT 0x93.
     let now = t0();
     let v = ProtocolVersion::V5;
     let config = ServerConfig {

@@ -19,10 +19,13 @@ use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tern_codec::{ConnAckProperties, MqttString, PacketId, Publish, QoS, ReasonCode};
+use tern_codec::{
+    ConnAckProperties, MqttString, PacketId, Publish, QoS, ReasonCode, SubAck, SubscribeProperties,
+    Subscription, UnsubAck, UnsubscribeProperties,
+};
 use tern_proto::{
     Accept, ClientConfig, ClientSession, ConnectionError, DeliverOutcome, DeliveryOptions, Event,
-    Message, PublishError, ServerConfig, ServerSession,
+    Message, PublishError, ServerConfig, ServerSession, UserError,
 };
 
 /// A small deterministic random number generator (SplitMix64).
@@ -190,6 +193,10 @@ pub struct Sim {
     pub server_disconnects: Vec<(Instant, ConnectionError)>,
     /// Wills the server asked the broker to publish.
     pub wills: Vec<Publish>,
+    /// Every SUBACK the client surfaced, in order.
+    pub client_subacks: Vec<SubAck>,
+    /// Every UNSUBACK the client surfaced, in order.
+    pub client_unsubacks: Vec<UnsubAck>,
     /// Connections the client completed (CONNACK received).
     pub connects: usize,
     /// The largest number of client messages in flight seen.
@@ -233,6 +240,8 @@ impl Sim {
             client_disconnects: Vec::new(),
             server_disconnects: Vec::new(),
             wills: Vec::new(),
+            client_subacks: Vec::new(),
+            client_unsubacks: Vec::new(),
             connects: 0,
             max_client_inflight: 0,
             max_server_inflight: 0,
@@ -280,6 +289,27 @@ impl Sim {
         result
     }
 
+    /// Subscribes from the client; the "broker" grants each filter its requested QoS.
+    pub fn client_subscribe(
+        &mut self,
+        subscriptions: Vec<Subscription>,
+    ) -> Result<PacketId, UserError> {
+        let result = self
+            .client
+            .subscribe(self.now, subscriptions, SubscribeProperties::default());
+        self.drain();
+        result
+    }
+
+    /// Unsubscribes from the client; the "broker" answers Success for each filter.
+    pub fn client_unsubscribe(&mut self, filters: Vec<MqttString>) -> Result<PacketId, UserError> {
+        let result = self
+            .client
+            .unsubscribe(self.now, filters, UnsubscribeProperties::default());
+        self.drain();
+        result
+    }
+
     /// Delivers a message from the "broker" to the client through the server session.
     pub fn deliver(&mut self, publish: Publish, granted: QoS) -> DeliverOutcome {
         let message = Message {
@@ -320,8 +350,16 @@ impl Sim {
             &mut self.server,
             ServerSession::new(self.config.server.clone()),
         );
+        let old_state = old.into_state();
         if self.server_accepted {
-            self.broker_state = Some(old.into_state());
+            self.broker_state = Some(old_state);
+        } else if !old_state.queued.is_empty() {
+            // Messages the broker routed to a connection that died before it was accepted
+            // still belong to the session: keep them for the next connection.
+            self.broker_state
+                .get_or_insert_with(tern_proto::SessionState::new)
+                .queued
+                .extend(old_state.queued);
         }
         self.server_accepted = false;
         self.link_up = true;
@@ -483,6 +521,8 @@ impl Sim {
             Event::Disconnected(reason) => {
                 self.client_disconnects.push((self.now, reason));
             }
+            Event::SubAck(suback) => self.client_subacks.push(suback),
+            Event::UnsubAck(unsuback) => self.client_unsubacks.push(unsuback),
             _ => {}
         }
     }

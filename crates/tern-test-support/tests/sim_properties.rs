@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use tern_codec::{ProtocolVersion, Publish, QoS};
+use tern_codec::{
+    MqttString, ProtocolVersion, Publish, QoS, ReasonCode, Subscription, SubscriptionOptions,
+};
 use tern_proto::{AckMode, ConnectionError, DeliverOutcome};
 use tern_test_support::{Sim, SimConfig, numbered, seq_of};
 
@@ -252,5 +254,95 @@ proptest! {
         // Bytes written before the mute may still arrive, up to the pipe delay (20 ms) later.
         prop_assert!(closed_after <= muted_at + k * 3 / 2 + Duration::from_millis(21));
         prop_assert!(closed_after + Duration::from_millis(100) >= muted_at + k / 2);
+    }
+}
+
+/// A SUBSCRIBE (`true`) or UNSUBSCRIBE (`false`) with this many filters, each followed by a
+/// publish of this QoS.
+fn requests() -> impl Strategy<Value = Vec<(bool, usize, QoS)>> {
+    prop::collection::vec((any::<bool>(), 1usize..4, qos()), 1..20)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// SUBSCRIBE/SUBACK and UNSUBSCRIBE/UNSUBACK in 3.1.1 and 5.0, interleaved with QoS 1/2
+    /// publishes over the splitting, delaying pipe: each request is answered exactly once with
+    /// its own identifier [MQTT-2.2.1-6], one reason code per filter in order [MQTT-3.8.4-6],
+    /// [MQTT-3.9.3-1] (UNSUBACK: [MQTT-3.11.3-1] in 5.0, none in 3.1.1), and no identifier is
+    /// shared with a message in flight [MQTT-2.2.1-3].
+    #[test]
+    fn subscribe_round_trips_in_v311_and_v5(
+        seed in any::<u64>(),
+        v5 in any::<bool>(),
+        reqs in requests(),
+    ) {
+        let version = if v5 { ProtocolVersion::V5 } else { ProtocolVersion::V3_1_1 };
+        let mut sim = Sim::new(SimConfig::new(seed, version));
+        prop_assert!(sim.run_until(1_000, |s| s.client.is_connected() && s.server.is_connected()));
+        let mut expected_subs = Vec::new();
+        let mut expected_unsubs = Vec::new();
+        for (i, &(subscribe, n, q)) in reqs.iter().enumerate() {
+            let filters: Vec<&'static str> = TOPICS.iter().copied().cycle().take(n).collect();
+            if subscribe {
+                let subs = filters
+                    .iter()
+                    .enumerate()
+                    .map(|(k, f)| Subscription {
+                        filter: MqttString::from_static(f),
+                        options: SubscriptionOptions {
+                            qos: [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce][k % 3],
+                            ..SubscriptionOptions::default()
+                        },
+                    })
+                    .collect::<Vec<_>>();
+                let codes: Vec<ReasonCode> = subs
+                    .iter()
+                    .map(|s| match s.options.qos {
+                        QoS::AtMostOnce => ReasonCode::Success,
+                        QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
+                        QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
+                    })
+                    .collect();
+                let pid = sim.client_subscribe(subs);
+                prop_assert!(pid.is_ok(), "{:?}", pid);
+                expected_subs.push((pid.unwrap_or(tern_codec::PacketId::MIN), codes));
+            } else {
+                let pid = sim.client_unsubscribe(
+                    filters.into_iter().map(MqttString::from_static).collect(),
+                );
+                prop_assert!(pid.is_ok(), "{:?}", pid);
+                let codes = if v5 { vec![ReasonCode::Success; n] } else { Vec::new() };
+                expected_unsubs.push((pid.unwrap_or(tern_codec::PacketId::MIN), codes));
+            }
+            if q != QoS::AtMostOnce && sim.client.can_publish() {
+                let r = sim.client_publish(numbered("a/1", q, i as u32));
+                prop_assert!(r.is_ok(), "{:?}", r);
+            }
+            sim.step();
+        }
+        let n_subs = expected_subs.len();
+        let n_unsubs = expected_unsubs.len();
+        let done = sim.run_until(10_000, |s| {
+            s.client_subacks.len() >= n_subs
+                && s.client_unsubacks.len() >= n_unsubs
+                && s.client.state().outgoing.is_empty()
+        });
+        prop_assert!(done, "not all requests answered");
+        let subacks: Vec<_> = sim
+            .client_subacks
+            .iter()
+            .map(|a| (a.packet_id, a.reason_codes.clone()))
+            .collect();
+        let unsubacks: Vec<_> = sim
+            .client_unsubacks
+            .iter()
+            .map(|a| (a.packet_id, a.reason_codes.clone()))
+            .collect();
+        prop_assert_eq!(subacks, expected_subs);
+        prop_assert_eq!(unsubacks, expected_unsubs);
+        prop_assert!(sim.reused_ids.is_empty(), "reused ids: {:?}", sim.reused_ids);
+        prop_assert!(sim.violations.is_empty(), "violations: {:?}", sim.violations);
+        prop_assert!(sim.client_disconnects.is_empty(), "{:?}", sim.client_disconnects);
     }
 }

@@ -1,0 +1,326 @@
+//! Connection set-up and session rules: the connect timeouts, a client session resumed from
+//! its state, and the server's Maximum QoS and Retain Available.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tern_codec::{Packet, ProtocolVersion, QoS, ReasonCode, Will, WillProperties};
+use tern_proto::{
+    Accept, AckMode, ClientConfig, ClientSession, ConnectionError, Event, Initiator, OutgoingPhase,
+    ProtocolError, PublishError, ServerConfig, ServerSession, UserError,
+};
+
+use common::*;
+
+const V5: ProtocolVersion = ProtocolVersion::V5;
+
+#[test]
+fn server_closes_a_connection_that_never_sends_connect() {
+    // Section 3.1.4 / 4.13: a server closes a connection whose CONNECT does not arrive in a
+    // reasonable time; here the configured connect timeout. A partial CONNECT does not count.
+    let now = t0();
+    let config = ServerConfig {
+        connect_timeout: Some(Duration::from_secs(5)),
+        ..ServerConfig::default()
+    };
+    let mut s = ServerSession::new(config.clone());
+    s.start(now);
+    assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(5)));
+    let mut whole = encode(V5, &[Packet::Connect(connect_packet(V5, "c", true))]);
+    let mut half = whole.split_to(whole.len() / 2);
+    s.handle_input(now + Duration::from_secs(1), &mut half);
+    s.handle_timeout(now + Duration::from_millis(4_999));
+    assert!(!s.is_closed() && events_server(&mut s).is_empty());
+    s.handle_timeout(now + Duration::from_secs(5));
+    assert!(s.is_closed());
+    let ev = events_server(&mut s);
+    assert_eq!(
+        ev,
+        vec![Event::Disconnected(ConnectionError::ConnectTimeout)]
+    );
+    assert_eq!(
+        ConnectionError::ConnectTimeout.initiator(),
+        Initiator::Local
+    );
+    assert!(!s.has_transmit(), "nothing is sent before CONNECT");
+    assert_eq!(s.poll_timeout(), None);
+
+    // A CONNECT in time stops the timer.
+    let mut s = ServerSession::new(config);
+    s.start(now);
+    let mut connect = connect_packet(V5, "c", true);
+    connect.keep_alive = 0;
+    s.handle_input(
+        now + Duration::from_secs(4),
+        &mut encode(V5, &[Packet::Connect(connect)]),
+    );
+    assert_eq!(s.poll_timeout(), None);
+    s.handle_timeout(now + Duration::from_secs(10));
+    assert!(!s.is_closed());
+}
+
+#[test]
+fn client_gives_up_without_connack() {
+    // The client's connect timeout: no CONNACK in time ends the attempt, reported once.
+    let now = t0();
+    let mut config = ClientConfig::new(V5, ms("c"));
+    config.connect_timeout = Some(Duration::from_secs(3));
+    let mut c = ClientSession::new(config);
+    c.connect(now).unwrap();
+    assert_eq!(c.poll_timeout(), Some(now + Duration::from_secs(3)));
+    c.handle_timeout(now + Duration::from_secs(3));
+    assert!(c.is_closed());
+    assert_eq!(
+        events_client(&mut c),
+        vec![Event::Disconnected(ConnectionError::ConnectTimeout)]
+    );
+}
+
+#[test]
+fn with_state_resends_in_flight_with_dup_in_order() {
+    // [MQTT-4.4.0-1] unacknowledged PUBLISH and PUBREL packets are resent with their
+    // identifiers, [MQTT-3.3.1-1] PUBLISH with DUP 1, [MQTT-4.6.0-1] in the original order,
+    // by a new ClientSession built from the state of the old one.
+    let now = t0();
+    let mut config = ClientConfig::new(V5, ms("c"));
+    config.connect.properties.session_expiry_interval = Some(600);
+    let server_config = ServerConfig {
+        ack_mode: AckMode::Manual,
+        ..ServerConfig::default()
+    };
+    let (mut c, mut s) = pair_with(config.clone(), server_config, Accept::default(), now);
+    let b = c
+        .publish(now, publish("b", QoS::ExactlyOnce))
+        .unwrap()
+        .unwrap();
+    let a = c
+        .publish(now, publish("a", QoS::AtLeastOnce))
+        .unwrap()
+        .unwrap();
+    let d = c
+        .publish(now, publish("d", QoS::ExactlyOnce))
+        .unwrap()
+        .unwrap();
+    let e = c
+        .publish(now, publish("e", QoS::AtLeastOnce))
+        .unwrap()
+        .unwrap();
+    pump(now, &mut c, &mut s);
+    // b is PUBRECed (acknowledgements leave in arrival order, so it goes first); its PUBREL
+    // is lost with the link. a, d and e are not acknowledged.
+    s.ack(now, b, ReasonCode::Success).unwrap();
+    let mut buf = BytesMut::new();
+    s.poll_transmit(&mut buf);
+    c.handle_input(now, &mut buf);
+    c.poll_transmit(&mut BytesMut::new());
+    c.handle_transport_closed(now);
+    s.handle_transport_closed(now);
+    let server_state = s.into_state();
+
+    let state = c.into_state();
+    let phases: Vec<_> = state
+        .outgoing
+        .iter()
+        .map(|o| (o.packet_id, o.phase))
+        .collect();
+    assert_eq!(
+        phases,
+        vec![
+            (b, OutgoingPhase::AwaitPubComp),
+            (a, OutgoingPhase::AwaitPubAck),
+            (d, OutgoingPhase::AwaitPubRec),
+            (e, OutgoingPhase::AwaitPubAck),
+        ]
+    );
+    let mut c = ClientSession::with_state(config, state);
+    assert_eq!(c.inflight(), 4);
+    c.connect(now).unwrap();
+    let mut s = ServerSession::new(ServerConfig::default());
+    let mut buf = BytesMut::new();
+    c.poll_transmit(&mut buf);
+    s.handle_input(now, &mut buf);
+    events_server(&mut s);
+    s.accept(
+        now,
+        Accept {
+            session: Some(server_state),
+            ..Accept::default()
+        },
+    )
+    .unwrap();
+    s.poll_transmit(&mut buf);
+    c.handle_input(now, &mut buf);
+    assert!(matches!(
+        events_client(&mut c).as_slice(),
+        [Event::Connected {
+            session_present: true,
+            ..
+        }]
+    ));
+    let resent = sent_by_client(&mut c);
+    let summary: Vec<_> = resent
+        .iter()
+        .map(|p| match p {
+            Packet::Publish(p) => (p.packet_id.unwrap(), Some((p.dup, p.topic.to_string()))),
+            Packet::PubRel(r) => (r.packet_id, None),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (b, None),
+            (a, Some((true, "a".to_string()))),
+            (d, Some((true, "d".to_string()))),
+            (e, Some((true, "e".to_string()))),
+        ]
+    );
+    // A new message never takes an identifier still in flight [MQTT-2.2.1-3].
+    let f = c
+        .publish(now, publish("f", QoS::AtLeastOnce))
+        .unwrap()
+        .unwrap();
+    assert!(![a, b, d, e].contains(&f));
+    // The resumed flows complete once the broker acknowledges what the old connection
+    // surfaced (the server session resumed with those messages unacknowledged).
+    s.handle_input(now, &mut encode(V5, &resent));
+    pump(now, &mut c, &mut s);
+    for pid in [a, d, e] {
+        s.ack(now, pid, ReasonCode::Success).unwrap();
+    }
+    pump(now, &mut c, &mut s);
+    assert_eq!(c.inflight(), 0);
+    assert_eq!(c.invariant_violation(), None);
+}
+
+#[test]
+fn server_enforces_maximum_qos_and_retain_available() {
+    // [MQTT-3.2.2-9] the server announces its Maximum QoS; a client publishing above it breaks
+    // [MQTT-3.2.2-11] (DISCONNECT 0x9B); a retained PUBLISH after Retain Available 0 breaks
+    // [MQTT-3.2.2-14] (DISCONNECT 0x9A).
+    let now = t0();
+    let config = ServerConfig {
+        maximum_qos: QoS::AtLeastOnce,
+        retain_available: false,
+        ..ServerConfig::default()
+    };
+    let mut s = ServerSession::new(config.clone());
+    s.handle_input(
+        now,
+        &mut encode(V5, &[Packet::Connect(connect_packet(V5, "c", true))]),
+    );
+    events_server(&mut s);
+    s.accept(now, Accept::default()).unwrap();
+    let sent = sent_by_server(&mut s);
+    let [Packet::ConnAck(connack)] = sent.as_slice() else {
+        panic!("{sent:?}")
+    };
+    assert_eq!(connack.properties.maximum_qos, Some(QoS::AtLeastOnce));
+    assert_eq!(connack.properties.retain_available, Some(false));
+    let mut ok = publish("t", QoS::AtLeastOnce);
+    ok.packet_id = Some(id(1));
+    s.handle_input(now, &mut encode(V5, &[Packet::Publish(ok)]));
+    assert!(s.is_connected());
+
+    let mut too_high = publish("t", QoS::ExactlyOnce);
+    too_high.packet_id = Some(id(2));
+    let mut retained = publish("t", QoS::AtMostOnce);
+    retained.retain = true;
+    for (p, error, code) in [
+        (
+            too_high,
+            ProtocolError::QoSNotSupported,
+            ReasonCode::QoSNotSupported,
+        ),
+        (
+            retained,
+            ProtocolError::RetainNotSupported,
+            ReasonCode::RetainNotSupported,
+        ),
+    ] {
+        let mut s = server_with(config.clone(), connect_packet(V5, "c", true), now);
+        s.handle_input(now, &mut encode(V5, &[Packet::Publish(p)]));
+        assert_eq!(
+            events_server(&mut s),
+            vec![Event::Disconnected(ConnectionError::Protocol(error))]
+        );
+        assert!(matches!(
+            sent_by_server(&mut s).as_slice(),
+            [Packet::Disconnect(d)] if d.reason_code == code
+        ));
+    }
+}
+
+#[test]
+fn client_refuses_to_publish_beyond_the_servers_limits() {
+    // [MQTT-3.2.2-11], [MQTT-3.2.2-14]: the client engine refuses (a user error) rather than
+    // send what the server announced it does not accept.
+    let now = t0();
+    let config = ServerConfig {
+        maximum_qos: QoS::AtMostOnce,
+        retain_available: false,
+        ..ServerConfig::default()
+    };
+    let (mut c, _s) = pair_with(
+        ClientConfig::new(V5, ms("c")),
+        config,
+        Accept::default(),
+        now,
+    );
+    assert_eq!(c.server_limits().maximum_qos, QoS::AtMostOnce);
+    assert!(!c.server_limits().retain_available);
+    assert!(matches!(
+        c.publish(now, publish("t", QoS::AtLeastOnce)),
+        Err(PublishError::User(UserError::NotSupported(_)))
+    ));
+    let mut retained = publish("t", QoS::AtMostOnce);
+    retained.retain = true;
+    assert!(matches!(
+        c.publish(now, retained),
+        Err(PublishError::User(UserError::NotSupported(_)))
+    ));
+    assert!(!c.has_transmit());
+    assert_eq!(c.publish(now, publish("t", QoS::AtMostOnce)), Ok(None));
+}
+
+#[test]
+fn will_beyond_the_servers_limits_cannot_be_accepted() {
+    // [MQTT-3.2.2-12] a Will QoS above the Maximum QoS, [MQTT-3.2.2-13] a retained Will without
+    // Retain Available: the connection must be rejected (0x9B / 0x9A), not accepted.
+    let now = t0();
+    let config = ServerConfig {
+        maximum_qos: QoS::AtLeastOnce,
+        retain_available: false,
+        ..ServerConfig::default()
+    };
+    for (qos, retain) in [(QoS::ExactlyOnce, false), (QoS::AtMostOnce, true)] {
+        let mut connect = connect_packet(V5, "c", true);
+        connect.will = Some(Will {
+            topic: ms("w"),
+            payload: "x".into(),
+            qos,
+            retain,
+            properties: WillProperties::default(),
+        });
+        let mut s = ServerSession::new(config.clone());
+        s.handle_input(now, &mut encode(V5, &[Packet::Connect(connect)]));
+        events_server(&mut s);
+        assert!(matches!(
+            s.accept(now, Accept::default()),
+            Err(UserError::NotSupported(_))
+        ));
+        assert!(!s.is_connected() && !s.has_transmit());
+        let code = if retain {
+            ReasonCode::RetainNotSupported
+        } else {
+            ReasonCode::QoSNotSupported
+        };
+        s.reject(now, code).unwrap();
+        assert!(matches!(
+            sent_by_server(&mut s).as_slice(),
+            [Packet::ConnAck(c)] if c.reason_code == code
+        ));
+    }
+}
