@@ -86,7 +86,8 @@ pub struct ServerConfig {
     pub max_queued_messages: usize,
     /// Bytes (topic + payload) queued beyond the in-flight window, at most.
     pub max_queued_bytes: usize,
-    /// How long to wait for CONNECT; `None` waits for ever.
+    /// How long a connection may take to be accepted, from `start` to `accept`/`reject`:
+    /// CONNECT and any enhanced-authentication exchange; `None` waits for ever.
     pub connect_timeout: Option<Duration>,
 }
 

@@ -737,7 +737,8 @@ impl ServerSession {
 
     fn on_connect(&mut self, connect: Connect) {
         self.core.version = connect.protocol;
-        self.core.timers.stop(Timer::Connect);
+        // The connect timer keeps running until `accept` or `reject`: a client stalling in an
+        // enhanced-authentication exchange is timed out like one that never sent CONNECT.
         self.core.phase = Phase::Connecting;
         if !connect.protocol.is_v5() && connect.client_id.is_empty() && !connect.clean_start {
             // A zero-byte identifier needs Clean Session 1 (3.1.1: [MQTT-3.1.3-8]).
