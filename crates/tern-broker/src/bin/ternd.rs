@@ -94,6 +94,16 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
 }
 
 async fn serve(config: Config) -> ExitCode {
+    // The handlers go in before anything can connect: a SIGTERM that arrived between the
+    // startup line and their installation would take the default action and kill the process
+    // without a graceful shutdown.
+    let signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("ternd: cannot watch SIGINT/SIGTERM: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let broker = match Broker::new(config).start().await {
         Ok(broker) => broker,
         Err(e) => {
@@ -111,7 +121,7 @@ async fn serve(config: Config) -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         addrs.join(", ")
     );
-    wait_for_signal().await;
+    signals.wait().await;
     tracing::info!("shutting down");
     if !broker.shutdown().await {
         tracing::warn!("some connections did not close in time");
@@ -119,24 +129,42 @@ async fn serve(config: Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// SIGINT and SIGTERM, watched from before the broker starts until one arrives.
 #[cfg(unix)]
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(e) => {
-            tracing::warn!("cannot watch SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
     }
 }
 
+/// Ctrl-C, where there are no Unix signals.
 #[cfg(not(unix))]
-async fn wait_for_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Signals)
+    }
+
+    async fn wait(self) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
