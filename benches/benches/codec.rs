@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | decode | `Decoder::decode` | `v4::Packet::read`, `v5::Packet::read` (`mqttbytes` modules) |
 //! | encode | `Connect`/`Subscribe`/`Publish::encode` | `Connect`/`Subscribe`/`Publish::write` |
+//! | encode, `tern (vectored)` | `Publish::encode_header` + `payload.clone()` | — |
 //!
 //! The packets (the size is the parameter of each `BenchmarkId`):
 //!
@@ -40,6 +41,11 @@
 //!   part is the steady state of a connection's read loop. Decoded packets and buffers are
 //!   dropped after the clock stops.
 //! - Encode: both write into the same kind of buffer, reserved once and cleared each iteration.
+//! - PUBLISH encode also has a `tern (vectored)` row: `Publish::encode_header` writes everything
+//!   but the payload, and the payload `Bytes` is cloned (a reference-count update) to be sent
+//!   alongside with `writev` or `Buf::chain`, as a broker's fan-out does. It produces the same
+//!   wire bytes without copying the payload (asserted before timing), so it is not the same
+//!   work as the copying rows, which are kept; compare each with rumqttc's copying `write`.
 //! - Both enforce an effectively unlimited maximum packet size.
 //!
 //! Run: `cargo bench -p tern-benches --bench codec -- --warm-up-time 1 --measurement-time 2`.
@@ -587,6 +593,38 @@ fn publish(c: &mut Criterion) {
     );
 }
 
+/// The `tern (vectored)` rows of the PUBLISH encode groups: the header written into the
+/// buffer, the payload shared (see the module docs).
+fn publish_vectored(c: &mut Criterion) {
+    for version in [V311, V5] {
+        let mut group = c.benchmark_group(format!("publish/encode/{}", version_label(version)));
+        for size in SIZES {
+            let p = tern_publish(size);
+            let mut whole = BytesMut::new();
+            p.encode(version, &mut whole).expect("encodes");
+            let mut header = BytesMut::new();
+            p.encode_header(version, &mut header).expect("encodes");
+            assert_eq!(
+                [&header[..], &p.payload[..]].concat(),
+                &whole[..],
+                "publish/{}/{size}: header + payload is not the packet",
+                version_label(version)
+            );
+            group.throughput(Throughput::Bytes(whole.len() as u64));
+            let mut buf = BytesMut::with_capacity(header.len());
+            group.bench_with_input(BenchmarkId::new("tern (vectored)", size), &p, |b, p| {
+                b.iter(|| {
+                    buf.clear();
+                    let p = black_box(p);
+                    p.encode_header(version, &mut buf).expect("encodes");
+                    black_box((&buf, p.payload.clone()));
+                });
+            });
+        }
+        group.finish();
+    }
+}
+
 fn connect(c: &mut Criterion) {
     bench_packet(
         c,
@@ -679,5 +717,5 @@ fn subscribe(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, connect, subscribe, publish);
+criterion_group!(benches, connect, subscribe, publish, publish_vectored);
 criterion_main!(benches);

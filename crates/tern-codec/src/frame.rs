@@ -7,7 +7,7 @@ use crate::{
     error::DecodeError,
     packet::{Packet, PacketType},
     version::ProtocolVersion,
-    wire::{self, VarInt},
+    wire::{self, Reader, VarInt},
 };
 
 /// The largest Remaining Length the Variable Byte Integer can carry (268,435,455).
@@ -64,10 +64,26 @@ pub enum Framing {
 /// Variable Byte Integer ([`DecodeError::MalformedVarInt`], [MQTT-1.5.5-1]). Whether the
 /// packet type fits the protocol version (AUTH before 5.0) is for the caller to check.
 pub fn framing(buf: &[u8], max_packet_size: u32) -> Result<Framing, DecodeError> {
+    framing_with(buf, max_packet_size, |_| Ok(()))
+}
+
+/// [`framing`], with `check_type` applied to the packet type as soon as the first byte is
+/// read (before its flags are checked), so the connection's [`Decoder`] reads the first byte
+/// once.
+#[inline]
+fn framing_with(
+    buf: &[u8],
+    max_packet_size: u32,
+    check_type: impl FnOnce(PacketType) -> Result<(), DecodeError>,
+) -> Result<Framing, DecodeError> {
     let Some((&first, rest)) = buf.split_first() else {
         return Ok(Framing::Incomplete { needed: 1 });
     };
-    let (packet_type, flags) = check_first_byte(first)?;
+    let Some(packet_type) = PacketType::from_u8(first >> 4) else {
+        return Err(DecodeError::InvalidPacketType(first >> 4));
+    };
+    check_type(packet_type)?;
+    let flags = check_flags(packet_type, first & 0x0F)?;
     match wire::read_var_int(rest)? {
         VarInt::Incomplete => Ok(Framing::Incomplete { needed: 1 }),
         VarInt::Complete(remaining_length, len) => {
@@ -101,12 +117,9 @@ pub fn framing(buf: &[u8], max_packet_size: u32) -> Result<Framing, DecodeError>
 /// The fixed-header flags of PUBREL, SUBSCRIBE and UNSUBSCRIBE (2.1.3).
 const FLAGS_0010: u8 = 0b0010;
 
-/// Checks the first byte of a fixed header: the packet type and its flags (2.1.2, 2.1.3).
-fn check_first_byte(first: u8) -> Result<(PacketType, u8), DecodeError> {
-    let flags = first & 0x0F;
-    let Some(packet_type) = PacketType::from_u8(first >> 4) else {
-        return Err(DecodeError::InvalidPacketType(first >> 4));
-    };
+/// Checks the flags of a fixed header's first byte for its packet type (2.1.3).
+#[inline]
+fn check_flags(packet_type: PacketType, flags: u8) -> Result<u8, DecodeError> {
     match packet_type {
         PacketType::Publish => {
             if (flags >> 1) & 0b11 == 3 {
@@ -127,7 +140,7 @@ fn check_first_byte(first: u8) -> Result<(PacketType, u8), DecodeError> {
             }
         }
     }
-    Ok((packet_type, flags))
+    Ok(flags)
 }
 
 /// An incremental packet decoder for one direction of one connection.
@@ -199,10 +212,8 @@ impl Decoder {
     /// [`DecodeError::UnexpectedPacket`] [MQTT-3.1.0-2] and AUTH before 5.0 is
     /// [`DecodeError::InvalidPacketType`]. Both are detected from the first byte.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, DecodeError> {
-        if let Some(&first) = buf.first() {
-            self.check_type(first >> 4)?;
-        }
-        let header = match framing(buf, self.max_packet_size)? {
+        let version = self.version;
+        let header = match framing_with(buf, self.max_packet_size, |t| check_type(version, t))? {
             Framing::Incomplete { needed } => {
                 self.needed = needed;
                 buf.reserve(needed);
@@ -211,41 +222,72 @@ impl Decoder {
             Framing::Complete(header) => header,
         };
         self.needed = 0;
+        // The reader owns the frame (one reference-count update for the split) and reads the
+        // body from after the fixed header; a PUBLISH payload takes the frame over.
         let frame = buf.split_to(header.packet_len()).freeze();
-        let body = frame.slice(usize::from(header.header_len)..);
-        match codec::decode_body(&header, self.version, body) {
-            Ok(packet) => {
-                if let Packet::Connect(connect) = &packet {
-                    self.version = Some(connect.protocol);
-                }
-                Ok(Some(packet))
-            }
-            Err(e) => {
-                // Put the frame back so the buffer is as it was. Errors end the connection,
-                // so the copy is of no concern.
-                let mut restored = BytesMut::with_capacity(frame.len() + buf.len());
-                restored.extend_from_slice(&frame);
-                restored.extend_from_slice(buf);
-                *buf = restored;
-                Err(e)
-            }
-        }
+        let r = Reader::starting_at(frame, usize::from(header.header_len));
+        // `decode_body` builds the packet right in this function's return slot because its
+        // call is the tail expression; binding the result to a local and looking at it (even
+        // `is_err()`) costs a move of the 432-byte `Packet`. Whether the frame must be put
+        // back is read from the reader instead, which every successful decode empties, by a
+        // guard that runs after the result is written; CONNECT sets the version itself.
+        let mut guard = PutBackOnError { buf, r };
+        codec::decode_body(&header, &mut self.version, &mut guard.r)
     }
 
     /// Whether a packet of this type may come next.
+    #[cfg(test)]
     fn check_type(&self, packet_type: u8) -> Result<(), DecodeError> {
         let Some(packet_type) = PacketType::from_u8(packet_type) else {
             return Err(DecodeError::InvalidPacketType(packet_type));
         };
-        match (self.version, packet_type) {
-            (None, PacketType::Connect) => Ok(()),
-            (None, other) => Err(DecodeError::ExpectedConnect(other)),
-            (Some(version), PacketType::Connect) => Err(DecodeError::UnexpectedPacket {
-                packet_type,
-                version,
-            }),
-            (Some(version), other) => check_type_in_version(version, other),
+        check_type(self.version, packet_type)
+    }
+}
+
+/// Puts the frame back into the buffer when dropped, unless the decode succeeded (see
+/// [`Reader::into_inner`]).
+struct PutBackOnError<'a> {
+    buf: &'a mut BytesMut,
+    r: Reader,
+}
+
+impl Drop for PutBackOnError<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        let frame = core::mem::replace(&mut self.r, Reader::new(bytes::Bytes::new())).into_inner();
+        if !frame.is_empty() {
+            restore(self.buf, frame);
         }
+    }
+}
+
+/// Puts a frame that failed to decode back at the front of `buf`, so the buffer is as it was.
+/// The reader still holds all of it, as no decoder gives the frame away before its last
+/// check. Errors end the connection, so the copy is of no concern.
+#[cold]
+fn restore(buf: &mut BytesMut, frame: bytes::Bytes) {
+    let mut restored = BytesMut::with_capacity(frame.len() + buf.len());
+    restored.extend_from_slice(&frame);
+    restored.extend_from_slice(buf);
+    *buf = restored;
+}
+
+/// Whether a packet of this type may come next on a connection whose version is `version`
+/// (`None` before CONNECT).
+#[inline]
+fn check_type(
+    version: Option<ProtocolVersion>,
+    packet_type: PacketType,
+) -> Result<(), DecodeError> {
+    match (version, packet_type) {
+        (None, PacketType::Connect) => Ok(()),
+        (None, other) => Err(DecodeError::ExpectedConnect(other)),
+        (Some(version), PacketType::Connect) => Err(DecodeError::UnexpectedPacket {
+            packet_type,
+            version,
+        }),
+        (Some(version), other) => check_type_in_version(version, other),
     }
 }
 

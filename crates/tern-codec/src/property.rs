@@ -7,7 +7,7 @@
 //! identifiers, identifiers not allowed in the packet, duplicates, value ranges, Authentication
 //! Data without Method and wildcards in a Response Topic.
 
-use bytes::{BufMut, Bytes};
+use bytes::Bytes;
 use core::num::{NonZeroU16, NonZeroU32};
 
 use crate::{
@@ -20,7 +20,7 @@ use crate::{
     },
     qos::QoS,
     string::MqttString,
-    wire::{self, Reader},
+    wire::{self, Out, Reader},
 };
 
 /// Payload Format Indicator (byte).
@@ -304,7 +304,11 @@ pub(crate) fn read<S: Sink>(r: &mut Reader, ctx: Ctx, sink: &mut S) -> Result<()
     }
     // The properties end exactly at the declared length: a value running past it is
     // truncated, even if the packet has more bytes.
-    let mut p = Reader::new(r.take(len as usize)?);
+    r.within(len as usize, |p| read_block(p, ctx, sink))
+}
+
+/// Reads properties into `sink` until the end of `p` (one property block).
+fn read_block<S: Sink>(p: &mut Reader, ctx: Ctx, sink: &mut S) -> Result<(), DecodeError> {
     let mut seen: u64 = 0;
     while !p.is_empty() {
         // The identifier is a Variable Byte Integer, but every defined one is a single byte
@@ -459,8 +463,13 @@ pub(crate) const fn block_len(len: usize) -> usize {
 }
 
 /// Writes the Property Length `len` (from [`measure`]) and the properties.
-pub(crate) fn write<P: Props>(props: &P, len: usize, dst: &mut impl BufMut) {
+pub(crate) fn write<P: Props>(props: &P, len: usize, dst: &mut impl Out) {
     wire::put_var_int(dst, len);
+    write_props(props, dst);
+}
+
+/// Writes the properties without their Property Length.
+pub(crate) fn write_props<P: Props>(props: &P, dst: &mut impl Out) {
     props.visit(&mut |id, v| {
         dst.put_u8(id);
         match v {

@@ -32,7 +32,7 @@ pub(crate) const fn var_int_len(value: usize) -> usize {
 }
 
 /// Writes `value` (at most [`MAX_REMAINING_LENGTH`]) as a Variable Byte Integer (1.5.5).
-pub(crate) fn put_var_int(dst: &mut impl BufMut, value: usize) {
+pub(crate) fn put_var_int(dst: &mut impl Out, value: usize) {
     debug_assert!(value <= MAX_REMAINING_LENGTH as usize);
     let mut x = value;
     loop {
@@ -47,6 +47,72 @@ pub(crate) fn put_var_int(dst: &mut impl BufMut, value: usize) {
             break;
         }
     }
+}
+
+/// Writes `value` (at most [`MAX_REMAINING_LENGTH`]) as a Variable Byte Integer at `at` in
+/// `dst`, which has room for it, and returns the index after it. For headers assembled on the
+/// stack and written to the buffer in one piece.
+#[inline]
+pub(crate) fn var_int_at(dst: &mut [u8], mut at: usize, value: usize) -> usize {
+    debug_assert!(value <= MAX_REMAINING_LENGTH as usize);
+    let mut x = value;
+    loop {
+        // Truncation is the point: the low seven bits.
+        let byte = (x & 0x7F) as u8;
+        x >>= 7;
+        if x == 0 {
+            dst[at] = byte;
+            return at + 1;
+        }
+        dst[at] = byte | 0x80;
+        at += 1;
+    }
+}
+
+/// Where a packet is written: a `BufMut` whose byte-slice copy is always inlined. `BytesMut`
+/// (`extend_from_slice`) when a header part is long, a zero-filled slice of it otherwise
+/// (see `codec::write_part`); `BufMut::put_slice` of `BytesMut` is not always inlined into
+/// generic code, a call per field.
+pub(crate) trait Out: BufMut {
+    /// Appends `bytes`, for which there is room.
+    fn append(&mut self, bytes: &[u8]);
+}
+
+impl Out for bytes::BytesMut {
+    #[inline(always)]
+    fn append(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl Out for alloc::vec::Vec<u8> {
+    #[inline(always)]
+    fn append(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl Out for &mut [u8] {
+    #[inline(always)]
+    fn append(&mut self, bytes: &[u8]) {
+        self.put_slice(bytes);
+    }
+}
+
+/// Appends `bytes[..n]` to `dst`. The pieces of a header assembled on the stack are short
+/// and of a length known only at run time, which a slice copy does with a call to `memcpy`;
+/// here each length up to 16 is its own constant-size copy (a few inlined stores).
+#[inline(always)]
+pub(crate) fn put_small(dst: &mut impl Out, bytes: &[u8], n: usize) {
+    macro_rules! arms {
+        ($($len:literal)*) => {
+            match n {
+                $($len => dst.append(&bytes[..$len]),)*
+                _ => dst.append(&bytes[..n]),
+            }
+        };
+    }
+    arms!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
 }
 
 /// The result of reading a Variable Byte Integer from the front of a slice.
@@ -80,16 +146,18 @@ pub(crate) fn read_var_int(buf: &[u8]) -> Result<VarInt, DecodeError> {
 }
 
 /// Writes a UTF-8 encoded string: a two-byte length then the bytes.
-pub(crate) fn put_string(dst: &mut impl BufMut, s: &MqttString) {
+#[inline]
+pub(crate) fn put_string(dst: &mut impl Out, s: &MqttString) {
     put_binary(dst, s.as_str().as_bytes());
 }
 
 /// Writes binary data: a two-byte length then the bytes. The caller has checked the length.
-pub(crate) fn put_binary(dst: &mut impl BufMut, b: &[u8]) {
+#[inline]
+pub(crate) fn put_binary(dst: &mut impl Out, b: &[u8]) {
     debug_assert!(b.len() <= MAX_BINARY_LEN);
     // Checked by the caller (strings by construction, binary fields by `check_binary`).
-    dst.put_u16(b.len() as u16);
-    dst.put_slice(b);
+    dst.append(&(b.len() as u16).to_be_bytes());
+    dst.append(b);
 }
 
 /// The encoded length of a UTF-8 string.
@@ -109,72 +177,159 @@ pub(crate) fn check_binary(field: &'static str, b: &[u8]) -> Result<usize, Encod
 }
 
 /// Whether a topic contains a wildcard character (`+` or `#`).
+#[inline]
 pub(crate) fn has_wildcard(topic: &str) -> bool {
-    topic.bytes().any(|b| b == b'+' || b == b'#')
+    crate::string::scan(topic.as_bytes()) & crate::string::WILDCARD != 0
 }
 
 /// A reader over the body of one packet. Every read checks the remaining length first and
 /// fails with [`DecodeError::Truncated`]; fields that are byte sequences are zero-copy slices.
+///
+/// The reader keeps the whole input and a read position, so after an error the input is still
+/// whole ([`into_inner`](Reader::into_inner)) and the framing layer can put it back into the
+/// connection's buffer without having kept a second reference to it on the success path.
 #[derive(Debug)]
 pub(crate) struct Reader {
     buf: Bytes,
+    pos: usize,
+    /// Where reading stops: the end of `buf`, or of a property block being read.
+    end: usize,
 }
 
 impl Reader {
     /// A reader over `buf`.
+    #[inline]
     pub(crate) fn new(buf: Bytes) -> Self {
-        Reader { buf }
+        let end = buf.len();
+        Reader { buf, pos: 0, end }
+    }
+
+    /// A reader over `buf` that starts after its first `start` bytes (a fixed header).
+    #[inline]
+    pub(crate) fn starting_at(buf: Bytes, start: usize) -> Self {
+        debug_assert!(start <= buf.len());
+        let end = buf.len();
+        Reader {
+            buf,
+            pos: start,
+            end,
+        }
+    }
+
+    /// The whole input, read or not; empty once a decode has succeeded, as every decoder ends
+    /// with [`rest`](Reader::rest), [`end`](Reader::end) or [`release`](Reader::release).
+    pub(crate) fn into_inner(self) -> Bytes {
+        self.buf
     }
 
     /// The bytes not read yet.
+    #[inline]
     pub(crate) fn remaining(&self) -> usize {
-        self.buf.len()
+        self.end - self.pos
+    }
+
+    /// The bytes not read yet, borrowed.
+    pub(crate) fn unread(&self) -> &[u8] {
+        &self.buf[self.pos..self.end]
     }
 
     /// Whether every byte has been read.
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+        self.remaining() == 0
     }
 
     /// Fails with [`DecodeError::TrailingBytes`] unless every byte has been read.
+    #[inline]
     pub(crate) fn finish(&self) -> Result<(), DecodeError> {
-        match self.buf.len() {
+        match self.remaining() {
             0 => Ok(()),
             n => Err(DecodeError::TrailingBytes(n)),
         }
     }
 
-    fn need(&self, n: usize) -> Result<(), DecodeError> {
-        if self.buf.len() < n {
-            Err(DecodeError::Truncated)
-        } else {
-            Ok(())
+    /// Reads the next `len` bytes with `f` as if they were all there is (a property block):
+    /// `f` sees a reader that ends after them, and must read them all unless it fails.
+    #[inline]
+    pub(crate) fn within<T>(
+        &mut self,
+        len: usize,
+        f: impl FnOnce(&mut Reader) -> Result<T, DecodeError>,
+    ) -> Result<T, DecodeError> {
+        if self.remaining() < len {
+            return Err(DecodeError::Truncated);
         }
+        let end = self.end;
+        self.end = self.pos + len;
+        let value = f(self)?;
+        debug_assert_eq!(self.pos, self.end, "block not read to its end");
+        self.end = end;
+        Ok(value)
+    }
+
+    /// Skips `n` bytes, which the caller has checked are there.
+    #[inline]
+    pub(crate) fn skip(&mut self, n: usize) {
+        debug_assert!(n <= self.remaining());
+        self.pos += n;
+    }
+
+    /// [`finish`](Reader::finish), then releases the input: the last call of a successful
+    /// decode, which tells the framing layer that nothing needs to be put back (see
+    /// [`into_inner`](Reader::into_inner)).
+    #[inline]
+    pub(crate) fn end(&mut self) -> Result<(), DecodeError> {
+        self.finish()?;
+        self.release();
+        Ok(())
+    }
+
+    /// Drops the input (a successful decode is done with it).
+    #[inline]
+    pub(crate) fn release(&mut self) {
+        self.buf = Bytes::new();
+        self.pos = 0;
+        self.end = 0;
+    }
+
+    /// The next `N` bytes.
+    #[inline]
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let bytes: [u8; N] = self
+            .unread()
+            .get(..N)
+            .ok_or(DecodeError::Truncated)?
+            .try_into()
+            .expect("N bytes");
+        self.pos += N;
+        Ok(bytes)
     }
 
     /// A byte.
+    #[inline]
     pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
-        self.need(1)?;
-        Ok(self.buf.get_u8())
+        let b = *self.unread().first().ok_or(DecodeError::Truncated)?;
+        self.pos += 1;
+        Ok(b)
     }
 
     /// A Two Byte Integer (1.5.2).
+    #[inline]
     pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {
-        self.need(2)?;
-        Ok(self.buf.get_u16())
+        self.array().map(u16::from_be_bytes)
     }
 
     /// A Four Byte Integer (1.5.3).
+    #[inline]
     pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
-        self.need(4)?;
-        Ok(self.buf.get_u32())
+        self.array().map(u32::from_be_bytes)
     }
 
     /// A Variable Byte Integer (1.5.5).
     pub(crate) fn var_int(&mut self) -> Result<u32, DecodeError> {
-        match read_var_int(&self.buf)? {
+        match read_var_int(self.unread())? {
             VarInt::Complete(value, len) => {
-                self.buf.advance(len);
+                self.pos += len;
                 Ok(value)
             }
             VarInt::Incomplete => Err(DecodeError::Truncated),
@@ -182,26 +337,48 @@ impl Reader {
     }
 
     /// The next `n` bytes, as a slice of the input.
+    #[inline]
     pub(crate) fn take(&mut self, n: usize) -> Result<Bytes, DecodeError> {
-        self.need(n)?;
-        Ok(self.buf.split_to(n))
+        if self.remaining() < n {
+            return Err(DecodeError::Truncated);
+        }
+        let start = self.pos;
+        self.pos += n;
+        Ok(self.buf.slice(start..self.pos))
     }
 
-    /// Every byte not read yet.
+    /// Every byte not read yet, without a reference-count update: the reader gives its input
+    /// away, so this must be the last read of a decode (no error may follow it).
+    #[inline]
     pub(crate) fn rest(&mut self) -> Bytes {
-        core::mem::take(&mut self.buf)
+        let mut rest = core::mem::take(&mut self.buf);
+        rest.truncate(self.end);
+        rest.advance(self.pos);
+        self.pos = 0;
+        self.end = 0;
+        rest
     }
 
     /// Binary Data (1.5.6): a two-byte length then that many bytes.
+    #[inline]
     pub(crate) fn binary(&mut self) -> Result<Bytes, DecodeError> {
         let len = self.u16()?;
         self.take(usize::from(len))
     }
 
     /// A UTF-8 Encoded String (1.5.4).
+    #[inline]
     pub(crate) fn string(&mut self) -> Result<MqttString, DecodeError> {
         let bytes = self.binary()?;
         Ok(MqttString::from_bytes(bytes)?)
+    }
+
+    /// A Topic Name: a UTF-8 Encoded String without wildcards [MQTT-3.3.2-2], checked in
+    /// one pass. Whether it may be empty is the caller's business.
+    #[inline]
+    pub(crate) fn topic(&mut self) -> Result<MqttString, DecodeError> {
+        let bytes = self.binary()?;
+        MqttString::topic_from_bytes(bytes)
     }
 
     /// A UTF-8 String Pair (1.5.7).

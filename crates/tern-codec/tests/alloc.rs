@@ -1,71 +1,29 @@
 //! Allocation counts of the hot paths: decoding a stream of PUBLISH packets and encoding a
 //! PUBLISH into a buffer that has room for it.
 //!
-//! A counting global allocator wraps `std::alloc::System`. Its counters are global, so every
-//! measurement runs in the one `#[test]` of this file, sequentially; keep it that way (a second
-//! test would run on another thread and its allocations would be counted too).
+//! The global allocator is `stats_alloc`'s instrumented `System`. Its counters are global, so
+//! every measurement runs in the one `#[test]` of this file, sequentially; keep it that way (a
+//! second test would run on another thread and its allocations would be counted too).
 //!
 //! Run with `--nocapture` to see the measured counts.
 
-// SAFETY (of the `unsafe impl GlobalAlloc` below, the only unsafe code in this file): every
-// method forwards its arguments unchanged to the same method of `std::alloc::System`, which is
-// itself a sound `GlobalAlloc`, and returns System's result unchanged, so every contract of
-// `GlobalAlloc` (layout, alignment, ownership of the returned block, deallocation with the
-// layout it was allocated with) is upheld by System. The only addition is a relaxed atomic
-// increment: it neither allocates nor touches the memory, so it cannot re-enter the allocator
-// or affect the forwarded call.
-#![allow(unsafe_code)]
-
 use std::{
-    alloc::{GlobalAlloc, Layout, System},
+    alloc::System,
     hint::black_box,
     num::{NonZeroU16, NonZeroU32},
-    sync::atomic::{AtomicUsize, Ordering::Relaxed},
 };
 
 use bytes::{Bytes, BytesMut};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tern_codec::{
     Decoder, MAX_PACKET_SIZE, MqttString, Packet, PayloadFormat, ProtocolVersion, Publish,
     PublishProperties, QoS,
 };
 
-/// `System`, counting allocations (`alloc`, `alloc_zeroed`, `realloc`) and frees.
-struct Counting;
-
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-static FREES: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: see the comment at the top of the file; each method only counts and forwards.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Relaxed);
-        // SAFETY: the caller's contract for `alloc` is passed on unchanged.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Relaxed);
-        // SAFETY: the caller's contract for `alloc_zeroed` is passed on unchanged.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Relaxed);
-        // SAFETY: the caller's contract for `realloc` is passed on unchanged.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        FREES.fetch_add(1, Relaxed);
-        // SAFETY: the caller's contract for `dealloc` is passed on unchanged.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
-/// Allocations and frees made while `f` runs.
+/// Allocations (`alloc`, `alloc_zeroed`, `realloc`) and frees made while `f` runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Counts {
     allocs: usize,
@@ -73,14 +31,14 @@ struct Counts {
 }
 
 fn count<R>(f: impl FnOnce() -> R) -> (R, Counts) {
-    let (a0, f0) = (ALLOCS.load(Relaxed), FREES.load(Relaxed));
+    let region = Region::new(GLOBAL);
     let r = f();
-    let (a1, f1) = (ALLOCS.load(Relaxed), FREES.load(Relaxed));
+    let stats = region.change();
     (
         r,
         Counts {
-            allocs: a1 - a0,
-            frees: f1 - f0,
+            allocs: stats.allocations + stats.reallocations,
+            frees: stats.deallocations,
         },
     )
 }
@@ -289,4 +247,19 @@ fn publish_hot_paths_do_not_allocate() {
         "encoding one PUBLISH into a buffer with room allocated"
     );
     assert_eq!((a.len(), &a), (len, &b));
+
+    // The vectored form: the header into a buffer with room for it, the payload shared.
+    let header_len = len - publish.payload.len();
+    let mut c = BytesMut::with_capacity(header_len);
+    let (res, counts) = count(|| {
+        publish
+            .encode_header(ProtocolVersion::V5, &mut c)
+            .map(|()| publish.payload.clone())
+    });
+    let payload = res.unwrap();
+    assert_eq!(
+        counts.allocs, 0,
+        "encoding a PUBLISH header into a buffer with room allocated"
+    );
+    assert_eq!([&c[..], &payload[..]].concat(), &a[..]);
 }

@@ -1,7 +1,5 @@
 //! PUBACK, PUBREC, PUBREL and PUBCOMP (3.4 to 3.7).
 
-use bytes::{BufMut, BytesMut};
-
 use super::{AckAs, Body, Measure, check_reason, read_packet_id, read_reason};
 use crate::{
     error::{DecodeError, EncodeError},
@@ -9,22 +7,22 @@ use crate::{
     property::{self, Ctx, Props},
     reason::ReasonCode,
     version::ProtocolVersion,
-    wire::Reader,
+    wire::{Out, Reader},
 };
 
 pub(super) fn decode(
     packet_type: PacketType,
     version: ProtocolVersion,
-    mut r: Reader,
+    r: &mut Reader,
 ) -> Result<Ack, DecodeError> {
-    let packet_id = read_packet_id(&mut r)?;
+    let packet_id = read_packet_id(r)?;
     let mut ack = Ack::new(packet_id);
     // 5.0: Remaining Length 2 means Success without properties, 3 a reason code without
     // properties (3.4.2.1, 3.4.2.2.1).
     if version.is_v5() && !r.is_empty() {
-        ack.reason_code = read_reason(&mut r, packet_type)?;
+        ack.reason_code = read_reason(r, packet_type)?;
         if !r.is_empty() {
-            property::read(&mut r, Ctx::Packet(packet_type), &mut ack.properties)?;
+            property::read(r, Ctx::Packet(packet_type), &mut ack.properties)?;
         }
     }
     r.finish()?;
@@ -68,7 +66,7 @@ impl Body for AckAs<'_> {
         Ok(m)
     }
 
-    fn write(&self, _: ProtocolVersion, m: &Measure, dst: &mut BytesMut) {
+    fn write(&self, _: ProtocolVersion, m: &Measure, dst: &mut impl Out) {
         let ack = self.1;
         dst.put_u16(ack.packet_id.get());
         if m.remaining > 2 {

@@ -1,7 +1,5 @@
 //! CONNACK (3.2).
 
-use bytes::{BufMut, BytesMut};
-
 use super::{Body, Measure, check_reason, read_reason};
 use crate::{
     error::{DecodeError, EncodeError},
@@ -9,12 +7,12 @@ use crate::{
     property::{self, Ctx},
     reason::ReasonCode,
     version::ProtocolVersion,
-    wire::Reader,
+    wire::{Out, Reader},
 };
 
 const SESSION_PRESENT: u8 = 0x01;
 
-pub(super) fn decode(version: ProtocolVersion, mut r: Reader) -> Result<ConnAck, DecodeError> {
+pub(super) fn decode(version: ProtocolVersion, r: &mut Reader) -> Result<ConnAck, DecodeError> {
     let flags = r.u8()?;
     // MQTT 3.1 has no Session Present flag: the whole byte is reserved.
     let reserved = if version == ProtocolVersion::V3_1 {
@@ -28,8 +26,8 @@ pub(super) fn decode(version: ProtocolVersion, mut r: Reader) -> Result<ConnAck,
     let session_present = flags & SESSION_PRESENT != 0;
     let mut properties = ConnAckProperties::default();
     let reason_code = if version.is_v5() {
-        let reason = read_reason(&mut r, PacketType::ConnAck)?;
-        property::read(&mut r, Ctx::Packet(PacketType::ConnAck), &mut properties)?;
+        let reason = read_reason(r, PacketType::ConnAck)?;
+        property::read(r, Ctx::Packet(PacketType::ConnAck), &mut properties)?;
         reason
     } else {
         let code = r.u8()?;
@@ -84,7 +82,7 @@ impl Body for ConnAck {
         Ok(m)
     }
 
-    fn write(&self, version: ProtocolVersion, m: &Measure, dst: &mut BytesMut) {
+    fn write(&self, version: ProtocolVersion, m: &Measure, dst: &mut impl Out) {
         dst.put_u8(u8::from(self.session_present));
         if version.is_v5() {
             dst.put_u8(self.reason_code.as_u8());

@@ -1,15 +1,13 @@
 //! CONNECT (3.1).
 
-use bytes::{BufMut, Bytes, BytesMut};
-
-use super::{Body, Measure};
+use super::{Body, Decoded, Measure};
 use crate::{
     error::{DecodeError, EncodeError},
-    packet::{Connect, ConnectProperties, PacketType, Will, WillProperties},
+    packet::{Connect, ConnectProperties, Packet, PacketType, Will, WillProperties},
     property::{self, Ctx},
     qos::QoS,
     version::ProtocolVersion,
-    wire::{self, Reader},
+    wire::{self, Out, Reader},
 };
 
 const RESERVED: u8 = 0x01;
@@ -22,34 +20,32 @@ const USERNAME: u8 = 0x80;
 
 /// Reads the protocol name and level (3.1.2.1, 3.1.2.2).
 fn read_protocol(r: &mut Reader) -> Result<ProtocolVersion, DecodeError> {
-    let name = r.binary()?;
-    if &name[..] != b"MQTT" && &name[..] != b"MQIsdp" {
-        return Err(DecodeError::InvalidProtocolName);
-    }
+    // Compared in place: the name is not kept, so no slice of the input is made for it.
+    let name: &[u8] = match r.unread() {
+        [0, 4, b'M', b'Q', b'T', b'T', ..] => b"MQTT",
+        [0, 6, b'M', b'Q', b'I', b's', b'd', b'p', ..] => b"MQIsdp",
+        _ => {
+            // A truncated or different name; `binary` tells the two apart.
+            r.binary()?;
+            return Err(DecodeError::InvalidProtocolName);
+        }
+    };
+    r.skip(2 + name.len());
     let level = r.u8()?;
     let version =
         ProtocolVersion::from_level(level).ok_or(DecodeError::UnsupportedProtocolLevel(level))?;
     // `MQIsdp` goes with level 3 only, `MQTT` with 4 and 5.
-    if &name[..] != version.protocol_name().as_bytes() {
+    if name != version.protocol_name().as_bytes() {
         return Err(DecodeError::InvalidProtocolName);
     }
     Ok(version)
 }
 
-/// Checks a Will Topic: a topic name, so neither empty nor with wildcards (4.7).
-fn check_will_topic(topic: &str) -> Result<(), DecodeError> {
-    if topic.is_empty() {
-        Err(DecodeError::EmptyTopicName)
-    } else if wire::has_wildcard(topic) {
-        Err(DecodeError::WildcardInTopicName)
-    } else {
-        Ok(())
-    }
-}
-
-pub(super) fn decode(body: Bytes) -> Result<Connect, DecodeError> {
-    let mut r = Reader::new(body);
-    let protocol = read_protocol(&mut r)?;
+/// Decodes a CONNECT body into the decoder's return value (see [`Decoded`]); once it is
+/// known to be valid, its version goes to `version` (the connection's, for what follows).
+#[inline]
+pub(super) fn decode(r: &mut Reader, version: &mut Option<ProtocolVersion>) -> Decoded {
+    let protocol = read_protocol(r)?;
     let flags = r.u8()?;
     if flags & RESERVED != 0 {
         return Err(DecodeError::ConnectReservedFlag); // [MQTT-3.1.2-3]
@@ -69,16 +65,20 @@ pub(super) fn decode(body: Bytes) -> Result<Connect, DecodeError> {
     let keep_alive = r.u16()?;
     let mut properties = ConnectProperties::default();
     if protocol.is_v5() {
-        property::read(&mut r, Ctx::Packet(PacketType::Connect), &mut properties)?;
+        property::read(r, Ctx::Packet(PacketType::Connect), &mut properties)?;
     }
     let client_id = r.string()?;
     let will = if will_flag {
         let mut will_properties = WillProperties::default();
         if protocol.is_v5() {
-            property::read(&mut r, Ctx::Will, &mut will_properties)?;
+            property::read(r, Ctx::Will, &mut will_properties)?;
         }
-        let topic = r.string()?;
-        check_will_topic(&topic)?;
+        // A Will Topic is a topic name: UTF-8, U+0000 and wildcards in one pass, and not
+        // empty (4.7).
+        let topic = r.topic()?;
+        if topic.is_empty() {
+            return Err(DecodeError::EmptyTopicName);
+        }
         let payload = r.binary()?;
         Some(Will {
             topic,
@@ -100,8 +100,9 @@ pub(super) fn decode(body: Bytes) -> Result<Connect, DecodeError> {
     } else {
         None
     };
-    r.finish()?;
-    Ok(Connect {
+    r.end()?;
+    *version = Some(protocol);
+    Ok(Some(Packet::Connect(Connect {
         protocol,
         clean_start: flags & CLEAN_START != 0,
         keep_alive,
@@ -110,10 +111,12 @@ pub(super) fn decode(body: Bytes) -> Result<Connect, DecodeError> {
         username,
         password,
         properties,
-    })
+    })))
 }
 
 impl Body for Connect {
+    const MANY_PIECES: bool = true;
+
     fn first_byte(&self) -> u8 {
         (PacketType::Connect as u8) << 4
     }
@@ -162,10 +165,40 @@ impl Body for Connect {
         Ok(m)
     }
 
-    fn write(&self, version: ProtocolVersion, m: &Measure, dst: &mut BytesMut) {
+    fn write(&self, version: ProtocolVersion, m: &Measure, dst: &mut impl Out) {
+        let (head, n) = self.variable_header(version, m, [0; 24], 0);
+        wire::put_small(dst, &head, n);
+        self.write_rest(version, m, dst);
+    }
+
+    #[inline]
+    fn write_packet(&self, version: ProtocolVersion, m: &Measure, dst: &mut impl Out) {
+        // Fixed header, protocol name and level, flags, keep alive and Property Length: at
+        // most 5 + 8 + 1 + 1 + 2 + 4 = 21 bytes, written in one piece.
+        let mut head = [0u8; 24];
+        head[0] = self.first_byte();
+        let n = wire::var_int_at(&mut head, 1, m.remaining);
+        let (head, n) = self.variable_header(version, m, head, n);
+        wire::put_small(dst, &head, n);
+        self.write_rest(version, m, dst);
+    }
+}
+
+impl Connect {
+    /// Appends the variable header up to the Property Length (included) to `head[..n]`.
+    #[inline]
+    fn variable_header(
+        &self,
+        version: ProtocolVersion,
+        m: &Measure,
+        mut head: [u8; 24],
+        mut n: usize,
+    ) -> ([u8; 24], usize) {
         let name = version.protocol_name().as_bytes();
-        wire::put_binary(dst, name);
-        dst.put_u8(version.level());
+        head[n..n + 2].copy_from_slice(&(name.len() as u16).to_be_bytes());
+        n += 2;
+        head[n..n + name.len()].copy_from_slice(name);
+        n += name.len();
         let mut flags = 0;
         if self.clean_start {
             flags |= CLEAN_START;
@@ -182,10 +215,21 @@ impl Body for Connect {
         if self.password.is_some() {
             flags |= PASSWORD;
         }
-        dst.put_u8(flags);
-        dst.put_u16(self.keep_alive);
+        head[n] = version.level();
+        head[n + 1] = flags;
+        head[n + 2..n + 4].copy_from_slice(&self.keep_alive.to_be_bytes());
+        n += 4;
         if version.is_v5() {
-            property::write(&self.properties, m.props, dst);
+            n = wire::var_int_at(&mut head, n, m.props);
+        }
+        (head, n)
+    }
+
+    /// The properties and the payload.
+    #[inline]
+    fn write_rest(&self, version: ProtocolVersion, m: &Measure, dst: &mut impl Out) {
+        if version.is_v5() {
+            property::write_props(&self.properties, dst);
         }
         wire::put_string(dst, &self.client_id);
         if let Some(will) = &self.will {

@@ -1,49 +1,46 @@
 //! PUBLISH (3.3).
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 
-use super::{Body, Measure, read_packet_id};
+use super::{Body, Decoded, Measure, read_packet_id};
 use crate::{
     error::{DecodeError, EncodeError},
-    packet::{PacketType, Publish, PublishProperties},
+    packet::{Packet, PacketType, Publish, PublishProperties},
     property::{self, Ctx},
     qos::QoS,
     version::ProtocolVersion,
-    wire::{self, Reader},
+    wire::{self, Out, Reader},
 };
 
 const RETAIN: u8 = 0b0001;
 const QOS_SHIFT: u8 = 1;
 const DUP: u8 = 0b1000;
 
-pub(super) fn decode(
-    version: ProtocolVersion,
-    flags: u8,
-    mut r: Reader,
-) -> Result<Publish, DecodeError> {
+/// Decodes a PUBLISH body into the decoder's return value (see [`Decoded`]).
+#[inline]
+pub(super) fn decode(version: ProtocolVersion, flags: u8, r: &mut Reader) -> Decoded {
     let qos = QoS::from_u8((flags >> QOS_SHIFT) & 0b11).ok_or(DecodeError::InvalidQoS)?; // [MQTT-3.3.1-4]
     let dup = flags & DUP != 0;
     if dup && qos == QoS::AtMostOnce {
         return Err(DecodeError::DupOnQoS0); // [MQTT-3.3.1-2]
     }
-    let topic = r.string()?;
-    if wire::has_wildcard(&topic) {
-        return Err(DecodeError::WildcardInTopicName); // [MQTT-3.3.2-2]
-    }
+    // UTF-8, U+0000 and wildcards [MQTT-3.3.2-2] in one pass over the topic.
+    let topic = r.topic()?;
     let packet_id = if qos == QoS::AtMostOnce {
         None
     } else {
-        Some(read_packet_id(&mut r)?)
+        Some(read_packet_id(r)?)
     };
     let mut properties = PublishProperties::default();
     if version.is_v5() {
-        property::read(&mut r, Ctx::Packet(PacketType::Publish), &mut properties)?;
+        property::read(r, Ctx::Packet(PacketType::Publish), &mut properties)?;
     }
     if topic.is_empty() && properties.topic_alias.is_none() {
         return Err(DecodeError::EmptyTopicName); // [MQTT-4.7.3-1], [MQTT-3.3.2-1]
     }
+    // The last read: no error may follow it (see `Reader::rest`).
     let payload = r.rest();
-    Ok(Publish {
+    Ok(Some(Packet::Publish(Publish {
         dup,
         qos,
         retain: flags & RETAIN != 0,
@@ -51,7 +48,7 @@ pub(super) fn decode(
         packet_id,
         properties,
         payload,
-    })
+    })))
 }
 
 impl Body for Publish {
@@ -101,14 +98,120 @@ impl Body for Publish {
         Ok(m)
     }
 
-    fn write(&self, version: ProtocolVersion, m: &Measure, dst: &mut BytesMut) {
+    /// The body without the payload (the [`tail`](Body::tail)).
+    fn write(&self, version: ProtocolVersion, m: &Measure, dst: &mut impl Out) {
         wire::put_string(dst, &self.topic);
+        self.write_after_topic(version, m, dst);
+    }
+
+    #[inline]
+    fn tail(&self) -> &[u8] {
+        &self.payload
+    }
+
+    #[inline]
+    fn write_packet(&self, version: ProtocolVersion, m: &Measure, dst: &mut impl Out) {
+        self.write_header(version, m, dst);
+    }
+}
+
+impl Publish {
+    /// Everything but the payload: the fixed header and the topic length in one piece, the
+    /// topic, then the packet id and the Property Length in one piece, then the properties.
+    #[inline]
+    fn write_header(&self, version: ProtocolVersion, m: &Measure, dst: &mut impl Out) {
+        let (mut head, mut n) = super::fixed_header(self.first_byte(), m.remaining);
+        // The topic's length was checked when the string was made.
+        head[n..n + 2].copy_from_slice(&(self.topic.len() as u16).to_be_bytes());
+        n += 2;
+        wire::put_small(dst, &head, n);
+        dst.append(self.topic.as_str().as_bytes());
+        self.write_after_topic(version, m, dst);
+    }
+
+    /// The packet id, the Property Length and the properties.
+    #[inline]
+    fn write_after_topic(&self, version: ProtocolVersion, m: &Measure, dst: &mut impl Out) {
+        let mut mid = [0u8; 6];
+        let mut n = 0;
         if let Some(id) = self.packet_id {
-            dst.put_u16(id.get());
+            mid[..2].copy_from_slice(&id.get().to_be_bytes());
+            n = 2;
         }
         if version.is_v5() {
-            property::write(&self.properties, m.props, dst);
+            n = wire::var_int_at(&mut mid, n, m.props);
         }
-        dst.put_slice(&self.payload);
+        wire::put_small(dst, &mid, n);
+        if version.is_v5() && m.props > 0 {
+            property::write_props(&self.properties, dst);
+        }
+    }
+
+    /// Encodes everything of the packet but its payload for `version` at the end of `dst`:
+    /// the fixed header (whose Remaining Length counts the payload), the topic, the packet id
+    /// and the properties. Sending these bytes followed by [`payload`](Publish::payload)
+    /// sends the same bytes as [`encode`](Publish::encode), without copying the payload:
+    /// with a vectored write (`writev`, `write_vectored` with two `IoSlice`s) or as one
+    /// `Buf` with [`Buf::chain`](bytes::Buf::chain) (`header.chain(publish.payload.clone())`,
+    /// a reference-count update). A broker fanning a message out to many subscribers encodes
+    /// one header per subscriber and shares the payload.
+    ///
+    /// Validated like `encode` (nothing written on error); `dst` is reserved once for the
+    /// header, whose length is `encoded_len(version)? - payload.len()`.
+    pub fn encode_header(
+        &self,
+        version: ProtocolVersion,
+        dst: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        let m = self.measure(version)?;
+        let total = super::total_len(m.remaining)?;
+        super::write_part(self, version, &m, total, dst, false);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::string::MqttString;
+    use alloc::vec::Vec;
+    use bytes::Bytes;
+    use core::num::{NonZeroU16, NonZeroU32};
+
+    /// The header written by `encode_header`, followed by the payload, is the packet.
+    #[test]
+    fn header_and_payload_are_the_packet() {
+        for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+            for len in [0, 1, 70, 127, 128, 16_383, 16_384, 70_000] {
+                for qos in [QoS::AtMostOnce, QoS::AtLeastOnce] {
+                    let mut p = Publish {
+                        qos,
+                        topic: MqttString::from_static("a/b/c"),
+                        packet_id: (qos != QoS::AtMostOnce).then(|| NonZeroU16::new(9).unwrap()),
+                        payload: Bytes::from((0..len).map(|i| i as u8).collect::<Vec<u8>>()),
+                        ..Publish::default()
+                    };
+                    if version.is_v5() && len % 2 == 0 {
+                        p.properties.message_expiry_interval = Some(5);
+                        p.properties.subscription_identifiers = alloc::vec![NonZeroU32::MIN];
+                    }
+                    let mut whole = BytesMut::new();
+                    p.encode(version, &mut whole).unwrap();
+                    let mut header = BytesMut::from(&b"xy"[..]);
+                    p.encode_header(version, &mut header).unwrap();
+                    assert_eq!(&header[..2], b"xy");
+                    assert_eq!(header.len() - 2, whole.len() - p.payload.len());
+                    assert_eq!([&header[2..], &p.payload[..]].concat(), &whole[..]);
+                }
+            }
+        }
+        // Validated like `encode`, nothing written on error.
+        let bad = Publish {
+            topic: MqttString::from_static("a/+"),
+            ..Publish::default()
+        };
+        let mut buf = BytesMut::new();
+        assert!(bad.encode_header(ProtocolVersion::V5, &mut buf).is_err());
+        assert!(buf.is_empty());
     }
 }

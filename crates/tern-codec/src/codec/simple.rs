@@ -1,7 +1,5 @@
 //! DISCONNECT (3.14) and AUTH (3.15): a reason code and properties, both omissible.
 
-use bytes::{BufMut, BytesMut};
-
 use super::{Body, Measure, check_reason, read_reason};
 use crate::{
     error::{DecodeError, EncodeError},
@@ -9,21 +7,21 @@ use crate::{
     property::{self, Ctx, Props},
     reason::ReasonCode,
     version::ProtocolVersion,
-    wire::Reader,
+    wire::{Out, Reader},
 };
 
 pub(super) fn decode_disconnect(
     version: ProtocolVersion,
-    mut r: Reader,
+    r: &mut Reader,
 ) -> Result<Disconnect, DecodeError> {
     let mut disconnect = Disconnect::default();
     // 3.x: Remaining Length 0. 5.0: 0 means Normal disconnection, 1 a reason code without
     // properties (3.14.2.1, 3.14.2.2.1).
     if version.is_v5() && !r.is_empty() {
-        disconnect.reason_code = read_reason(&mut r, PacketType::Disconnect)?;
+        disconnect.reason_code = read_reason(r, PacketType::Disconnect)?;
         if !r.is_empty() {
             property::read(
-                &mut r,
+                r,
                 Ctx::Packet(PacketType::Disconnect),
                 &mut disconnect.properties,
             )?;
@@ -33,13 +31,13 @@ pub(super) fn decode_disconnect(
     Ok(disconnect)
 }
 
-pub(super) fn decode_auth(mut r: Reader) -> Result<Auth, DecodeError> {
+pub(super) fn decode_auth(r: &mut Reader) -> Result<Auth, DecodeError> {
     let mut auth = Auth::default();
     // Remaining Length 0 means Success without properties (3.15.2.1); otherwise the reason
     // code and the Property Length are both present.
     if !r.is_empty() {
-        auth.reason_code = read_reason(&mut r, PacketType::Auth)?;
-        property::read(&mut r, Ctx::Packet(PacketType::Auth), &mut auth.properties)?;
+        auth.reason_code = read_reason(r, PacketType::Auth)?;
+        property::read(r, Ctx::Packet(PacketType::Auth), &mut auth.properties)?;
     }
     r.finish()?;
     Ok(auth)
@@ -73,7 +71,7 @@ impl Body for Disconnect {
         Ok(m)
     }
 
-    fn write(&self, _: ProtocolVersion, m: &Measure, dst: &mut BytesMut) {
+    fn write(&self, _: ProtocolVersion, m: &Measure, dst: &mut impl Out) {
         if m.remaining > 0 {
             dst.put_u8(self.reason_code.as_u8());
         }
@@ -104,7 +102,7 @@ impl Body for Auth {
         Ok(m)
     }
 
-    fn write(&self, _: ProtocolVersion, m: &Measure, dst: &mut BytesMut) {
+    fn write(&self, _: ProtocolVersion, m: &Measure, dst: &mut impl Out) {
         if m.remaining > 0 {
             dst.put_u8(self.reason_code.as_u8());
             property::write(&self.properties, m.props, dst);
