@@ -12,63 +12,21 @@
 //! or command topic, drawn from 65,536 pre-built topics (`cold`: at 1M the caches do not hold
 //! the working set) or from 256 of them (`hot`).
 //!
-//! Bytes per subscription come from a counting global allocator: heap bytes held by the tree
-//! after building it (capacity slack included), divided by the number of subscriptions.
+//! Bytes per subscription come from `stats_alloc`'s counting global allocator: heap bytes held
+//! by the tree after building it (capacity slack included), divided by the number of
+//! subscriptions.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::System;
 use std::hint::black_box;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tern_topic::{Match, RetainedTree, SubscriptionFilter, SubscriptionTree, TopicName, matches};
 
-/// Forwards to the system allocator and counts the bytes currently allocated.
-struct Counting;
-
-static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
-
-// A global allocator cannot be written without `unsafe`; this one only forwards to `System`.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's guarantees.
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            ALLOCATED.fetch_add(layout.size(), Ordering::Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's guarantees.
-        let ptr = unsafe { System.alloc_zeroed(layout) };
-        if !ptr.is_null() {
-            ALLOCATED.fetch_add(layout.size(), Ordering::Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.dealloc(ptr, layout) };
-        ALLOCATED.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded with the caller's guarantees.
-        let new = unsafe { System.realloc(ptr, layout, new_size) };
-        if !new.is_null() {
-            ALLOCATED.fetch_add(new_size, Ordering::Relaxed);
-            ALLOCATED.fetch_sub(layout.size(), Ordering::Relaxed);
-        }
-        new
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 const SIZES: [(usize, &str); 3] = [(10_000, "10k"), (100_000, "100k"), (1_000_000, "1M")];
 const SITES: usize = 1_000;
@@ -185,11 +143,12 @@ fn lookup(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(4))
         .warm_up_time(Duration::from_secs(1));
     for (n, label) in SIZES {
-        let before = ALLOCATED.load(Ordering::Relaxed);
+        let region = Region::new(GLOBAL);
         let started = Instant::now();
         let (tree, devices) = build(n);
         let build_time = started.elapsed();
-        let bytes = ALLOCATED.load(Ordering::Relaxed) - before;
+        let change = region.change();
+        let bytes = change.bytes_allocated - change.bytes_deallocated;
         println!(
             "topic/memory/{label}: {} subscriptions, {} nodes, {} levels, built in {build_time:.2?}: \
              {bytes} heap bytes, {:.1} bytes/subscription",

@@ -1,5 +1,5 @@
-//! Interned level strings: every distinct level of the subscription trie is stored once, in one
-//! buffer, and nodes refer to it by a `u32`.
+//! Interned level strings: every distinct level of the subscription trie too long to sit in its
+//! node is stored once, in one buffer, and nodes refer to it by a `u32`.
 
 use hashbrown::HashTable;
 
@@ -39,15 +39,10 @@ impl Labels {
         &text[start..start + slot.len as usize]
     }
 
-    /// The id of `level`, if some node uses it.
+    /// The string of the live label `id`.
     #[inline]
-    pub(crate) fn get(&self, hashers: &Hashers, level: &str) -> Option<u32> {
-        let hash = hashers.hash(level);
-        self.table
-            .find(hash, |&id| {
-                Self::slot_text(&self.text, &self.slots[id as usize]) == level
-            })
-            .copied()
+    pub(crate) fn text(&self, id: u32) -> &str {
+        Self::slot_text(&self.text, &self.slots[id as usize])
     }
 
     /// The id of `level` with one more reference, interning it when new.

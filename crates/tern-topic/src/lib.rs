@@ -44,6 +44,7 @@
 //! # }
 //! ```
 
+mod edges;
 mod error;
 mod filter;
 mod hash;

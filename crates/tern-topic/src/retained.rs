@@ -2,21 +2,29 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, DefaultHasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::OnceLock;
+
+use foldhash::SharedSeed;
+use foldhash::fast::{FoldHasher, SeedableRandomState};
 
 use crate::TopicName;
 
-/// A zero-sized `BuildHasher` with random keys drawn once per process, so that the per-node
-/// maps do not each carry their own keys.
+/// A zero-sized `BuildHasher` with random keys drawn once per process (from std's OS-seeded
+/// `RandomState`), so that the per-node maps do not each carry their own keys; foldhash, as
+/// the subscription trie uses, for short topic levels.
 #[derive(Clone, Copy, Default)]
 struct ProcessKeys;
 
 impl BuildHasher for ProcessKeys {
-    type Hasher = DefaultHasher;
-    fn build_hasher(&self) -> DefaultHasher {
-        static KEYS: OnceLock<RandomState> = OnceLock::new();
-        KEYS.get_or_init(RandomState::new).build_hasher()
+    type Hasher = FoldHasher<'static>;
+    fn build_hasher(&self) -> FoldHasher<'static> {
+        static KEYS: OnceLock<SeedableRandomState> = OnceLock::new();
+        KEYS.get_or_init(|| {
+            let seed = RandomState::new().hash_one(0x7265_7461_696e_u64);
+            SeedableRandomState::with_seed(seed, SharedSeed::global_random())
+        })
+        .build_hasher()
     }
 }
 

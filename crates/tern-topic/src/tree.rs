@@ -5,21 +5,26 @@
 //! Everything lives in flat arenas indexed by `u32`, so that a subscription costs a few dozen
 //! bytes and a lookup only follows indices:
 //!
-//! - `nodes`: one 24-byte node per distinct filter prefix. A node knows its parent, its level
-//!   (an interned label id, or the `+` marker), its `+` child, and the heads of two lists of
-//!   plain subscriptions: those whose filter ends at the node, and those whose filter is the
-//!   node's path followed by `/#` (a `#` is never a node of its own).
-//! - `edges`: one hash table of all exact children, keyed by `(parent, label)`. It stores only
-//!   the child's index and hashes it through the node's own fields.
-//! - `labels`: every distinct level string once, with a reference count.
+//! - `nodes`: one 32-byte node (two to a cache line) per distinct filter prefix. A node knows
+//!   its parent, its level, its `+` child, one of its exact children, and the heads of two
+//!   lists of plain subscriptions: those whose filter ends at the node, and those whose filter
+//!   is the node's path followed by `/#` (a `#` is never a node of its own). A level of up to
+//!   7 bytes is held in the node itself, so that checking an edge needs no other load.
+//! - `edges`: one hash table of all exact children, keyed by the parent's index and the hash
+//!   of the level (a keyed foldhash, computed once per level of a looked-up topic). It stores
+//!   only the child's index and checks it against the child's own fields. A node with a
+//!   single exact child (a device's `cmd`, a twin's `telemetry`) is followed without probing
+//!   it.
+//! - `labels`: every distinct level longer than 7 bytes once, with a reference count.
 //! - `entries`: the subscriptions, dense (removal moves the last one into the hole), each on
 //!   a doubly linked list of its node and a doubly linked list of its subscriber; `pairs`
 //!   finds a subscription by `(filter node, key)` and `keys` finds a subscriber's first one.
 //! - `groups`: shared subscription groups, found from their node through `group_heads` (a
 //!   flag on the node says whether to look).
 //!
-//! A lookup walks the trie with an explicit stack held inline (32 entries, enough for topics of
-//! up to about 30 levels, before it spills to the heap), so it neither allocates nor recurses.
+//! A lookup splits and hashes the topic once, then walks the trie breadth first, level by
+//! level, holding the levels and the nodes reached at one level inline (32 of each before
+//! spilling to the heap), so it neither allocates for usual topics nor recurses.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -27,6 +32,7 @@ use std::hash::Hash;
 
 use hashbrown::HashTable;
 
+use crate::edges::Edges;
 use crate::hash::Hashers;
 use crate::label::Labels;
 use crate::{SubscriptionFilter, TopicFilter};
@@ -35,12 +41,6 @@ use crate::{SubscriptionFilter, TopicFilter};
 const NIL: u32 = u32::MAX;
 /// The root node; it is never freed.
 const ROOT: u32 = 0;
-/// The label of a `+` node.
-const PLUS: u32 = u32::MAX - 1;
-/// The label of a free node slot.
-const FREE: u32 = u32::MAX - 2;
-/// A level whose label id has not been looked up yet (lookup cache).
-const UNKNOWN: u32 = u32::MAX - 1;
 
 /// Owner bit: the entry is a member of the shared group `owner & INDEX`.
 const SHARED: u32 = 1 << 31;
@@ -54,17 +54,105 @@ const HAS_GROUPS: u32 = 1 << 31;
 /// Node meta mask: the number of children (exact and `+`).
 const CHILDREN: u32 = HAS_GROUPS - 1;
 
-/// Levels whose label id a lookup remembers.
-const LEVEL_CACHE: usize = 16;
-/// Stack entries a lookup keeps inline.
-const INLINE_STACK: usize = 32;
+/// Levels and stack entries a lookup keeps inline.
+const INLINE: usize = 32;
 
+/// Bytes of a [`Label`]; its last one tells the kind.
+const LABEL_BYTES: usize = 8;
+/// Longest level stored in its node.
+const INLINE_LEVEL: usize = LABEL_BYTES - 1;
+/// Kind byte: the level is interned in [`Labels`], its id in the first four bytes.
+const LONG: u8 = 0xff;
+/// Kind byte: a `+` node.
+const PLUS: u8 = 0xfe;
+/// Kind byte: a free node slot.
+const FREE: u8 = 0xfd;
+/// Kind byte: the root.
+const ROOT_LABEL: u8 = 0xfc;
+
+/// The level of a node, compared as a whole: a level of up to [`INLINE_LEVEL`] bytes is held
+/// in place (zero-padded, its length in the last byte), so that matching it against a topic
+/// level needs no load beyond the node; a longer one is interned in [`Labels`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Label([u8; LABEL_BYTES]);
+
+impl Label {
+    const fn marker(kind: u8) -> Self {
+        let mut bytes = [0; LABEL_BYTES];
+        bytes[INLINE_LEVEL] = kind;
+        Self(bytes)
+    }
+
+    /// The label of `level` if it fits in place.
+    #[inline]
+    fn inline(level: &str) -> Option<Self> {
+        let len = level.len();
+        if len > INLINE_LEVEL {
+            return None;
+        }
+        let mut bytes = [0; LABEL_BYTES];
+        // A loop rather than `copy_from_slice`, which calls `memcpy` for a variable length.
+        for (to, &from) in bytes.iter_mut().zip(level.as_bytes()) {
+            *to = from;
+        }
+        bytes[INLINE_LEVEL] = len as u8;
+        Some(Self(bytes))
+    }
+
+    fn long(id: u32) -> Self {
+        let mut label = Self::marker(LONG);
+        label.0[..4].copy_from_slice(&id.to_le_bytes());
+        label
+    }
+
+    fn kind(self) -> u8 {
+        self.0[INLINE_LEVEL]
+    }
+
+    /// The interned id of a long level.
+    #[inline]
+    fn long_id(self) -> Option<u32> {
+        (self.kind() == LONG)
+            .then(|| u32::from_le_bytes([self.0[0], self.0[1], self.0[2], self.0[3]]))
+    }
+
+    /// The level of an exact node.
+    fn text<'a>(&'a self, labels: &'a Labels) -> &'a str {
+        match self.long_id() {
+            Some(id) => labels.text(id),
+            None => {
+                let len = usize::from(self.kind());
+                std::str::from_utf8(&self.0[..len]).expect("a label holds a whole level")
+            }
+        }
+    }
+
+    /// Whether a node labelled `self` is the child for the topic level `level`, whose inline
+    /// label (if it fits) is `key`.
+    #[inline]
+    fn is(self, key: Option<Self>, level: &str, labels: &Labels) -> bool {
+        match key {
+            Some(key) => self == key,
+            None => self.long_id().is_some_and(|id| labels.text(id) == level),
+        }
+    }
+}
+
+/// One level of a topic name being looked up: its text, its hash and its inline label.
 #[derive(Clone, Copy)]
+struct Level<'t> {
+    text: &'t str,
+    hash: u64,
+    key: Option<Label>,
+}
+
+/// Aligned to its size, so that no node straddles two cache lines (a large allocation from
+/// the system allocator is only 16-byte aligned).
+#[derive(Clone, Copy)]
+#[repr(align(32))]
 struct Node {
     /// The parent node, or the next free slot in a free node.
     parent: u32,
-    /// The interned level, [`PLUS`], [`FREE`] or [`NIL`] for the root.
-    label: u32,
     /// The `+` child.
     plus: u32,
     /// Number of children, and [`HAS_GROUPS`].
@@ -73,17 +161,26 @@ struct Node {
     subs: u32,
     /// First plain subscription whose filter is this node's path followed by `/#`.
     multi_subs: u32,
+    /// An exact child, or [`NIL`]: with a single exact child (the usual case below a device
+    /// id) a lookup follows it without probing `edges`.
+    child: u32,
+    /// The level: in place, interned, or a [`PLUS`], [`FREE`] or [`ROOT_LABEL`] marker.
+    label: Label,
 }
 
+// Two nodes to a cache line.
+const _: () = assert!(size_of::<Node>() == 32);
+
 impl Node {
-    fn new(parent: u32, label: u32) -> Self {
+    fn new(parent: u32, label: Label) -> Self {
         Self {
             parent,
-            label,
             plus: NIL,
             meta: 0,
             subs: NIL,
             multi_subs: NIL,
+            child: NIL,
+            label,
         }
     }
 }
@@ -255,20 +352,20 @@ impl<K: fmt::Debug, V: fmt::Debug> fmt::Debug for SharedGroup<'_, K, V> {
 /// # Panics
 ///
 /// Insertions panic past 2^30 trie nodes or shared groups, far beyond what fits in memory
-/// at 24 bytes a node.
+/// at 32 bytes a node.
 pub struct SubscriptionTree<K, V> {
     hashers: Hashers,
     labels: Labels,
     nodes: Vec<Node>,
     free_node: u32,
     live_nodes: usize,
-    edges: HashTable<u32>,
+    edges: Edges,
     entries: Vec<Entry<K, V>>,
     pairs: HashTable<u32>,
     keys: HashTable<u32>,
     groups: Vec<Option<Group>>,
     free_groups: Vec<u32>,
-    group_heads: HashMap<u32, u32>,
+    group_heads: HashMap<u32, u32, foldhash::fast::RandomState>,
 }
 
 impl<K: Hash + Eq, V> Default for SubscriptionTree<K, V> {
@@ -291,6 +388,11 @@ fn pair_hash<K: Hash>(hashers: &Hashers, owner: u32, key: &K) -> u64 {
     hashers.hash(&(owner, key))
 }
 
+/// The key of an exact node in `edges`.
+fn edge_hash(hashers: &Hashers, labels: &Labels, node: &Node) -> u64 {
+    hashers.edge(node.parent, hashers.level(node.label.text(labels)))
+}
+
 impl<K: Hash + Eq, V> SubscriptionTree<K, V> {
     /// An empty tree.
     #[must_use]
@@ -298,16 +400,16 @@ impl<K: Hash + Eq, V> SubscriptionTree<K, V> {
         Self {
             hashers: Hashers::new(),
             labels: Labels::new(),
-            nodes: vec![Node::new(NIL, NIL)],
+            nodes: vec![Node::new(NIL, Label::marker(ROOT_LABEL))],
             free_node: NIL,
             live_nodes: 0,
-            edges: HashTable::new(),
+            edges: Edges::new(),
             entries: Vec::new(),
             pairs: HashTable::new(),
             keys: HashTable::new(),
             groups: Vec::new(),
             free_groups: Vec::new(),
-            group_heads: HashMap::new(),
+            group_heads: HashMap::default(),
         }
     }
 
@@ -330,7 +432,8 @@ impl<K: Hash + Eq, V> SubscriptionTree<K, V> {
         self.live_nodes
     }
 
-    /// Number of distinct level strings the tree keeps (0 when empty).
+    /// Number of distinct level strings the tree interns (0 when empty): those longer than 7
+    /// bytes, shorter ones being held in their nodes.
     #[must_use]
     pub fn level_count(&self) -> usize {
         self.labels.len()
@@ -421,50 +524,91 @@ impl<K: Hash + Eq, V> SubscriptionTree<K, V> {
             return;
         }
         let dollar = topic.starts_with('$');
-        let mut cache = [UNKNOWN; LEVEL_CACHE];
-        let mut stack = Stack::new();
-        stack.push((ROOT, 0, 0));
-        while let Some((id, depth, offset)) = stack.pop() {
-            let node = self.nodes[id as usize];
-            // [MQTT-4.7.2-1]: at the root, `#` and `+` do not match a `$` first level.
-            let wildcards = !(dollar && id == ROOT);
-            let done = offset > topic.len();
-            if wildcards {
-                self.visit_list(node.multi_subs, &mut visit);
-            }
-            if done {
-                self.visit_list(node.subs, &mut visit);
-            }
-            if node.meta & HAS_GROUPS != 0 {
-                self.visit_groups(id, done, wildcards, &mut visit);
-            }
-            if done {
-                continue;
-            }
-            let end = topic[offset..]
-                .find('/')
-                .map_or(topic.len(), |i| offset + i);
-            if node.plus != NIL && wildcards {
-                stack.push((node.plus, depth + 1, end + 1));
-            }
-            let exact_children = (node.meta & CHILDREN) - u32::from(node.plus != NIL);
-            if exact_children > 0 {
-                let label = match cache.get_mut(depth as usize) {
-                    Some(cached) => {
-                        if *cached == UNKNOWN {
-                            *cached = self.label_of(&topic[offset..end]);
-                        }
-                        *cached
+        let mut levels = Inline::new(Level {
+            text: "",
+            hash: 0,
+            key: None,
+        });
+        self.split(topic, &mut levels);
+        // Breadth first, one level of the topic at a time: the nodes of a level are
+        // independent, so the processor overlaps their cache misses (a wildcard branch and an
+        // exact branch of the same topic each walk cold nodes).
+        let mut frontiers = [Inline::new(0_u32), Inline::new(0_u32)];
+        let [current, next] = &mut frontiers;
+        let (mut current, mut next) = (current, next);
+        current.push(ROOT);
+        for depth in 0..=levels.len {
+            let done = depth == levels.len;
+            for i in 0..current.len {
+                let id = current.get(i);
+                let node = self.nodes[id as usize];
+                // [MQTT-4.7.2-1]: at the root, `#` and `+` do not match a `$` first level.
+                let wildcards = !(dollar && id == ROOT);
+                if wildcards {
+                    self.visit_list(node.multi_subs, &mut visit);
+                }
+                if done {
+                    self.visit_list(node.subs, &mut visit);
+                }
+                if node.meta & HAS_GROUPS != 0 {
+                    self.visit_groups(id, done, wildcards, &mut visit);
+                }
+                if done {
+                    continue;
+                }
+                if node.plus != NIL && wildcards {
+                    next.push(node.plus);
+                }
+                let exact_children = (node.meta & CHILDREN) - u32::from(node.plus != NIL);
+                if exact_children > 0 {
+                    let level = levels.get(depth);
+                    let text = level.text;
+                    let child = if node.child == NIL {
+                        self.child(id, text, level.hash, level.key)
+                    } else if self.nodes[node.child as usize].label.is(
+                        level.key,
+                        text,
+                        &self.labels,
+                    ) {
+                        Some(node.child)
+                    } else if exact_children > 1 {
+                        self.child(id, text, level.hash, level.key)
+                    } else {
+                        None
+                    };
+                    if let Some(child) = child {
+                        next.push(child);
                     }
-                    None => self.label_of(&topic[offset..end]),
-                };
-                if label != NIL
-                    && let Some(child) = self.child(id, label)
-                {
-                    stack.push((child, depth + 1, end + 1));
                 }
             }
+            if next.len == 0 {
+                return;
+            }
+            std::mem::swap(&mut current, &mut next);
+            next.clear();
         }
+    }
+
+    /// Splits `topic` into its levels, hashed.
+    #[inline]
+    fn split<'t>(&self, topic: &'t str, levels: &mut Inline<Level<'t>>) {
+        let mut start = 0;
+        let bytes = topic.as_bytes();
+        let mut push = |start: usize, end: usize| {
+            let text = &topic[start..end];
+            levels.push(Level {
+                text,
+                hash: self.hashers.level(text),
+                key: Label::inline(text),
+            });
+        };
+        for (i, &b) in bytes.iter().enumerate() {
+            if b == b'/' {
+                push(start, i);
+                start = i + 1;
+            }
+        }
+        push(start, bytes.len());
     }
 
     /// Appends to `out` every subscription matching `topic` (see
@@ -489,10 +633,9 @@ impl<K: Hash + Eq, V> SubscriptionTree<K, V> {
             entries,
             ..
         } = self;
-        self.edges.shrink_to_fit(|&c| {
-            let node = &nodes[c as usize];
-            hashers.pair(node.parent, node.label)
-        });
+        let labels = &self.labels;
+        self.edges
+            .shrink_to_fit(|c| edge_hash(hashers, labels, &nodes[c as usize]));
         self.pairs.shrink_to_fit(|&e| {
             let entry = &entries[e as usize];
             pair_hash(hashers, entry.owner, &entry.key)
@@ -505,20 +648,25 @@ impl<K: Hash + Eq, V> SubscriptionTree<K, V> {
 
     // ---- lookups -------------------------------------------------------------------------
 
+    /// The exact child of `parent` for `level`, of hash `hash` and inline label `key`.
     #[inline]
-    fn label_of(&self, level: &str) -> u32 {
-        self.labels.get(&self.hashers, level).unwrap_or(NIL)
+    fn child(&self, parent: u32, level: &str, hash: u64, key: Option<Label>) -> Option<u32> {
+        let nodes = &self.nodes;
+        let labels = &self.labels;
+        self.edges.find(self.hashers.edge(parent, hash), |c| {
+            let node = &nodes[c as usize];
+            node.parent == parent && node.label.is(key, level, labels)
+        })
     }
 
-    #[inline]
-    fn child(&self, parent: u32, label: u32) -> Option<u32> {
-        let nodes = &self.nodes;
-        self.edges
-            .find(self.hashers.pair(parent, label), |&c| {
-                let node = &nodes[c as usize];
-                node.parent == parent && node.label == label
-            })
-            .copied()
+    /// [`child`](Self::child) for a level of a filter.
+    fn child_of(&self, parent: u32, level: &str) -> Option<u32> {
+        self.child(
+            parent,
+            level,
+            self.hashers.level(level),
+            Label::inline(level),
+        )
     }
 
     fn visit_list<'a, F: FnMut(Match<'a, K, V>)>(&'a self, mut e: u32, visit: &mut F) {
@@ -567,7 +715,7 @@ impl<K: Hash + Eq, V> SubscriptionTree<K, V> {
             match level {
                 "#" => return Some((node, true)),
                 "+" => node = self.nodes[node as usize].plus,
-                _ => node = self.child(node, self.labels.get(&self.hashers, level)?)?,
+                _ => node = self.child_of(node, level)?,
             }
             if node == NIL {
                 return None;
@@ -622,7 +770,7 @@ impl<K: Hash + Eq, V> SubscriptionTree<K, V> {
                 "+" => {
                     let plus = self.nodes[node as usize].plus;
                     node = if plus == NIL {
-                        let child = self.alloc_node(node, PLUS);
+                        let child = self.alloc_node(node, Label::marker(PLUS));
                         self.nodes[node as usize].plus = child;
                         child
                     } else {
@@ -630,24 +778,28 @@ impl<K: Hash + Eq, V> SubscriptionTree<K, V> {
                     };
                 }
                 _ => {
-                    let existing = self
-                        .labels
-                        .get(&self.hashers, level)
-                        .and_then(|label| self.child(node, label));
-                    node = match existing {
+                    let hash = self.hashers.level(level);
+                    let key = Label::inline(level);
+                    node = match self.child(node, level, hash, key) {
                         Some(child) => child,
                         None => {
-                            let label = self.labels.acquire(&self.hashers, level);
+                            let label = match key {
+                                Some(label) => label,
+                                None => Label::long(self.labels.acquire(&self.hashers, level)),
+                            };
                             let child = self.alloc_node(node, label);
+                            if self.nodes[node as usize].child == NIL {
+                                self.nodes[node as usize].child = child;
+                            }
                             let Self {
                                 hashers,
+                                labels,
                                 nodes,
                                 edges,
                                 ..
                             } = self;
-                            edges.insert_unique(hashers.pair(node, label), child, |&c| {
-                                let n = &nodes[c as usize];
-                                hashers.pair(n.parent, n.label)
+                            edges.insert(hashers.edge(node, hash), child, |c| {
+                                edge_hash(hashers, labels, &nodes[c as usize])
                             });
                             child
                         }
@@ -658,7 +810,7 @@ impl<K: Hash + Eq, V> SubscriptionTree<K, V> {
         (node, false)
     }
 
-    fn alloc_node(&mut self, parent: u32, label: u32) -> u32 {
+    fn alloc_node(&mut self, parent: u32, label: Label) -> u32 {
         self.nodes[parent as usize].meta += 1;
         self.live_nodes += 1;
         let node = Node::new(parent, label);
@@ -912,7 +1064,7 @@ impl<K: Hash + Eq, V> SubscriptionTree<K, V> {
         if self.free_groups.len() == self.groups.len() {
             self.groups = Vec::new();
             self.free_groups = Vec::new();
-            self.group_heads = HashMap::new();
+            self.group_heads = HashMap::default();
         }
         node
     }
@@ -925,19 +1077,30 @@ impl<K: Hash + Eq, V> SubscriptionTree<K, V> {
                 break;
             }
             let parent = n.parent;
-            if n.label == PLUS {
+            if n.label.kind() == PLUS {
                 self.nodes[parent as usize].plus = NIL;
             } else {
-                let hash = self.hashers.pair(parent, n.label);
-                if let Ok(slot) = self.edges.find_entry(hash, |&c| c == node) {
-                    slot.remove();
+                let Self {
+                    hashers,
+                    labels,
+                    nodes,
+                    edges,
+                    ..
+                } = self;
+                edges.remove(edge_hash(hashers, labels, &n), node, |c| {
+                    edge_hash(hashers, labels, &nodes[c as usize])
+                });
+                if let Some(id) = n.label.long_id() {
+                    self.labels.release(&self.hashers, id);
                 }
-                self.labels.release(&self.hashers, n.label);
+                if self.nodes[parent as usize].child == node {
+                    self.nodes[parent as usize].child = NIL;
+                }
             }
             self.nodes[parent as usize].meta -= 1;
             self.nodes[node as usize] = Node {
                 parent: self.free_node,
-                ..Node::new(NIL, FREE)
+                ..Node::new(NIL, Label::marker(FREE))
             };
             self.free_node = node;
             self.live_nodes -= 1;
@@ -946,7 +1109,7 @@ impl<K: Hash + Eq, V> SubscriptionTree<K, V> {
         if self.live_nodes == 0 {
             self.nodes.truncate(1);
             self.free_node = NIL;
-            self.edges = HashTable::new();
+            self.edges = Edges::new();
         }
         if self.entries.is_empty() {
             self.entries = Vec::new();
@@ -956,41 +1119,45 @@ impl<K: Hash + Eq, V> SubscriptionTree<K, V> {
     }
 }
 
-/// A LIFO stack held inline up to [`INLINE_STACK`] entries, spilling to the heap past that.
-struct Stack {
-    inline: [(u32, u32, usize); INLINE_STACK],
+/// A vector held inline up to [`INLINE`] items, spilling to the heap past that: the levels of
+/// a topic and the nodes a lookup reached, so that it allocates nothing for usual topics.
+struct Inline<T> {
+    inline: [T; INLINE],
     len: usize,
-    spill: Vec<(u32, u32, usize)>,
+    spill: Vec<T>,
 }
 
-impl Stack {
-    fn new() -> Self {
+impl<T: Copy> Inline<T> {
+    fn new(fill: T) -> Self {
         Self {
-            inline: [(0, 0, 0); INLINE_STACK],
+            inline: [fill; INLINE],
             len: 0,
             spill: Vec::new(),
         }
     }
 
     #[inline]
-    fn push(&mut self, item: (u32, u32, usize)) {
-        if self.len < INLINE_STACK {
+    fn push(&mut self, item: T) {
+        if self.len < INLINE {
             self.inline[self.len] = item;
-            self.len += 1;
         } else {
             self.spill.push(item);
         }
+        self.len += 1;
     }
 
     #[inline]
-    fn pop(&mut self) -> Option<(u32, u32, usize)> {
-        if let Some(item) = self.spill.pop() {
-            return Some(item);
+    fn clear(&mut self) {
+        self.len = 0;
+        self.spill.clear();
+    }
+
+    #[inline]
+    fn get(&self, index: usize) -> T {
+        if index < INLINE {
+            self.inline[index]
+        } else {
+            self.spill[index - INLINE]
         }
-        if self.len == 0 {
-            return None;
-        }
-        self.len -= 1;
-        Some(self.inline[self.len])
     }
 }

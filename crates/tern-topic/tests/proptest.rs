@@ -11,9 +11,10 @@ use tern_topic::{
 };
 
 /// Few distinct levels, so that filters and names collide often; `$s` exercises the `$` rule
-/// and `""` empty levels.
+/// and `""` empty levels; the trie holds levels of up to 7 bytes in its nodes and interns
+/// longer ones, hence the two levels on either side of that limit.
 fn name_level() -> impl Strategy<Value = &'static str> {
-    prop::sample::select(vec!["a", "b", "", "$s", "c"])
+    prop::sample::select(vec!["a", "b", "", "$s", "c", "seven-b", "eight-by"])
 }
 
 fn topic_name() -> impl Strategy<Value = String> {
@@ -23,7 +24,7 @@ fn topic_name() -> impl Strategy<Value = String> {
 }
 
 fn topic_filter() -> impl Strategy<Value = String> {
-    let level = prop::sample::select(vec!["a", "b", "", "$s", "+", "+"]);
+    let level = prop::sample::select(vec!["a", "b", "", "$s", "+", "+", "seven-b", "eight-by"]);
     (prop::collection::vec(level, 0..5), any::<bool>())
         .prop_map(|(mut levels, hash)| {
             if hash || levels.is_empty() {
