@@ -112,6 +112,7 @@ impl Broker {
             .map_or(0, |d| d.as_nanos() as u64);
         let shared = Arc::new(Shared {
             engine: engine_config(&self.config),
+            started: tokio::time::Instant::now(),
             config: self.config,
             router: Router::default(),
             retained,
@@ -124,6 +125,9 @@ impl Broker {
             next_conn: AtomicU64::new(1),
             nonce,
         });
+        if shared.config.sys_interval > 0 {
+            tokio::spawn(crate::sys::run(shared.clone()));
+        }
         Ok(BrokerHandle {
             shared,
             addrs: Vec::new(),
@@ -154,6 +158,8 @@ fn engine_config(config: &Config) -> ServerConfig {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) config: Config,
+    /// When the broker started, for `$SYS/broker/uptime`.
+    pub(crate) started: tokio::time::Instant,
     pub(crate) engine: ServerConfig,
     pub(crate) router: Router,
     pub(crate) retained: RetainedStore,
@@ -172,6 +178,38 @@ pub(crate) struct Shared {
 pub(crate) type TaskGuard = mpsc::Sender<()>;
 
 impl Shared {
+    /// A snapshot of the counters.
+    pub(crate) fn stats(&self) -> Stats {
+        let c = &self.stats;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Stats {
+            connections: load(&c.connections),
+            clients_connected: load(&c.clients_connected),
+            clients_maximum: load(&c.clients_maximum),
+            sessions_expired: load(&c.sessions_expired),
+            messages_received: load(&c.messages_received),
+            messages_sent: load(&c.messages_sent),
+            bytes_received: load(&c.bytes_received),
+            bytes_sent: load(&c.bytes_sent),
+            deliveries: load(&c.deliveries),
+            dropped_qos0: load(&c.dropped_qos0),
+            dropped_queue_full: load(&c.dropped_queue_full),
+            mailbox_messages: load(&c.mailbox_messages),
+            mailbox_bytes: load(&c.mailbox_bytes),
+            mailbox_peak_messages: load(&c.mailbox_peak_messages),
+            mailbox_peak_bytes: load(&c.mailbox_peak_bytes),
+            queued_messages: load(&c.queued_messages),
+            queued_peak_messages: load(&c.queued_peak_messages),
+            write_buffer_bytes: load(&c.write_buffer_bytes),
+            write_buffer_peak_bytes: load(&c.write_buffer_peak_bytes),
+            publisher_waits: load(&c.publisher_waits),
+            slow_consumers: load(&c.slow_consumers),
+            sessions: self.registry.len(),
+            subscriptions: self.router.len(),
+            retained: self.retained.len(),
+        }
+    }
+
     /// A guard for a new connection task, or `None` once shutdown began.
     pub(crate) fn task_guard(&self) -> Option<TaskGuard> {
         self.tasks.lock().clone()
@@ -188,30 +226,83 @@ impl Shared {
     }
 }
 
-/// Counters of the broker, updated with relaxed atomics.
+/// Counters and gauges of the broker, updated with relaxed atomics. See [`Stats`].
 #[derive(Debug, Default)]
 pub(crate) struct StatsCounters {
     pub(crate) connections: AtomicU64,
+    pub(crate) clients_connected: AtomicU64,
+    pub(crate) clients_maximum: AtomicU64,
+    pub(crate) sessions_expired: AtomicU64,
     pub(crate) messages_received: AtomicU64,
+    pub(crate) messages_sent: AtomicU64,
+    pub(crate) bytes_received: AtomicU64,
+    pub(crate) bytes_sent: AtomicU64,
     pub(crate) deliveries: AtomicU64,
     pub(crate) dropped_qos0: AtomicU64,
     pub(crate) dropped_queue_full: AtomicU64,
+    pub(crate) mailbox_messages: AtomicU64,
+    pub(crate) mailbox_bytes: AtomicU64,
+    pub(crate) mailbox_peak_messages: AtomicU64,
+    pub(crate) mailbox_peak_bytes: AtomicU64,
+    pub(crate) queued_messages: AtomicU64,
+    pub(crate) queued_peak_messages: AtomicU64,
+    pub(crate) write_buffer_bytes: AtomicU64,
+    pub(crate) write_buffer_peak_bytes: AtomicU64,
+    pub(crate) publisher_waits: AtomicU64,
+    pub(crate) slow_consumers: AtomicU64,
 }
 
 /// A snapshot of the broker's counters and sizes.
+///
+/// The `*_peak_*` fields are the largest value any one session or connection reached since
+/// start, so that a test or a monitor can check the memory bounds of
+/// [the slow-consumer policy](crate::config#memory-bounds-and-slow-consumers).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
     /// Connections accepted since start.
     pub connections: u64,
+    /// Clients connected now (CONNECT accepted, connection not ended).
+    pub clients_connected: u64,
+    /// The most clients connected at once.
+    pub clients_maximum: u64,
+    /// Sessions ended by their Session Expiry Interval.
+    pub sessions_expired: u64,
     /// Application messages received (from clients, wills and [`BrokerHandle::publish`]).
     pub messages_received: u64,
+    /// PUBLISH packets sent to clients (a queued message counts when it leaves the queue).
+    pub messages_sent: u64,
+    /// Bytes read from clients.
+    pub bytes_received: u64,
+    /// Bytes written to clients.
+    pub bytes_sent: u64,
     /// Deliveries made to sessions by routing.
     pub deliveries: u64,
     /// QoS 0 messages dropped because a mailbox was full.
     pub dropped_qos0: u64,
-    /// QoS 1/2 messages dropped because a session's queue was full.
+    /// QoS 1/2 messages refused because a session's queue was full.
     pub dropped_queue_full: u64,
+    /// Messages waiting in the mailboxes of all sessions now.
+    pub mailbox_messages: u64,
+    /// Bytes (topic + payload) waiting in the mailboxes of all sessions now.
+    pub mailbox_bytes: u64,
+    /// The most messages one mailbox held.
+    pub mailbox_peak_messages: u64,
+    /// The most bytes one mailbox held.
+    pub mailbox_peak_bytes: u64,
+    /// Messages in the session queues (beyond the in-flight windows, or for absent clients).
+    pub queued_messages: u64,
+    /// The most messages one session queue held.
+    pub queued_peak_messages: u64,
+    /// Encoded bytes waiting for the clients' sockets now.
+    pub write_buffer_bytes: u64,
+    /// The most encoded bytes one connection had waiting for its socket.
+    pub write_buffer_peak_bytes: u64,
+    /// Times a publishing client was held back because a subscriber's mailbox was full.
+    pub publisher_waits: u64,
+    /// Clients disconnected because they did not read: their socket accepted nothing for the
+    /// stall timeout, or a publisher waited for them that long.
+    pub slow_consumers: u64,
     /// Sessions, online and offline.
     pub sessions: usize,
     /// Subscriptions.
@@ -244,7 +335,8 @@ impl BrokerHandle {
 
     /// Publishes `publish` as the broker itself (no client origin): retained if RETAIN is set,
     /// routed to every matching subscription. `$` topics are allowed here. Returns the number of
-    /// sessions it was delivered to.
+    /// sessions that took it. Never waits: a QoS 1/2 message to a full mailbox is taken
+    /// beyond its limits (see [the policy](crate::config#memory-bounds-and-slow-consumers)).
     ///
     /// # Errors
     ///
@@ -258,7 +350,11 @@ impl BrokerHandle {
             received_at: now,
         });
         let mut scratch = Vec::new();
-        Ok(connection::route(&self.shared, &message, now, &mut scratch))
+        // The caller cannot be made to wait: a congested mailbox takes the message anyway
+        // (bounded at twice its limits, see the policy).
+        let mut congested = Vec::new();
+        let routed = connection::route(&self.shared, &message, now, &mut scratch, &mut congested);
+        Ok(routed.taken)
     }
 
     /// Serves the connections of `listener` until shutdown; returns its address. After
@@ -310,17 +406,7 @@ impl BrokerHandle {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
-        let c = &self.shared.stats;
-        Stats {
-            connections: c.connections.load(Ordering::Relaxed),
-            messages_received: c.messages_received.load(Ordering::Relaxed),
-            deliveries: c.deliveries.load(Ordering::Relaxed),
-            dropped_qos0: c.dropped_qos0.load(Ordering::Relaxed),
-            dropped_queue_full: c.dropped_queue_full.load(Ordering::Relaxed),
-            sessions: self.shared.registry.len(),
-            subscriptions: self.shared.router.len(),
-            retained: self.shared.retained.len(),
-        }
+        self.shared.stats()
     }
 
     /// Shuts down gracefully: stops accepting, sends MQTT 5.0 clients DISCONNECT 0x8B Server

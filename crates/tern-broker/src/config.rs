@@ -4,16 +4,25 @@
 //! Every table and key is optional; an unknown key is an error that names it and its line.
 //!
 //! ```toml
+//! # Seconds between updates of the retained `$SYS/broker/...` topics; 0 disables them.
+//! sys_interval = 10
+//!
 //! # Where to listen. Without any `[[listener]]`, ternd listens on 127.0.0.1:1883 only.
 //! [[listener]]
 //! bind = "0.0.0.0:1883"
 //!
 //! [limits]
-//! maximum_packet_size = 268435455  # bytes, enforced from the fixed header (0x95)
+//! # maximum_packet_size = 1048576  # bytes, enforced from the fixed header (0x95);
+//!                                  # default: the largest packet MQTT can carry
 //! receive_maximum = 65535          # inbound QoS 1/2 unacknowledged at once (0x93)
-//! maximum_qos = 2                  # 0, 1 or 2
-//! retain_available = true
-//! topic_alias_maximum = 0
+//! maximum_qos = 2                  # 0, 1 or 2; a PUBLISH above it: DISCONNECT 0x9B
+//! retain_available = true          # false: a retained PUBLISH gets DISCONNECT 0x9A
+//! topic_alias_maximum = 0          # topic aliases accepted from 5.0 clients
+//! wildcard_subscription_available = true        # false: SUBACK 0xA2 for `+`/`#` filters
+//! subscription_identifiers_available = true     # false: SUBACK 0xA1 for a SUBSCRIBE with one
+//! shared_subscription_available = true          # false: SUBACK 0x9E for `$share/...`
+//! max_keepalive = 65535            # seconds; a 5.0 client asking more gets Server Keep Alive
+//! allow_zero_keepalive = true      # false: keep alive 0 is replaced by max_keepalive
 //! connect_timeout = 10             # seconds to wait for CONNECT; 0 waits for ever
 //! max_session_expiry = 4294967295  # seconds; a client asking more gets this
 //!
@@ -26,9 +35,44 @@
 //! max_messages = 1024              # routed messages waiting for a connection's task
 //! max_bytes = 16777216
 //!
+//! [backpressure]
+//! write_buffer = 65536             # bytes waiting for a client's socket before its task
+//!                                  # stops taking new work
+//! stall_timeout = 30               # seconds a socket may accept nothing, and a publisher
+//!                                  # may wait for a full mailbox, before the slow client
+//!                                  # is disconnected
+//!
 //! [shutdown]
 //! timeout = 5                      # seconds to flush DISCONNECT 0x8B before exiting
 //! ```
+//!
+//! # Memory bounds and slow consumers
+//!
+//! What a client costs the broker is bounded whatever the client does:
+//!
+//! - **Outgoing bytes.** A connection's task writes from one buffer when the socket is
+//!   writable and never blocks on a write. While that buffer holds [`Backpressure::write_buffer`]
+//!   bytes or more, the task neither reads the client's socket nor takes messages from its
+//!   mailbox, so the buffer exceeds the limit by at most one mailbox batch. A socket that
+//!   accepts no byte for [`Backpressure::stall_timeout`] is closed (a slow consumer, counted
+//!   in [`Stats::slow_consumers`](crate::Stats)); its session stays as its expiry says.
+//! - **Routed messages** wait in the session's mailbox, bounded by [`MailboxLimits`]. A
+//!   **QoS 0** message beyond the limits is dropped and counted
+//!   ([`Stats::dropped_qos0`](crate::Stats)).
+//! - **QoS 1/2 are never dropped silently.** A QoS 1/2 message that meets a full mailbox of a
+//!   connected subscriber is admitted (beyond the limit by at most one message per waiting
+//!   publisher) and *back-pressure* applies to the client that published it: its connection
+//!   stops reading and withholds the PUBACK/PUBREC until the mailbox has room again
+//!   ([`Stats::publisher_waits`](crate::Stats)). After [`Backpressure::stall_timeout`] the
+//!   subscriber that still has no room is disconnected as a slow consumer (5.0: DISCONNECT
+//!   0x97) and the publisher goes on. A message that cannot wait (a Will, an in-process
+//!   publish) is admitted too; a mailbox at twice its limits disconnects its subscriber at
+//!   once.
+//! - **A session whose client is away** keeps QoS 1/2 messages in its queue, bounded by
+//!   [`SessionLimits`] (this is also where a disconnected slow consumer's mailbox goes). A
+//!   message beyond it is refused: logged at `warn`, counted
+//!   ([`Stats::dropped_queue_full`](crate::Stats)), and when no other subscriber took it, a
+//!   5.0 publisher gets PUBACK/PUBREC 0x97 Quota exceeded.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -37,10 +81,13 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// The whole configuration.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct Config {
+    /// Seconds between updates of the retained `$SYS/broker/...` topics (mosquitto's names);
+    /// 0 disables them.
+    pub sys_interval: u64,
     /// The listeners, `[[listener]]` in TOML. Empty means the default: 127.0.0.1:1883.
     #[serde(rename = "listener")]
     pub listeners: Vec<ListenerConfig>,
@@ -50,8 +97,24 @@ pub struct Config {
     pub session: SessionLimits,
     /// Per-session mailbox limits.
     pub mailbox: MailboxLimits,
+    /// Slow consumers: the write buffer and the stall timeout.
+    pub backpressure: Backpressure,
     /// Graceful shutdown.
     pub shutdown: Shutdown,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            sys_interval: 10,
+            listeners: Vec::new(),
+            limits: Limits::default(),
+            session: SessionLimits::default(),
+            mailbox: MailboxLimits::default(),
+            backpressure: Backpressure::default(),
+            shutdown: Shutdown::default(),
+        }
+    }
 }
 
 /// The address the broker listens on when no listener is configured (loopback only, like
@@ -135,7 +198,13 @@ impl Config {
         {
             return invalid(
                 "limits.maximum_packet_size",
-                "must be between 16 and 268435455",
+                "must be at least 16 and at most the largest MQTT packet",
+            );
+        }
+        if self.limits.max_keepalive == 0 && !self.limits.allow_zero_keepalive {
+            return invalid(
+                "limits.max_keepalive",
+                "must be at least 1 when allow_zero_keepalive is false",
             );
         }
         if self.session.max_inflight == 0 {
@@ -143,6 +212,12 @@ impl Config {
         }
         if self.mailbox.max_messages == 0 {
             return invalid("mailbox.max_messages", "must be at least 1");
+        }
+        if self.backpressure.write_buffer == 0 {
+            return invalid("backpressure.write_buffer", "must be at least 1");
+        }
+        if self.backpressure.stall_timeout == 0 {
+            return invalid("backpressure.stall_timeout", "must be at least 1 second");
         }
         Ok(())
     }
@@ -186,6 +261,23 @@ pub struct Limits {
     pub retain_available: bool,
     /// Topic Alias Maximum announced to MQTT 5.0 clients.
     pub topic_alias_maximum: u16,
+    /// Whether wildcard subscriptions are accepted (CONNACK Wildcard Subscription Available;
+    /// otherwise SUBACK 0xA2, 3.x: 0x80).
+    pub wildcard_subscription_available: bool,
+    /// Whether Subscription Identifiers are accepted (CONNACK Subscription Identifiers
+    /// Available; otherwise SUBACK 0xA1 for every filter of a SUBSCRIBE that has one).
+    pub subscription_identifiers_available: bool,
+    /// Whether shared subscriptions are accepted (CONNACK Shared Subscription Available;
+    /// otherwise SUBACK 0x9E).
+    pub shared_subscription_available: bool,
+    /// The longest keep alive granted, in seconds. A 5.0 client asking more is told this one
+    /// in CONNACK's Server Keep Alive; a 3.x client asking more is refused with return code 2
+    /// (identifier rejected, as mosquitto does: 3.x has no way to tell it).
+    pub max_keepalive: u16,
+    /// Whether a client may ask for keep alive 0 (no keep alive). When false, a 5.0 client
+    /// asking 0 gets [`max_keepalive`](Self::max_keepalive) as Server Keep Alive and a 3.x
+    /// client is refused like one asking too much.
+    pub allow_zero_keepalive: bool,
     /// Seconds to wait for CONNECT after the transport connected; 0 waits for ever.
     pub connect_timeout: u64,
     /// The longest Session Expiry Interval granted, in seconds.
@@ -200,6 +292,11 @@ impl Default for Limits {
             maximum_qos: 2,
             retain_available: true,
             topic_alias_maximum: 0,
+            wildcard_subscription_available: true,
+            subscription_identifiers_available: true,
+            shared_subscription_available: true,
+            max_keepalive: u16::MAX,
+            allow_zero_keepalive: true,
             connect_timeout: 10,
             max_session_expiry: u32::MAX,
         }
@@ -232,13 +329,9 @@ impl Default for SessionLimits {
 /// Per-session mailbox limits, `[mailbox]` in TOML: how many routed messages may wait for
 /// the connection's task to hand them to its session engine.
 ///
-/// The policy: a **QoS 0** message beyond either limit is dropped and counted
-/// ([`Stats::dropped_qos0`](crate::Stats)). **QoS 1/2** messages are never dropped by the
-/// mailbox: beyond the limits they are still queued, and the connection is ended (MQTT 5.0:
-/// DISCONNECT 0x97 Quota exceeded) as a slow consumer, which moves its backlog into the
-/// session's own queue, kept for the client's next connection. That queue is bounded by
-/// [`SessionLimits`]; a message beyond it is refused by the engine, logged at `warn` and
-/// counted ([`Stats::dropped_queue_full`](crate::Stats)).
+/// A **QoS 0** message beyond either limit is dropped and counted
+/// ([`Stats::dropped_qos0`](crate::Stats)); a **QoS 1/2** one puts back-pressure on its
+/// publisher. See [the policy](self#memory-bounds-and-slow-consumers).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
@@ -255,6 +348,37 @@ impl Default for MailboxLimits {
             max_messages: 1024,
             max_bytes: 16 << 20,
         }
+    }
+}
+
+/// Slow consumers, `[backpressure]` in TOML. See
+/// [the policy](self#memory-bounds-and-slow-consumers).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct Backpressure {
+    /// Bytes of encoded packets waiting for a client's socket at which its connection stops
+    /// reading from the client and taking messages from its mailbox (at least 1).
+    pub write_buffer: usize,
+    /// Seconds a client's socket may accept no byte while the broker has some to write, and
+    /// that a publisher may wait for room in a full mailbox, before the slow client is
+    /// disconnected (at least 1). Also bounds the final flush of a closing connection.
+    pub stall_timeout: u64,
+}
+
+impl Default for Backpressure {
+    fn default() -> Self {
+        Backpressure {
+            write_buffer: 64 << 10,
+            stall_timeout: 30,
+        }
+    }
+}
+
+impl Backpressure {
+    /// The stall timeout as a duration.
+    pub fn stall_timeout(&self) -> Duration {
+        Duration::from_secs(self.stall_timeout)
     }
 }
 
@@ -325,15 +449,19 @@ mod tests {
 
     #[test]
     fn full_example_parses() {
-        let text = "[[listener]]\nbind = \"0.0.0.0:1883\"\n[[listener]]\nbind = \"[::1]:1884\"\n\
+        let text = "sys_interval = 3\n[[listener]]\nbind = \"0.0.0.0:1883\"\n[[listener]]\nbind = \"[::1]:1884\"\n\
                     [limits]\nmaximum_qos = 1\n[session]\nmax_queued_messages = 5\n\
-                    [mailbox]\nmax_bytes = 100\n[shutdown]\ntimeout = 1\n";
+                    [mailbox]\nmax_bytes = 100\n[backpressure]\nwrite_buffer = 10\n\
+                    stall_timeout = 2\n[shutdown]\ntimeout = 1\n";
         let config = Config::from_toml_str(text).unwrap();
         assert_eq!(config.bind_addresses().len(), 2);
         assert_eq!(config.limits.maximum_qos, 1);
         assert_eq!(config.session.max_queued_messages, 5);
         assert_eq!(config.mailbox.max_bytes, 100);
         assert_eq!(config.shutdown.timeout(), Duration::from_secs(1));
+        assert_eq!(config.sys_interval, 3);
+        assert_eq!(config.backpressure.write_buffer, 10);
+        assert_eq!(config.backpressure.stall_timeout(), Duration::from_secs(2));
         config.validate().unwrap();
     }
 
@@ -367,5 +495,45 @@ mod tests {
                 ..
             })
         ));
+        let config =
+            Config::from_toml_str("[limits]\nmax_keepalive = 0\nallow_zero_keepalive = false\n")
+                .unwrap();
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Invalid {
+                key: "limits.max_keepalive",
+                ..
+            })
+        ));
+        let config = Config::from_toml_str("[backpressure]\nstall_timeout = 0\n").unwrap();
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Invalid {
+                key: "backpressure.stall_timeout",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn documented_example_is_the_default() {
+        // The example at the top of this module, without its `//! ` prefixes.
+        let source = include_str!("config.rs");
+        let example: String = source
+            .lines()
+            .skip_while(|l| *l != "//! ```toml")
+            .skip(1)
+            .take_while(|l| *l != "//! ```")
+            .map(|l| format!("{}\n", l.trim_start_matches("//!").trim_start()))
+            .collect();
+        let config = Config::from_toml_str(&example).unwrap();
+        config.validate().unwrap();
+        assert_eq!(
+            config,
+            Config {
+                listeners: vec![ListenerConfig::new("0.0.0.0:1883".parse().unwrap())],
+                ..Config::default()
+            }
+        );
     }
 }

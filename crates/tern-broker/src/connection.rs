@@ -1,10 +1,18 @@
 //! The per-connection driver: one tokio task owns one [`ServerSession`] and its byte stream.
 //!
-//! The task loops on a `select!` over four inputs: bytes from the stream, the session's
-//! mailbox being notified, the engine's `poll_timeout` deadline, and the broker's shutdown.
-//! After each input it drains the engine ("one change, then drain"): every event is handled
-//! (CONNECT, PUBLISH, SUBSCRIBE, …), then every packet to send is appended to one buffer and
-//! written with one `write_all`.
+//! The task loops on a `select!` over its inputs: the broker's shutdown, the socket becoming
+//! writable while bytes wait in its write buffer, the session's mailbox being notified, room
+//! in the mailboxes a held-back publish waits for, the stall deadlines, bytes from the
+//! socket, and the engine's `poll_timeout` deadline. After each input it drains the engine
+//! ("one change, then drain"): every event is handled (CONNECT, PUBLISH, SUBSCRIBE, …), then
+//! every packet to send is appended to the write buffer.
+//!
+//! The task never waits on a write: it writes what the socket takes when it is writable. While
+//! the write buffer holds `backpressure.write_buffer` bytes or more it stops reading the
+//! socket and taking deliveries from its mailbox, and a socket that takes nothing for
+//! `backpressure.stall_timeout` is closed. While a publish of its client waits for room in a
+//! subscriber's mailbox, it stops reading and withholds the acknowledgement (back-pressure).
+//! See [the policy](crate::config#memory-bounds-and-slow-consumers).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -12,17 +20,21 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tern_codec::{
-    AckProperties, ConnAckProperties, Connect, Disconnect, MqttString, ProtocolVersion, Publish,
-    QoS, ReasonCode, RetainHandling, Subscribe, SubscriptionOptions, Unsubscribe,
+    AckProperties, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect, MqttString,
+    Packet, PacketId, ProtocolVersion, Publish, QoS, ReasonCode, RetainHandling, Subscribe,
+    SubscriptionOptions, Unsubscribe,
 };
-use tern_proto::{Accept, DeliveryOptions, Event, Message, ServerSession};
+use tern_proto::{
+    Accept, ConnectionError, DeliverOutcome, DeliveryOptions, Event, Message, ProtocolError,
+    ServerSession,
+};
 use tern_topic::{SubscriptionFilter, TopicFilter};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::broker::{Shared, TaskGuard};
-use crate::router::{Subscription, Target};
+use crate::router::{Routed, Subscription, Target};
 use crate::session::{Delivery, Previous, Released, SessionHandle, Wake};
 use crate::storage::{StoredSession, StoredSubscription};
 
@@ -31,35 +43,38 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-/// Records a message as received, updates the retained store and routes it.
+/// Records a message as received, updates the retained store and routes it. Sessions whose
+/// mailbox took it beyond its limits are appended to `congested`.
 pub(crate) fn route(
     shared: &Shared,
     message: &Arc<Message>,
     now: Instant,
     scratch: &mut Vec<Target>,
-) -> usize {
+    congested: &mut Vec<Arc<SessionHandle>>,
+) -> Routed {
     shared
         .stats
         .messages_received
         .fetch_add(1, Ordering::Relaxed);
     if message.publish.retain {
-        shared.retained.update(message, &*shared.storage);
+        shared.retained.update(message, Some(&*shared.storage));
     }
-    let delivered = shared.router.route(message, now, scratch);
+    let routed = shared.router.route(message, now, scratch, congested);
     shared
         .stats
         .deliveries
-        .fetch_add(delivered as u64, Ordering::Relaxed);
-    delivered
+        .fetch_add(routed.taken as u64, Ordering::Relaxed);
+    routed
 }
 
 /// Runs one connection to its end.
-pub(crate) async fn run<S>(shared: Arc<Shared>, mut stream: S, peer: SocketAddr, guard: TaskGuard)
+pub(crate) async fn run<S>(shared: Arc<Shared>, stream: S, peer: SocketAddr, guard: TaskGuard)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let id = shared.next_conn();
     let session = ServerSession::new(shared.engine.clone());
+    let stall = shared.config.backpressure.stall_timeout();
     let mut conn = Connection {
         shared,
         id,
@@ -68,15 +83,59 @@ where
         inbox: VecDeque::new(),
         scratch: Vec::new(),
         retained: Vec::new(),
+        congested: Vec::new(),
+        out: BytesMut::new(),
+        write_progress: tokio::time::Instant::now(),
+        reported_out: 0,
+        mailbox_pending: false,
+        blocked: None,
+        abandoned: false,
+        accepted: false,
+        last_queued: 0,
+        queued_adds: 0,
     };
     tracing::debug!(%peer, conn = id, "connection opened");
-    conn.drive(&mut stream).await;
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    conn.drive(&mut reader, &mut writer).await;
     // The session is settled (handed over, offline or ended) before the client sees the
     // close, so that a reconnect right after it finds the session where it should be.
+    let out = std::mem::take(&mut conn.out);
+    let stats = conn.shared.stats.clone();
+    let reported = conn.reported_out;
+    // A client that stopped reading gets one try, not another stall timeout; during shutdown
+    // the flush fits in the shutdown timeout.
+    let budget = if conn.abandoned {
+        Duration::ZERO
+    } else if *conn.shared.shutdown.borrow() {
+        stall.min(conn.shared.config.shutdown.timeout())
+    } else {
+        stall
+    };
     conn.finish();
-    let _ = stream.shutdown().await;
+    if !out.is_empty()
+        && let Ok(Ok(())) = tokio::time::timeout(budget, writer.write_all(&out)).await
+    {
+        stats
+            .bytes_sent
+            .fetch_add(out.len() as u64, Ordering::Relaxed);
+    }
+    stats
+        .write_buffer_bytes
+        .fetch_sub(reported as u64, Ordering::Relaxed);
+    let _ = tokio::time::timeout(budget, writer.shutdown()).await;
     tracing::debug!(%peer, conn = id, "connection closed");
     drop(guard);
+}
+
+/// A publish of this connection's client that waits for room in subscribers' mailboxes.
+#[derive(Debug)]
+struct Blocked {
+    /// The sessions whose mailbox took the message beyond its limits.
+    waiting: Vec<Arc<SessionHandle>>,
+    /// The withheld acknowledgement.
+    ack: Option<(PacketId, ReasonCode)>,
+    /// When the slow subscribers are disconnected and the publisher goes on.
+    deadline: tokio::time::Instant,
 }
 
 struct Connection {
@@ -88,66 +147,175 @@ struct Connection {
     inbox: VecDeque<Delivery>,
     scratch: Vec<Target>,
     retained: Vec<Arc<Message>>,
+    congested: Vec<Arc<SessionHandle>>,
+    /// Encoded packets waiting for the socket.
+    out: BytesMut,
+    /// When the socket last took bytes, or when `out` became non-empty.
+    write_progress: tokio::time::Instant,
+    /// The length of `out` as last counted in the stats.
+    reported_out: usize,
+    /// The mailbox has deliveries that were left there while `out` was full.
+    mailbox_pending: bool,
+    blocked: Option<Blocked>,
+    /// Closed as a slow consumer: nothing more is flushed.
+    abandoned: bool,
+    /// CONNECT was accepted (the client counts as connected).
+    accepted: bool,
+    /// The engine's queue length after the last step, and what was queued since.
+    last_queued: usize,
+    queued_adds: usize,
 }
 
 impl Connection {
-    async fn drive<S>(&mut self, stream: &mut S)
+    async fn drive<R, W>(&mut self, reader: &mut R, writer: &mut W)
     where
-        S: AsyncRead + AsyncWrite + Unpin,
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
     {
         let mut shutdown = self.shared.shutdown.subscribe();
         let mut stopping = *shutdown.borrow_and_update();
         if stopping {
             return;
         }
+        let high_water = self.shared.config.backpressure.write_buffer;
+        let stall = self.shared.config.backpressure.stall_timeout();
         let mut read_buf = BytesMut::new();
-        let mut write_buf = BytesMut::new();
         self.session.start(now());
         loop {
-            let deadline = self
-                .session
-                .poll_timeout()
-                .map(tokio::time::Instant::from_std);
+            if self.mailbox_pending && self.out.len() < high_water {
+                self.on_mailbox();
+                self.step_done().await;
+            }
+            if self.session.is_closed() {
+                return;
+            }
+            let blocked = self
+                .blocked
+                .as_ref()
+                .map(|b| (b.waiting.clone(), b.deadline));
+            // While a publish is held back nothing is read, so the client cannot be blamed
+            // for silence: the engine's only timer of a connected session (keep alive) waits.
+            let deadline = if blocked.is_none() {
+                self.session
+                    .poll_timeout()
+                    .map(tokio::time::Instant::from_std)
+            } else {
+                None
+            };
+            let stalled_at = (!self.out.is_empty()).then(|| self.write_progress + stall);
+            let can_read = blocked.is_none() && self.out.len() < high_water;
             let handle = self.handle.clone();
             // Sized lazily: nothing until the first read, then grown as packets need it.
-            if read_buf.capacity() - read_buf.len() < 512 {
+            if can_read && read_buf.capacity() - read_buf.len() < 512 {
                 read_buf.reserve(4096);
             }
+            let (waiting, blocked_until) = blocked.unzip();
             tokio::select! {
                 biased;
                 _ = shutdown.changed(), if !stopping => {
                     stopping = true;
                     self.close(ReasonCode::ServerShuttingDown);
                 }
+                written = writer.write(&self.out), if !self.out.is_empty() => match written {
+                    Ok(0) => self.session.handle_transport_closed(now()),
+                    Ok(n) => {
+                        self.out.advance(n);
+                        self.shared.stats.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
+                        self.write_progress = tokio::time::Instant::now();
+                    }
+                    Err(e) => {
+                        tracing::debug!(conn = self.id, "write failed: {e}");
+                        self.session.handle_transport_closed(now());
+                    }
+                },
                 _ = async { handle.as_deref().expect("guarded").notified().await }, if handle.is_some() => {
                     self.on_mailbox();
                 }
-                _ = tokio::time::sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
-                    self.session.handle_timeout(now());
+                _ = async {
+                    for session in waiting.as_deref().unwrap_or_default() {
+                        session.room().await;
+                    }
+                }, if waiting.is_some() => self.unblock(false),
+                _ = tokio::time::sleep_until(blocked_until.unwrap_or_else(far_future)), if blocked_until.is_some() => {
+                    self.unblock(true);
                 }
-                read = stream.read_buf(&mut read_buf) => match read {
+                _ = tokio::time::sleep_until(stalled_at.unwrap_or_else(far_future)), if stalled_at.is_some() => {
+                    self.on_write_stall();
+                }
+                read = reader.read_buf(&mut read_buf), if can_read => match read {
                     Ok(0) => self.session.handle_transport_closed(now()),
-                    Ok(_) => self.session.handle_input(now(), &mut read_buf),
+                    Ok(n) => {
+                        self.shared.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+                        self.session.handle_input(now(), &mut read_buf);
+                    }
                     Err(e) => {
                         tracing::debug!(conn = self.id, "read failed: {e}");
                         self.session.handle_transport_closed(now());
                     }
                 },
-            }
-            self.drain_events().await;
-            if self.session.has_transmit() {
-                self.session.poll_transmit(&mut write_buf);
-                if let Err(e) = stream.write_all(&write_buf).await {
-                    tracing::debug!(conn = self.id, "write failed: {e}");
-                    self.session.handle_transport_closed(now());
-                    self.drain_events().await;
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
+                    self.session.handle_timeout(now());
                 }
-                write_buf.clear();
             }
-            if self.session.is_closed() {
-                return;
+            self.step_done().await;
+        }
+    }
+
+    /// After each input: handles the engine's events, moves its packets into the write
+    /// buffer and updates the gauges.
+    async fn step_done(&mut self) {
+        self.drain_events().await;
+        if self.session.has_transmit() {
+            let was_empty = self.out.is_empty();
+            self.session.poll_transmit(&mut self.out);
+            if was_empty && !self.out.is_empty() {
+                self.write_progress = tokio::time::Instant::now();
             }
         }
+        let stats = &self.shared.stats;
+        let len = self.out.len();
+        if len > self.reported_out {
+            stats
+                .write_buffer_bytes
+                .fetch_add((len - self.reported_out) as u64, Ordering::Relaxed);
+            stats
+                .write_buffer_peak_bytes
+                .fetch_max(len as u64, Ordering::Relaxed);
+        } else {
+            stats
+                .write_buffer_bytes
+                .fetch_sub((self.reported_out - len) as u64, Ordering::Relaxed);
+        }
+        self.reported_out = len;
+        if self.accepted
+            && let Some(handle) = &self.handle
+        {
+            let queued = self.session.state().queued.len();
+            // What left the queue was sent (or expired on the way out).
+            let pumped = (self.last_queued + self.queued_adds).saturating_sub(queued);
+            stats
+                .messages_sent
+                .fetch_add(pumped as u64, Ordering::Relaxed);
+            self.last_queued = queued;
+            self.queued_adds = 0;
+            handle.set_queued(queued);
+        }
+    }
+
+    /// The socket took no byte for the stall timeout: the client does not read.
+    fn on_write_stall(&mut self) {
+        tracing::warn!(
+            conn = self.id,
+            client_id = %self.session.client_id(),
+            pending = self.out.len(),
+            "client does not read: disconnecting a slow consumer"
+        );
+        self.shared
+            .stats
+            .slow_consumers
+            .fetch_add(1, Ordering::Relaxed);
+        self.abandoned = true;
+        self.session.handle_transport_closed(now());
     }
 
     /// Ends the connection from the broker's side: DISCONNECT with `reason` (5.0) once
@@ -167,27 +335,80 @@ impl Connection {
         let Some(handle) = self.handle.clone() else {
             return;
         };
-        match handle.wake(self.id, &mut self.inbox) {
+        let room = self.out.len() < self.shared.config.backpressure.write_buffer;
+        match handle.wake(self.id, &mut self.inbox, room) {
             Wake::TakenOver => {
                 tracing::debug!(conn = self.id, client_id = %handle.client_id, "session taken over");
                 // [MQTT-3.1.4-3]: DISCONNECT 0x8E to the existing client, then close.
                 self.close(ReasonCode::SessionTakenOver);
             }
-            Wake::Deliveries { overloaded } => {
+            Wake::Kicked => {
+                tracing::warn!(conn = self.id, client_id = %handle.client_id, "publishers waited too long for this client: disconnecting a slow consumer");
+                self.shared
+                    .stats
+                    .slow_consumers
+                    .fetch_add(1, Ordering::Relaxed);
+                self.abandoned = true;
+                self.close(ReasonCode::QuotaExceeded);
+            }
+            Wake::Waiting => self.mailbox_pending = true,
+            Wake::Taken => {
+                self.mailbox_pending = false;
                 let now = now();
-                for delivery in self.inbox.drain(..) {
-                    delivery.deliver_to(&mut self.session, now, &self.shared.stats);
-                }
-                if overloaded {
-                    tracing::warn!(conn = self.id, client_id = %handle.client_id, "mailbox over its limits: disconnecting");
-                    self.close(ReasonCode::QuotaExceeded);
+                while let Some(delivery) = self.inbox.pop_front() {
+                    self.deliver(&delivery, now);
                 }
             }
         }
     }
 
+    /// Hands one delivery to the engine, counting what it sent or queued.
+    fn deliver(&mut self, delivery: &Delivery, now: Instant) {
+        match delivery.deliver_to(&mut self.session, now, &self.shared.stats) {
+            DeliverOutcome::Sent(_) => {
+                self.shared
+                    .stats
+                    .messages_sent
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            DeliverOutcome::Queued => self.queued_adds += 1,
+            DeliverOutcome::Dropped(_) => {}
+        }
+    }
+
+    /// The publish held back may go on: every mailbox it waited for has room, or (`timed_out`)
+    /// the stall timeout passed and the subscribers still without room are disconnected.
+    fn unblock(&mut self, timed_out: bool) {
+        let Some(blocked) = self.blocked.take() else {
+            return;
+        };
+        if timed_out {
+            for session in &blocked.waiting {
+                if !session.has_room() && session.kick() {
+                    tracing::warn!(conn = self.id, publisher = %self.session.client_id(), subscriber = %session.client_id, "subscriber's mailbox stayed full: disconnecting it");
+                }
+            }
+        }
+        if let Some((id, reason)) = blocked.ack
+            && let Err(e) = self.session.ack(now(), id, reason)
+        {
+            tracing::error!(conn = self.id, "cannot acknowledge: {e}");
+        }
+    }
+
     async fn drain_events(&mut self) {
-        while let Some(event) = self.session.poll_event() {
+        loop {
+            if self.session.is_closed() && self.blocked.is_some() {
+                // Nothing waits any more; the acknowledgement stays in the session state.
+                self.unblock(false);
+            }
+            if self.blocked.is_some() {
+                // Held back: what the client sent next waits in the engine.
+                return;
+            }
+            let Some(event) = self.session.poll_event() else {
+                return;
+            };
             match event {
                 Event::ConnectRequest(connect) => self.on_connect(connect).await,
                 Event::Publish { publish, needs_ack } => self.on_publish(publish, needs_ack),
@@ -197,40 +418,98 @@ impl Connection {
                     let origin = self.session.client_id().clone();
                     publish_will(&self.shared, origin, will, &mut self.scratch);
                 }
-                Event::Disconnected(reason) => {
-                    tracing::debug!(conn = self.id, client_id = %self.session.client_id(), %reason, "disconnected");
-                }
+                Event::Disconnected(reason) => self.on_disconnected(&reason),
                 other => tracing::trace!(conn = self.id, event = ?other, "event ignored"),
             }
+        }
+    }
+
+    fn on_disconnected(&mut self, reason: &ConnectionError) {
+        tracing::debug!(conn = self.id, client_id = %self.session.client_id(), %reason, "disconnected");
+        if let ConnectionError::Protocol(ProtocolError::Decode(
+            DecodeError::UnsupportedProtocolLevel(level),
+        )) = reason
+        {
+            // [MQTT-3.1.2-2]: CONNACK "unacceptable protocol level" and close. The client's
+            // version is unknown: a level above 5 gets the newest format (5.0, 0x84), a lower
+            // one the 3.1.1 format (return code 1).
+            let version = if *level > 5 {
+                ProtocolVersion::V5
+            } else {
+                ProtocolVersion::V3_1_1
+            };
+            let connack = Packet::ConnAck(ConnAck {
+                session_present: false,
+                reason_code: ReasonCode::UnsupportedProtocolVersion,
+                properties: ConnAckProperties::default(),
+            });
+            if let Err(e) = connack.encode(version, &mut self.out) {
+                tracing::error!(conn = self.id, "cannot encode CONNACK: {e}");
+            }
+        }
+    }
+
+    /// Checks the CONNECT against the broker's keep alive limits: `Ok(Some(k))` for a 5.0
+    /// client that must use Server Keep Alive `k`, `Err` for a 3.x client that cannot be told.
+    fn keep_alive(&self, connect: &Connect) -> Result<Option<u16>, ()> {
+        let limits = &self.shared.config.limits;
+        let asked = connect.keep_alive;
+        let too_long = asked > limits.max_keepalive || (asked == 0 && !limits.allow_zero_keepalive);
+        match (too_long, connect.protocol.is_v5()) {
+            (false, _) => Ok(None),
+            // [MQTT-3.2.2-21]: the client must use the Server Keep Alive.
+            (true, true) => Ok(Some(limits.max_keepalive)),
+            (true, false) => Err(()),
         }
     }
 
     async fn on_connect(&mut self, connect: Box<Connect>) {
         let now = now();
         let v5 = connect.protocol.is_v5();
-        if connect.properties.authentication_method.is_some() {
+        let limits = &self.shared.config.limits;
+        let refusal = if connect.properties.authentication_method.is_some() {
             // No enhanced authentication method is configured.
-            let _ = self
-                .session
-                .reject(now, ReasonCode::BadAuthenticationMethod);
-            return;
-        }
-        if connect.client_id.is_empty() && connect.protocol == ProtocolVersion::V3_1 {
+            Some(ReasonCode::BadAuthenticationMethod)
+        } else if connect.client_id.is_empty() && connect.protocol == ProtocolVersion::V3_1 {
             // MQTT 3.1 client identifiers are 1 to 23 characters.
-            let _ = self
-                .session
-                .reject(now, ReasonCode::ClientIdentifierNotValid);
+            Some(ReasonCode::ClientIdentifierNotValid)
+        } else if self.keep_alive(&connect).is_err() {
+            // 3.x has no Server Keep Alive; like mosquitto, refuse with "identifier rejected".
+            tracing::debug!(
+                conn = self.id,
+                keep_alive = connect.keep_alive,
+                "keep alive not allowed"
+            );
+            Some(ReasonCode::ClientIdentifierNotValid)
+        } else if let Some(will) = connect.will.as_ref().filter(|_| v5) {
+            // A Will the server could not publish as asked [MQTT-3.2.2-12], [MQTT-3.2.2-13].
+            if will.qos > self.shared.engine.maximum_qos {
+                Some(ReasonCode::QoSNotSupported)
+            } else if will.retain && !limits.retain_available {
+                Some(ReasonCode::RetainNotSupported)
+            } else {
+                None
+            }
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            if let Err(e) = self.session.reject(now, reason) {
+                tracing::error!(conn = self.id, "cannot refuse CONNECT: {e}");
+                self.session.handle_transport_closed(now);
+            }
             return;
         }
         // An empty identifier gets one of the broker's [MQTT-3.1.3-6]; a 5.0 client is told
-        // which [MQTT-3.2.2-16]. (3.1.1 requires Clean Session 1 for it, checked by the engine
-        // [MQTT-3.1.3-8].)
+        // which [MQTT-3.2.2-16]. (3.1.1 requires Clean Session 1 for it [MQTT-3.1.3-7], refused
+        // by the engine otherwise [MQTT-3.1.3-8].)
         let assigned = connect.client_id.is_empty().then(|| {
             MqttString::try_from(self.shared.assign_client_id(self.id)).expect("short ASCII")
         });
         let client_id = assigned
             .clone()
             .unwrap_or_else(|| connect.client_id.clone());
+        let server_keep_alive = self.keep_alive(&connect).unwrap_or(None);
         let shared = self.shared.clone();
         let claim = shared.registry.claim(
             &client_id,
@@ -256,14 +535,19 @@ impl Connection {
                 }
             }
         };
+        if let Some(ended) = &claim.ended {
+            // Its engine (if any) is dropped below: nothing of it stays queued.
+            ended.set_queued(0);
+        }
         let resumed = previous.is_some() && !connect.clean_start;
         let state = previous
             .filter(|_| !connect.clean_start)
             .map(|s| s.into_state());
+        self.last_queued = state.as_ref().map_or(0, |s| s.queued.len());
         let mut properties = ConnAckProperties::default();
         if v5 {
             properties.assigned_client_identifier = assigned;
-            let max = shared.config.limits.max_session_expiry;
+            let max = limits.max_session_expiry;
             if connect
                 .properties
                 .session_expiry_interval
@@ -271,6 +555,15 @@ impl Connection {
             {
                 properties.session_expiry_interval = Some(max);
             }
+            properties.server_keep_alive = server_keep_alive;
+            // Only what is not available is announced: absent means available
+            // (sections 3.2.2.3.11 to 3.2.2.3.13).
+            properties.wildcard_subscription_available =
+                (!limits.wildcard_subscription_available).then_some(false);
+            properties.subscription_identifiers_available =
+                (!limits.subscription_identifiers_available).then_some(false);
+            properties.shared_subscription_available =
+                (!limits.shared_subscription_available).then_some(false);
         }
         self.handle = Some(claim.handle.clone());
         if let Err(e) = self.session.accept(
@@ -284,6 +577,12 @@ impl Connection {
             self.session.handle_transport_closed(now);
             return;
         }
+        self.accepted = true;
+        let stats = &shared.stats;
+        let connected = stats.clients_connected.fetch_add(1, Ordering::Relaxed) + 1;
+        stats
+            .clients_maximum
+            .fetch_max(connected, Ordering::Relaxed);
         if resumed && let Err(e) = shared.storage.remove_session(&client_id) {
             tracing::error!(%client_id, "storage: {e}");
         }
@@ -297,8 +596,8 @@ impl Connection {
         let packet_id = publish.packet_id;
         let v5 = self.session.version().is_v5();
         let reason = if publish.topic.starts_with('$') {
-            // Topics starting with `$` are the server's; clients cannot publish to them
-            // [MQTT-4.7.2-1] (section 4.7.2).
+            // Topics starting with `$` are the server's: it prevents clients from exchanging
+            // messages on them (section 4.7.2).
             tracing::debug!(conn = self.id, topic = %publish.topic, "publish to a $ topic refused");
             ReasonCode::NotAuthorized
         } else {
@@ -307,17 +606,47 @@ impl Connection {
                 origin: Some(self.session.client_id().clone()),
                 received_at: now,
             });
-            if route(&self.shared, &message, now, &mut self.scratch) == 0 {
-                ReasonCode::NoMatchingSubscribers
-            } else {
+            let routed = route(
+                &self.shared,
+                &message,
+                now,
+                &mut self.scratch,
+                &mut self.congested,
+            );
+            if routed.taken > 0 {
                 ReasonCode::Success
+            } else if routed.refused > 0 {
+                // Every session that matched refused it (full queues): the publisher is told
+                // (PUBACK/PUBREC reason codes, MQTT 5.0 sections 3.4.2.1 and 3.5.2.1).
+                ReasonCode::QuotaExceeded
+            } else {
+                ReasonCode::NoMatchingSubscribers
             }
         };
-        if needs_ack && let Some(id) = packet_id {
-            let reason = if v5 { reason } else { ReasonCode::Success };
-            if let Err(e) = self.session.ack(now, id, reason) {
-                tracing::error!(conn = self.id, "cannot acknowledge: {e}");
-            }
+        let ack = packet_id
+            .filter(|_| needs_ack)
+            .map(|id| (id, if v5 { reason } else { ReasonCode::Success }));
+        if !self.congested.is_empty() && !self.session.is_closed() {
+            // Back-pressure: hold the acknowledgement and stop reading until the subscribers
+            // made room, at most the stall timeout.
+            self.shared
+                .stats
+                .publisher_waits
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(conn = self.id, client_id = %self.session.client_id(), "publisher waits for full mailboxes");
+            self.blocked = Some(Blocked {
+                waiting: std::mem::take(&mut self.congested),
+                ack,
+                deadline: tokio::time::Instant::now()
+                    + self.shared.config.backpressure.stall_timeout(),
+            });
+            return;
+        }
+        self.congested.clear();
+        if let Some((id, reason)) = ack
+            && let Err(e) = self.session.ack(now, id, reason)
+        {
+            tracing::error!(conn = self.id, "cannot acknowledge: {e}");
         }
     }
 
@@ -329,9 +658,16 @@ impl Connection {
         let v5 = self.session.version().is_v5();
         let identifier = subscribe.properties.subscription_identifier;
         let max_qos = self.shared.engine.maximum_qos;
+        let limits = &self.shared.config.limits;
         let mut codes = Vec::with_capacity(subscribe.subscriptions.len());
         let mut replays: Vec<(TopicFilter, SubscriptionOptions)> = Vec::new();
         for request in &subscribe.subscriptions {
+            if identifier.is_some() && !limits.subscription_identifiers_available {
+                // Announced as not available in CONNACK (section 3.2.2.3.12); refused per
+                // filter with the SUBACK reason code for it.
+                codes.push(ReasonCode::SubscriptionIdentifiersNotSupported);
+                continue;
+            }
             let parsed = if v5 {
                 SubscriptionFilter::new(request.filter.as_str())
             } else {
@@ -347,13 +683,29 @@ impl Connection {
                 continue;
             };
             let shared = matches!(filter, SubscriptionFilter::Shared(_));
+            if shared && !limits.shared_subscription_available {
+                // Announced as not available (section 3.2.2.3.13).
+                codes.push(ReasonCode::SharedSubscriptionsNotSupported);
+                continue;
+            }
+            if filter.topic_filter().has_wildcards() && !limits.wildcard_subscription_available {
+                // Announced as not available (section 3.2.2.3.11); 3.1.1: a server that does
+                // not support wildcards rejects such a subscription [MQTT-3.8.3-2] with 0x80.
+                codes.push(if v5 {
+                    ReasonCode::WildcardSubscriptionsNotSupported
+                } else {
+                    ReasonCode::UnspecifiedError
+                });
+                continue;
+            }
             if shared && request.options.no_local {
                 // No Local on a shared subscription is a Protocol Error [MQTT-3.8.3-4].
                 self.close(ReasonCode::ProtocolError);
                 return;
             }
             let mut options = request.options;
-            // Granted at most the server's Maximum QoS [MQTT-3.2.2-9].
+            // A server without QoS 2 still accepts the SUBSCRIBE [MQTT-3.2.2-10] and grants at
+            // most its Maximum QoS, which the reason code shows [MQTT-3.8.4-7].
             options.qos = options.qos.min(max_qos);
             let existed = self.shared.router.subscribe(
                 &filter,
@@ -399,15 +751,17 @@ impl Connection {
                 retain_as_published: options.retain_as_published,
                 retained_replay: true,
             };
-            for message in self.retained.drain(..) {
-                Delivery {
-                    message,
+            let messages = std::mem::take(&mut self.retained);
+            for message in &messages {
+                let delivery = Delivery {
+                    message: message.clone(),
                     qos: options.qos,
                     subscription_ids: ids.clone(),
                     options: delivery_options,
-                }
-                .deliver_to(&mut self.session, now, &self.shared.stats);
+                };
+                self.deliver(&delivery, now);
             }
+            self.retained = messages;
         }
     }
 
@@ -454,8 +808,15 @@ impl Connection {
             id,
             session,
             handle,
+            accepted,
             ..
         } = self;
+        if accepted {
+            shared
+                .stats
+                .clients_connected
+                .fetch_sub(1, Ordering::Relaxed);
+        }
         let Some(handle) = handle else { return };
         let expiry = session
             .session_expiry_interval()
@@ -506,11 +867,13 @@ fn publish_will(shared: &Shared, origin: MqttString, will: Publish, scratch: &mu
         origin: Some(origin),
         received_at: now,
     });
-    route(shared, &message, now, scratch);
+    // A Will cannot wait: a congested mailbox takes it anyway (bounded, see the policy).
+    let mut congested = Vec::new();
+    route(shared, &message, now, scratch, &mut congested);
 }
 
 /// Watches an offline session: publishes its Will when the Will Delay passes and ends the
-/// session when its Session Expiry Interval passes [MQTT-3.1.2-23]; stops as soon as a
+/// session when its Session Expiry Interval passes (kept until then [MQTT-3.1.2-23]); stops as soon as a
 /// connection resumes it (another offline period gets another keeper).
 async fn keep_offline(shared: Arc<Shared>, handle: Arc<SessionHandle>, offline: u64, expiry: u32) {
     let expires_at = (expiry != u32::MAX)
@@ -553,6 +916,10 @@ async fn keep_offline(shared: Arc<Shared>, handle: Arc<SessionHandle>, offline: 
             && shared.registry.expire(&handle, offline)
         {
             tracing::debug!(client_id = %handle.client_id, "session expired");
+            shared
+                .stats
+                .sessions_expired
+                .fetch_add(1, Ordering::Relaxed);
             shared.router.remove_session(handle.key);
             if let Err(e) = shared.storage.remove_session(&handle.client_id) {
                 tracing::error!(client_id = %handle.client_id, "storage: {e}");

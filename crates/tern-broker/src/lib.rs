@@ -7,18 +7,33 @@
 //! # Architecture
 //!
 //! - **One task per connection** ([`connection`](crate) module) owns its `ServerSession` and
-//!   its stream, and `select!`s on the stream, its session's mailbox and the engine's next
-//!   deadline. After each input it drains the engine: events first, then every packet to send
-//!   into one buffer written with one `write_all`.
+//!   its stream, and `select!`s on the stream (readable, and writable while bytes wait), its
+//!   session's mailbox, the engine's next deadline and the stall deadlines. After each input
+//!   it drains the engine: events first, then every packet to send into one write buffer. It
+//!   never waits on a write, so it always reacts to takeover, shutdown and timeouts.
 //! - **The router** holds every subscription in one `SubscriptionTree` behind a read-write
 //!   lock; a publish takes the read lock only to collect the matching sessions into a reused
 //!   `Vec`, then pushes into their mailboxes after releasing it. Overlapping subscriptions of a
 //!   session are merged into one delivery at the highest QoS with every subscription
 //!   identifier; a shared group delivers to one member, round robin.
 //! - **The session registry** maps client identifiers to sessions; it is locked only on
-//!   connect, takeover, disconnect and expiry. A session's mailbox (bounded; see
-//!   [`config::MailboxLimits`] for the policy) lives as long as the session: while the client is
-//!   away the closed engine is kept in it and queues QoS 1/2 messages for the next connection.
+//!   connect, takeover, disconnect and expiry. A session's mailbox (bounded by
+//!   [`config::MailboxLimits`]) lives as long as the session: while the client is away the
+//!   closed engine is kept in it and queues QoS 1/2 messages for the next connection.
+//! - **Memory is bounded whatever a client does** (see [the policy in
+//!   `config`](config#memory-bounds-and-slow-consumers)): a connection stops reading and
+//!   stops taking deliveries while its write buffer is full, and a client whose socket takes
+//!   nothing for the stall timeout is disconnected; QoS 0 beyond a full mailbox is dropped
+//!   and counted; a QoS 1/2 message meeting a full mailbox holds its publisher back (no
+//!   reading, acknowledgement withheld) until the subscriber makes room or, after the stall
+//!   timeout, is disconnected as a slow consumer; a full offline queue refuses visibly (5.0:
+//!   PUBACK/PUBREC 0x97). [`BrokerHandle::stats`] shows the gauges and peaks.
+//! - **`$SYS/broker/...`** topics (mosquitto's names) are published every `sys_interval`
+//!   seconds, retained in memory.
+//! - **One port, every version**: the protocol level of CONNECT selects MQTT 3.1, 3.1.1 or
+//!   5.0; an unsupported level is answered with CONNACK 0x84 (5.0 format, level above 5) or
+//!   return code 1 (3.1.1 format) [MQTT-3.1.2-2]. A socket that sends no complete CONNECT
+//!   within `limits.connect_timeout` is closed.
 //! - **Storage** ([`Storage`], [`MemoryStorage`]) receives retained messages and offline
 //!   sessions, and gives retained messages back at start.
 //!
@@ -33,7 +48,8 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let config = Config::with_listeners(["127.0.0.1:0".parse()?]);
+//! let mut config = Config::with_listeners(["127.0.0.1:0".parse()?]);
+//! config.sys_interval = 0; // no `$SYS/broker/...` topics: only ours are retained
 //! let broker = Broker::new(config).start().await?;
 //! let addr = broker.local_addrs()[0];
 //! assert!(addr.ip().is_loopback() && addr.port() != 0);
@@ -61,6 +77,7 @@ mod retained;
 mod router;
 mod session;
 mod storage;
+mod sys;
 
 pub use broker::{Broker, BrokerHandle, PublishError, StartError, Stats};
 pub use config::{Config, ConfigError};

@@ -17,12 +17,16 @@ pub(crate) struct RetainedStore {
 
 impl RetainedStore {
     /// Stores, replaces or (empty payload) deletes the retained message of the message's topic
-    /// [MQTT-3.3.1-5], [MQTT-3.3.1-6], [MQTT-3.3.1-7].
-    pub(crate) fn update(&self, message: &Arc<Message>, storage: &dyn Storage) {
+    /// [MQTT-3.3.1-5], [MQTT-3.3.1-6], [MQTT-3.3.1-7]; written through to `storage` unless it
+    /// is `None` (the broker's own `$SYS` topics, which must not outlive the process).
+    pub(crate) fn update(&self, message: &Arc<Message>, storage: Option<&dyn Storage>) {
         let topic = &message.publish.topic;
         if message.publish.payload.is_empty() {
             let removed = self.tree.write().remove(topic.as_str()).is_some();
-            if removed && let Err(e) = storage.remove_retained(topic) {
+            if removed
+                && let Some(storage) = storage
+                && let Err(e) = storage.remove_retained(topic)
+            {
                 tracing::error!(%topic, "cannot delete retained message: {e}");
             }
             return;
@@ -32,7 +36,9 @@ impl RetainedStore {
             return;
         };
         self.tree.write().insert(name, message.clone());
-        if let Err(e) = storage.save_retained(message) {
+        if let Some(storage) = storage
+            && let Err(e) = storage.save_retained(message)
+        {
             tracing::error!(%topic, "cannot store retained message: {e}");
         }
     }

@@ -13,7 +13,7 @@ use tern_codec::{QoS, SubscriptionOptions};
 use tern_proto::{DeliveryOptions, Message};
 use tern_topic::{Match, SubscriptionFilter, SubscriptionTree};
 
-use crate::session::{Delivery, SessionHandle};
+use crate::session::{Delivery, Pushed, SessionHandle};
 
 /// One subscription, as the tree holds it.
 #[derive(Debug)]
@@ -40,6 +40,15 @@ pub(crate) struct Target {
     identifier: Option<NonZeroU32>,
     no_local: bool,
     retain_as_published: bool,
+}
+
+/// What routing one message did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Routed {
+    /// Sessions that took the message (including congested ones).
+    pub(crate) taken: usize,
+    /// Sessions that refused it: a QoS 0 delivery to a full mailbox, or a full offline queue.
+    pub(crate) refused: usize,
 }
 
 /// The subscription tree and the shared-group cursors.
@@ -87,15 +96,17 @@ impl Router {
 
     /// Delivers `message` to every session whose subscriptions match its topic: once per
     /// session for its overlapping plain subscriptions, at the highest of their QoS with every
-    /// subscription identifier [MQTT-3.3.4-2], [MQTT-3.3.4-3]; once per matching shared group
-    /// to one member, round robin (MQTT 5.0 section 4.8.2). `scratch` is reused across calls. Returns the
-    /// number of deliveries.
+    /// subscription identifier [MQTT-3.3.4-2], [MQTT-3.3.4-4]; once per matching shared group
+    /// to one member, round robin (MQTT 5.0 section 4.8.2). `scratch` is reused across calls.
+    /// The sessions whose mailbox took the message beyond its limits are appended to
+    /// `congested`.
     pub(crate) fn route(
         &self,
         message: &Arc<Message>,
         now: Instant,
         scratch: &mut Vec<Target>,
-    ) -> usize {
+        congested: &mut Vec<Arc<SessionHandle>>,
+    ) -> Routed {
         scratch.clear();
         {
             let tables = self.tables.read();
@@ -117,7 +128,7 @@ impl Router {
         if scratch.len() > 1 {
             scratch.sort_by_key(|t| (t.key, t.shared));
         }
-        let mut delivered = 0;
+        let mut routed = Routed::default();
         let mut i = 0;
         while i < scratch.len() {
             let first = &scratch[i];
@@ -138,7 +149,7 @@ impl Router {
                     j += 1;
                 }
             }
-            first.session.push(
+            let pushed = first.session.push(
                 Delivery {
                     message: message.clone(),
                     qos,
@@ -151,11 +162,19 @@ impl Router {
                 },
                 now,
             );
-            delivered += 1;
+            match pushed {
+                Pushed::Taken => routed.taken += 1,
+                Pushed::Congested => {
+                    routed.taken += 1;
+                    congested.push(first.session.clone());
+                }
+                Pushed::Refused => routed.refused += 1,
+                Pushed::Gone => {}
+            }
             i = j;
         }
         scratch.clear();
-        delivered
+        routed
     }
 }
 

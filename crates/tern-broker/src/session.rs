@@ -11,20 +11,27 @@
 //! The mailbox is a `Mutex<VecDeque<Delivery>>` plus a [`Notify`], bounded by
 //! [`MailboxLimits`](crate::config::MailboxLimits) in messages and bytes (topic + payload).
 //! A publisher pushes without copying the payload (the message is an `Arc`, its topic and
-//! payload `Bytes`-backed) and never waits.
+//! payload `Bytes`-backed) and never waits on the push itself; [`SessionHandle::push`] tells
+//! it what happened ([`Pushed`]):
 //!
 //! - **QoS 0** beyond the limits is dropped and counted ([`Stats::dropped_qos0`](crate::Stats)).
-//! - **QoS 1/2** are never dropped by the mailbox: beyond the limits they are still queued and
-//!   the session is marked overloaded. The connection task then ends the connection (5.0:
-//!   DISCONNECT 0x97 Quota exceeded), which moves the backlog into the session's own queue,
-//!   kept for the client's next connection. That queue is bounded by
-//!   [`SessionLimits`](crate::config::SessionLimits); a message beyond it is refused by the
-//!   engine, logged at `warn` and counted ([`Stats::dropped_queue_full`](crate::Stats)).
+//! - **QoS 1/2** beyond the limits is still admitted, and the push answers
+//!   [`Pushed::Congested`]: a publishing client's connection then waits for
+//!   [`SessionHandle::room`] before it reads on (back-pressure), at most the stall timeout,
+//!   after which it [kicks](SessionHandle::kick) the slow consumer. A mailbox at twice its
+//!   limits kicks its consumer at once (what cannot wait, Wills and in-process publishes, is
+//!   bounded this way).
+//! - A kicked or disconnected consumer's mailbox moves into the session's own queue, bounded
+//!   by [`SessionLimits`](crate::config::SessionLimits); a message beyond it is refused by the
+//!   engine, logged at `warn` and counted ([`Stats::dropped_queue_full`](crate::Stats)), and
+//!   the push answers [`Pushed::Refused`].
+//!
+//! See [the configuration's policy](crate::config#memory-bounds-and-slow-consumers).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use parking_lot::Mutex;
@@ -50,13 +57,19 @@ impl Delivery {
         self.message.publish.topic.len() + self.message.publish.payload.len()
     }
 
-    /// Hands the delivery to a session engine, counting what it refuses.
+    /// The QoS the subscriber gets it at: the publisher's, downgraded to the subscription's
+    /// [MQTT-3.8.4-8].
+    fn effective_qos(&self) -> QoS {
+        self.message.publish.qos.min(self.qos)
+    }
+
+    /// Hands the delivery to a session engine, counting and logging what it refuses.
     pub(crate) fn deliver_to(
         &self,
         session: &mut ServerSession,
         now: Instant,
         stats: &StatsCounters,
-    ) {
+    ) -> DeliverOutcome {
         let outcome = session.deliver(
             now,
             &self.message,
@@ -70,7 +83,8 @@ impl Delivery {
                 tracing::warn!(
                     client_id = %session.client_id(),
                     topic = %self.message.publish.topic,
-                    "session queue full: message dropped"
+                    qos = ?self.qos,
+                    "session queue full: message refused"
                 );
             }
             DeliverOutcome::Dropped(reason) => {
@@ -78,7 +92,23 @@ impl Delivery {
             }
             DeliverOutcome::Sent(_) | DeliverOutcome::Queued => {}
         }
+        outcome
     }
+}
+
+/// What [`SessionHandle::push`] did with a delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    /// Taken: into the mailbox, or into the offline session's queue.
+    Taken,
+    /// Taken beyond the mailbox's limits: a publisher that can wait should wait for
+    /// [`SessionHandle::room`].
+    Congested,
+    /// Not taken: a QoS 0 message beyond the mailbox's limits, or the offline session's queue
+    /// is full (counted and logged).
+    Refused,
+    /// The session ended meanwhile.
+    Gone,
 }
 
 /// Who drives a session now.
@@ -100,7 +130,8 @@ struct Inbox {
     owner: Owner,
     /// A new connection of the same client waits for connection `.0` to hand over its engine.
     takeover: Option<(u64, oneshot::Sender<Box<ServerSession>>)>,
-    overloaded: bool,
+    /// Connection to be closed as a slow consumer.
+    kick: Option<u64>,
     next_offline: u64,
 }
 
@@ -111,9 +142,14 @@ pub(crate) struct SessionHandle {
     pub(crate) key: u64,
     pub(crate) client_id: MqttString,
     inbox: Mutex<Inbox>,
+    /// Wakes the connection task: deliveries, takeover, kick.
     notify: Notify,
+    /// Wakes publishers waiting for room in the mailbox.
+    room: Notify,
     limits: MailboxLimits,
     stats: Arc<StatsCounters>,
+    /// The length of the session engine's queue, as last reported to the stats.
+    queued: AtomicUsize,
     /// The session's subscriptions by filter, as the storage keeps them.
     subscriptions: Mutex<BTreeMap<String, StoredSubscription>>,
 }
@@ -121,11 +157,15 @@ pub(crate) struct SessionHandle {
 /// What a connection task finds when it looks at its mailbox.
 #[derive(Debug)]
 pub(crate) enum Wake {
-    /// Deliveries to hand to the engine (possibly none).
-    Deliveries { overloaded: bool },
+    /// The waiting deliveries were moved to the caller (possibly none).
+    Taken,
+    /// Deliveries wait, but the caller said it has no room for them now.
+    Waiting,
     /// A newer connection of the client takes the session over: close (0x8E), then the
     /// engine is handed over by [`Registry::release`].
     TakenOver,
+    /// The connection is too slow for its publishers: close it (0x97).
+    Kicked,
 }
 
 impl SessionHandle {
@@ -144,12 +184,14 @@ impl SessionHandle {
                 bytes: 0,
                 owner: Owner::Online(conn),
                 takeover: None,
-                overloaded: false,
+                kick: None,
                 next_offline: 0,
             }),
             notify: Notify::new(),
+            room: Notify::new(),
             limits,
             stats,
+            queued: AtomicUsize::new(0),
             subscriptions: Mutex::new(BTreeMap::new()),
         }
     }
@@ -173,28 +215,144 @@ impl SessionHandle {
 
     /// Pushes a routed message: into the mailbox while online, into the engine's queue while
     /// offline. Never blocks on anything but the session's own lock.
-    pub(crate) fn push(&self, delivery: Delivery, now: Instant) {
+    pub(crate) fn push(&self, delivery: Delivery, now: Instant) -> Pushed {
         let mut inbox = self.inbox.lock();
         match &mut inbox.owner {
-            Owner::Online(_) => {
+            Owner::Online(conn) => {
+                let conn = *conn;
                 let weight = delivery.weight();
-                let full = inbox.queue.len() >= self.limits.max_messages
-                    || inbox.bytes + weight > self.limits.max_bytes;
-                if full {
-                    if delivery.qos == QoS::AtMostOnce {
-                        self.stats.dropped_qos0.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    }
-                    inbox.overloaded = true;
+                let len = inbox.queue.len();
+                let full =
+                    len >= self.limits.max_messages || inbox.bytes + weight > self.limits.max_bytes;
+                if full && delivery.effective_qos() == QoS::AtMostOnce {
+                    self.stats.dropped_qos0.fetch_add(1, Ordering::Relaxed);
+                    return Pushed::Refused;
                 }
+                let overflowing = len >= self.limits.max_messages.saturating_mul(2)
+                    || inbox.bytes + weight > self.limits.max_bytes.saturating_mul(2);
                 inbox.bytes += weight;
                 inbox.queue.push_back(delivery);
+                self.count_mailbox(1, weight as u64, true);
+                self.stats
+                    .mailbox_peak_messages
+                    .fetch_max(inbox.queue.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .mailbox_peak_bytes
+                    .fetch_max(inbox.bytes as u64, Ordering::Relaxed);
+                let mut pushed = if full {
+                    Pushed::Congested
+                } else {
+                    Pushed::Taken
+                };
+                if overflowing {
+                    // Nobody waited for it to drain: too slow even for back-pressure.
+                    pushed = Pushed::Taken;
+                    if inbox.kick.is_none() {
+                        tracing::warn!(client_id = %self.client_id, "mailbox at twice its limits: disconnecting the slow consumer");
+                        inbox.kick = Some(conn);
+                    }
+                }
                 drop(inbox);
                 self.notify.notify_one();
+                pushed
             }
-            Owner::Offline(session, _) => delivery.deliver_to(session, now, &self.stats),
-            Owner::Ended => {}
+            Owner::Offline(session, _) => {
+                let outcome = delivery.deliver_to(session, now, &self.stats);
+                let queued = session.state().queued.len();
+                drop(inbox);
+                self.set_queued(queued);
+                if outcome == DeliverOutcome::Dropped(DropReason::QueueFull) {
+                    Pushed::Refused
+                } else {
+                    Pushed::Taken
+                }
+            }
+            Owner::Ended => Pushed::Gone,
         }
+    }
+
+    fn count_mailbox(&self, messages: u64, bytes: u64, added: bool) {
+        let stats = &self.stats;
+        if added {
+            stats
+                .mailbox_messages
+                .fetch_add(messages, Ordering::Relaxed);
+            stats.mailbox_bytes.fetch_add(bytes, Ordering::Relaxed);
+        } else {
+            stats
+                .mailbox_messages
+                .fetch_sub(messages, Ordering::Relaxed);
+            stats.mailbox_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Empties the mailbox (the caller holds its lock), keeping the gauges right and waking
+    /// the publishers that wait for room.
+    fn take_queue(&self, inbox: &mut Inbox) -> VecDeque<Delivery> {
+        let queue = std::mem::take(&mut inbox.queue);
+        self.count_mailbox(queue.len() as u64, inbox.bytes as u64, false);
+        inbox.bytes = 0;
+        self.room.notify_waiters();
+        queue
+    }
+
+    /// Records the length of the session engine's queue in the stats.
+    pub(crate) fn set_queued(&self, len: usize) {
+        let old = self.queued.swap(len, Ordering::Relaxed);
+        let stats = &self.stats;
+        if len > old {
+            stats
+                .queued_messages
+                .fetch_add((len - old) as u64, Ordering::Relaxed);
+        } else {
+            stats
+                .queued_messages
+                .fetch_sub((old - len) as u64, Ordering::Relaxed);
+        }
+        stats
+            .queued_peak_messages
+            .fetch_max(len as u64, Ordering::Relaxed);
+    }
+
+    /// Whether a publisher waiting for this session may go on: its mailbox is under its
+    /// limits, or it has no connection to wait for any more.
+    pub(crate) fn has_room(&self) -> bool {
+        let inbox = self.inbox.lock();
+        !matches!(inbox.owner, Owner::Online(_))
+            || inbox.kick.is_some()
+            || (inbox.queue.len() < self.limits.max_messages && inbox.bytes < self.limits.max_bytes)
+    }
+
+    /// Waits until [`has_room`](Self::has_room).
+    pub(crate) async fn room(&self) {
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a drain right after it is not missed.
+            notified.as_mut().enable();
+            if self.has_room() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Asks the connection of this session to close as a slow consumer. Returns whether a
+    /// connection was asked (false when the client is away or was already asked).
+    pub(crate) fn kick(&self) -> bool {
+        let mut inbox = self.inbox.lock();
+        let Owner::Online(conn) = inbox.owner else {
+            return false;
+        };
+        if inbox.kick.is_some() {
+            return false;
+        }
+        inbox.kick = Some(conn);
+        drop(inbox);
+        self.notify.notify_one();
+        // Publishers waiting for this session need not wait any more.
+        self.room.notify_waiters();
+        true
     }
 
     /// Waits until the mailbox has something for its connection task.
@@ -202,35 +360,42 @@ impl SessionHandle {
         self.notify.notified().await;
     }
 
-    /// Called by connection `conn` when woken: takes the waiting deliveries into `out`, or
-    /// the takeover request addressed to it.
-    pub(crate) fn wake(&self, conn: u64, out: &mut VecDeque<Delivery>) -> Wake {
+    /// Called by connection `conn` when woken: the takeover or kick addressed to it, or else
+    /// (when `take`) the waiting deliveries, moved into `out`.
+    pub(crate) fn wake(&self, conn: u64, out: &mut VecDeque<Delivery>, take: bool) -> Wake {
         let mut inbox = self.inbox.lock();
         if inbox.takeover.as_ref().is_some_and(|(c, _)| *c == conn) {
             return Wake::TakenOver;
         }
+        if inbox.kick == Some(conn) {
+            return Wake::Kicked;
+        }
         if !matches!(inbox.owner, Owner::Online(c) if c == conn) {
-            return Wake::Deliveries { overloaded: false };
+            return Wake::Taken;
         }
-        std::mem::swap(&mut inbox.queue, out);
-        inbox.bytes = 0;
-        Wake::Deliveries {
-            overloaded: std::mem::take(&mut inbox.overloaded),
+        if !take {
+            return if inbox.queue.is_empty() {
+                Wake::Taken
+            } else {
+                Wake::Waiting
+            };
         }
+        let mut queue = self.take_queue(&mut inbox);
+        drop(inbox);
+        if out.is_empty() {
+            std::mem::swap(out, &mut queue);
+        } else {
+            out.extend(queue);
+        }
+        Wake::Taken
     }
 
     /// Moves what waits in the mailbox into `session` (closed: QoS 1/2 are queued).
-    fn drain_into(
-        inbox: &mut Inbox,
-        session: &mut ServerSession,
-        now: Instant,
-        stats: &StatsCounters,
-    ) {
-        for delivery in inbox.queue.drain(..) {
-            delivery.deliver_to(session, now, stats);
+    fn drain_into(&self, inbox: &mut Inbox, session: &mut ServerSession, now: Instant) {
+        for delivery in self.take_queue(inbox) {
+            delivery.deliver_to(session, now, &self.stats);
         }
-        inbox.bytes = 0;
-        inbox.overloaded = false;
+        inbox.kick = None;
     }
 
     /// Whether the session is offline, and its keeper task `offline` is still the current one;
@@ -327,6 +492,7 @@ impl Registry {
             };
         };
         let mut inbox = old.inbox.lock();
+        inbox.kick = None;
         let previous = match std::mem::replace(&mut inbox.owner, Owner::Ended) {
             Owner::Online(c) => {
                 let (tx, rx) = oneshot::channel();
@@ -338,8 +504,7 @@ impl Registry {
             Owner::Ended => Previous::None,
         };
         if clean_start {
-            inbox.queue.clear();
-            inbox.bytes = 0;
+            drop(old.take_queue(&mut inbox));
             drop(inbox);
             let handle = fresh();
             sessions.insert(client_id.clone(), handle.clone());
@@ -371,28 +536,39 @@ impl Registry {
     ) -> Released {
         let mut sessions = self.sessions.lock();
         let mut inbox = handle.inbox.lock();
-        let stats = handle.stats.clone();
         if inbox.takeover.as_ref().is_some_and(|(c, _)| *c == conn) {
             let (_, tx) = inbox.takeover.take().expect("checked above");
             if matches!(inbox.owner, Owner::Online(_)) {
-                SessionHandle::drain_into(&mut inbox, &mut session, now, &stats);
+                handle.drain_into(&mut inbox, &mut session, now);
             }
+            drop(inbox);
+            handle.set_queued(session.state().queued.len());
             // The new connection may have given up waiting; then the state is dropped.
-            let _ = tx.send(session);
+            if tx.send(session).is_err() {
+                handle.set_queued(0);
+            }
             return Released::HandedOver;
         }
         if !matches!(inbox.owner, Owner::Online(c) if c == conn) {
+            if matches!(inbox.owner, Owner::Ended) {
+                drop(inbox);
+                handle.set_queued(0);
+            }
             return Released::NotOwner;
         }
-        SessionHandle::drain_into(&mut inbox, &mut session, now, &stats);
+        handle.drain_into(&mut inbox, &mut session, now);
         if keep {
             inbox.next_offline += 1;
             let n = inbox.next_offline;
+            let queued = session.state().queued.len();
             inbox.owner = Owner::Offline(session, n);
+            drop(inbox);
+            handle.set_queued(queued);
             Released::Offline(n)
         } else {
             inbox.owner = Owner::Ended;
-            inbox.queue.clear();
+            drop(inbox);
+            handle.set_queued(0);
             if sessions
                 .get(&handle.client_id)
                 .is_some_and(|h| Arc::ptr_eq(h, handle))
@@ -412,6 +588,8 @@ impl Registry {
             return false;
         }
         inbox.owner = Owner::Ended;
+        drop(inbox);
+        handle.set_queued(0);
         if sessions
             .get(&handle.client_id)
             .is_some_and(|h| Arc::ptr_eq(h, handle))
@@ -440,7 +618,7 @@ mod tests {
                 publish: Publish {
                     topic: MqttString::from_static("t"),
                     payload: "xy".into(),
-                    qos,
+                    qos: QoS::ExactlyOnce,
                     ..Publish::default()
                 },
                 origin: None,
@@ -463,26 +641,95 @@ mod tests {
         let claim = registry.claim(&MqttString::from_static("c"), 1, true, &limits, &stats);
         let handle = claim.handle;
         let now = Instant::now();
-        for _ in 0..3 {
-            handle.push(delivery(QoS::AtMostOnce), now);
-        }
+        let pushed: Vec<_> = (0..3)
+            .map(|_| handle.push(delivery(QoS::AtMostOnce), now))
+            .collect();
+        assert_eq!(pushed, [Pushed::Taken, Pushed::Taken, Pushed::Refused]);
         assert_eq!(stats.dropped_qos0.load(Ordering::Relaxed), 1);
-        handle.push(delivery(QoS::AtLeastOnce), now);
-        let mut out = VecDeque::new();
-        let Wake::Deliveries { overloaded } = handle.wake(1, &mut out) else {
-            panic!()
-        };
-        assert!(
-            overloaded,
-            "QoS 1 beyond the limit marks the session overloaded"
+        assert!(!handle.has_room());
+        // QoS 1 beyond the limit is admitted, and its publisher told to wait.
+        assert_eq!(
+            handle.push(delivery(QoS::AtLeastOnce), now),
+            Pushed::Congested
         );
+        assert_eq!(stats.mailbox_messages.load(Ordering::Relaxed), 3);
+        assert_eq!(stats.mailbox_peak_messages.load(Ordering::Relaxed), 3);
+        let mut out = VecDeque::new();
+        // A task without room leaves them where they are.
+        assert!(matches!(handle.wake(1, &mut out, false), Wake::Waiting));
+        assert!(out.is_empty());
+        assert!(matches!(handle.wake(1, &mut out, true), Wake::Taken));
         assert_eq!(out.len(), 3, "two QoS 0 and the QoS 1 were kept");
         assert_eq!(out.back().unwrap().qos, QoS::AtLeastOnce);
         // Emptied: under the limit again.
-        let Wake::Deliveries { overloaded } = handle.wake(1, &mut out) else {
+        assert!(handle.has_room());
+        assert_eq!(stats.mailbox_messages.load(Ordering::Relaxed), 0);
+        assert_eq!(stats.mailbox_bytes.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn mailbox_at_twice_its_limits_kicks_its_consumer() {
+        let stats = Arc::new(StatsCounters::default());
+        let limits = MailboxLimits {
+            max_messages: 2,
+            max_bytes: 1 << 20,
+        };
+        let registry = Registry::default();
+        let handle = registry
+            .claim(&MqttString::from_static("c"), 7, true, &limits, &stats)
+            .handle;
+        let now = Instant::now();
+        let pushed: Vec<_> = (0..5)
+            .map(|_| handle.push(delivery(QoS::AtLeastOnce), now))
+            .collect();
+        assert_eq!(
+            pushed,
+            [
+                Pushed::Taken,
+                Pushed::Taken,
+                Pushed::Congested,
+                Pushed::Congested,
+                Pushed::Taken
+            ]
+        );
+        let mut out = VecDeque::new();
+        assert!(matches!(handle.wake(7, &mut out, true), Wake::Kicked));
+        // Kicked: nobody waits for it any more; a second kick is not needed.
+        assert!(handle.has_room());
+        assert!(!handle.kick());
+        // Its connection ends: the mailbox goes into the session's queue.
+        let session = Box::new(ServerSession::new(ServerConfig::default()));
+        let Released::Offline(n) = registry.release(&handle, 7, session, true, now) else {
             panic!()
         };
-        assert!(!overloaded);
+        assert_eq!(handle.with_offline(n, |s| s.state().queued.len()), Some(5));
+        assert_eq!(stats.queued_messages.load(Ordering::Relaxed), 5);
+        assert_eq!(stats.mailbox_messages.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn offline_queue_full_is_refused_and_counted() {
+        let stats = Arc::new(StatsCounters::default());
+        let registry = Registry::default();
+        let id = MqttString::from_static("c");
+        let handle = registry
+            .claim(&id, 1, true, &MailboxLimits::default(), &stats)
+            .handle;
+        let now = Instant::now();
+        let session = Box::new(ServerSession::new(ServerConfig {
+            max_queued_messages: 1,
+            ..ServerConfig::default()
+        }));
+        let Released::Offline(_) = registry.release(&handle, 1, session, true, now) else {
+            panic!()
+        };
+        assert_eq!(handle.push(delivery(QoS::AtLeastOnce), now), Pushed::Taken);
+        assert_eq!(
+            handle.push(delivery(QoS::AtLeastOnce), now),
+            Pushed::Refused
+        );
+        assert_eq!(stats.dropped_queue_full.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.queued_messages.load(Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -98,7 +98,7 @@ async fn expiry_zero_ends_the_session_with_the_connection() {
     let (mut sub, _) = Client::connect_with(addr, v5_connect("short", true, 0)).await;
     sub.subscribe(1, "y", opts(QoS::AtLeastOnce)).await;
     sub.disconnect().await;
-    // [MQTT-3.1.2-23] with 0: the session ends when the connection closes.
+    // Expiry 0: the session ends when the connection closes (section 3.1.2.11.2).
     assert_eq!(
         broker
             .publish(publish("y", "lost", QoS::AtLeastOnce, None))
@@ -169,7 +169,8 @@ async fn takeover_keeps_the_session_and_its_inflight_messages() {
         first.expect_disconnect().await.reason_code,
         ReasonCode::SessionTakenOver
     );
-    // [MQTT-4.4.0-1]: the unacknowledged PUBLISH is resent with DUP and its identifier.
+    // [MQTT-4.4.0-1]: the unacknowledged PUBLISH is resent with its identifier, and with DUP
+    // [MQTT-3.3.1-1].
     let again = second.expect_publish().await;
     assert!(again.dup);
     assert_eq!(

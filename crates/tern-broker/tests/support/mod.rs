@@ -9,21 +9,26 @@ use std::num::{NonZeroU16, NonZeroU32};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tern_broker::{Broker, BrokerHandle, Config};
+use tern_broker::{Broker, BrokerHandle, Config, Stats};
 use tern_codec::{
     Ack, ConnAck, Connect, ConnectProperties, Decoder, Disconnect, MAX_PACKET_SIZE, MqttString,
     Packet, ProtocolVersion, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe,
     SubscribeProperties, Subscription, SubscriptionOptions, UnsubAck, Unsubscribe, Will,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 /// How long any wait may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The default configuration on an ephemeral loopback port.
+pub fn config() -> Config {
+    Config::with_listeners(["127.0.0.1:0".parse().unwrap()])
+}
+
 /// A broker on an ephemeral loopback port.
 pub async fn broker() -> BrokerHandle {
-    broker_with(Config::with_listeners(["127.0.0.1:0".parse().unwrap()])).await
+    broker_with(config()).await
 }
 
 /// A broker with this configuration (its listeners should use port 0).
@@ -85,6 +90,53 @@ pub fn opts(qos: QoS) -> SubscriptionOptions {
     }
 }
 
+/// Waits until the broker's stats satisfy `condition`; fails after [`TIMEOUT`] with `what`
+/// and the last stats.
+pub async fn wait_for_stats(
+    broker: &BrokerHandle,
+    what: &str,
+    condition: impl Fn(&Stats) -> bool,
+) -> Stats {
+    let waited = tokio::time::timeout(TIMEOUT, async {
+        loop {
+            let stats = broker.stats();
+            if condition(&stats) {
+                return stats;
+            }
+            // Polled: the counters have no notification of their own.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    match waited {
+        Ok(stats) => stats,
+        Err(_) => panic!("timed out waiting for {what}: {:?}", broker.stats()),
+    }
+}
+
+/// A PUBLISH with a payload of `size` bytes that starts with `tag` (padded with dots).
+pub fn big_publish(topic: &str, tag: &str, size: usize, qos: QoS, id: Option<u16>) -> Publish {
+    let mut payload = tag.as_bytes().to_vec();
+    payload.resize(size.max(tag.len()), b'.');
+    Publish {
+        qos,
+        topic: s(topic),
+        packet_id: id.map(pid),
+        payload: payload.into(),
+        ..Publish::default()
+    }
+}
+
+/// The tag of a [`big_publish`] payload: the bytes before the first dot.
+pub fn tag_of(publish: &Publish) -> String {
+    let end = publish
+        .payload
+        .iter()
+        .position(|&b| b == b'.')
+        .unwrap_or(publish.payload.len());
+    String::from_utf8_lossy(&publish.payload[..end]).into_owned()
+}
+
 /// A raw client.
 pub struct Client {
     stream: TcpStream,
@@ -100,6 +152,33 @@ impl Client {
             .await
             .expect("connect in time")
             .expect("connect");
+        Client::from_stream(stream, version)
+    }
+
+    /// Opens a TCP connection with a small receive buffer, so that a client that does not
+    /// read stalls the broker's writes soon.
+    pub async fn open_small(addr: SocketAddr, version: ProtocolVersion) -> Client {
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        let stream = tokio::time::timeout(TIMEOUT, socket.connect(addr))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        Client::from_stream(stream, version)
+    }
+
+    /// Connects with `connect` over a socket with a small receive buffer ([`open_small`]).
+    ///
+    /// [`open_small`]: Client::open_small
+    pub async fn connect_small(addr: SocketAddr, connect: Connect) -> Client {
+        let mut client = Client::open_small(addr, connect.protocol).await;
+        client.send(Packet::Connect(connect)).await;
+        let connack = client.connack().await;
+        assert_eq!(connack.reason_code, ReasonCode::Success, "{connack:?}");
+        client
+    }
+
+    fn from_stream(stream: TcpStream, version: ProtocolVersion) -> Client {
         Client {
             stream,
             version,
