@@ -2,7 +2,7 @@
 //! Response Topic and Correlation Data of each request; a requester waits for the answers.
 //!
 //! ```text
-//! cargo run -p tern-client --example request_response [mqtt://host:1883]
+//! cargo run -p tern-examples --example request_response [mqtt://host:1883]
 //! ```
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -1,7 +1,7 @@
 //! Publishes a few messages at each QoS and prints each acknowledgement.
 //!
 //! ```text
-//! cargo run -p tern-client --example publish [mqtt://host:1883]
+//! cargo run -p tern-examples --example publish [mqtt://host:1883]
 //! ```
 //!
 //! Without a URL it starts an in-process `ternd` on a free port.

@@ -2,8 +2,8 @@
 //! CA and a client certificate, then publishes and receives one message.
 //!
 //! ```text
-//! cargo run -p tern-client --example tls -- mqtts://broker.example:8883
-//! cargo run -p tern-client --example tls -- mqtts://localhost:8883 ca.pem [client.pem client.key]
+//! cargo run -p tern-examples --example tls -- mqtts://broker.example:8883
+//! cargo run -p tern-examples --example tls -- mqtts://localhost:8883 ca.pem [client.pem client.key]
 //! ```
 //!
 //! Without a CA file the Mozilla roots of `webpki-roots` are trusted. A mosquitto listener

@@ -2,7 +2,7 @@
 //! handler (publishing from a handler never deadlocks), and watches the connection's life.
 //!
 //! ```text
-//! cargo run -p tern-client --example subscribe [mqtt://host:1883 [filter]]
+//! cargo run -p tern-examples --example subscribe [mqtt://host:1883 [filter]]
 //! ```
 //!
 //! Without a URL it starts an in-process `ternd` and publishes a few messages itself.
