@@ -22,13 +22,11 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use tern_codec::{
-    AckProperties, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect, MqttString,
-    Packet, PacketId, ProtocolVersion, Publish, QoS, ReasonCode, RetainHandling, Subscribe,
-    SubscriptionOptions, Unsubscribe,
+    AckProperties, ConnAckProperties, Connect, Disconnect, MqttString, PacketId, ProtocolVersion,
+    Publish, QoS, ReasonCode, RetainHandling, Subscribe, SubscriptionOptions, Unsubscribe,
 };
 use tern_proto::{
-    Accept, ConnectionError, DeliverOutcome, DeliveryOptions, Event, Message, ProtocolError,
-    ServerSession,
+    Accept, ConnectionError, DeliverOutcome, DeliveryOptions, Event, Message, ServerSession,
 };
 use tern_topic::{SubscriptionFilter, TopicFilter};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -426,27 +424,6 @@ impl Connection {
 
     fn on_disconnected(&mut self, reason: &ConnectionError) {
         tracing::debug!(conn = self.id, client_id = %self.session.client_id(), %reason, "disconnected");
-        if let ConnectionError::Protocol(ProtocolError::Decode(
-            DecodeError::UnsupportedProtocolLevel(level),
-        )) = reason
-        {
-            // [MQTT-3.1.2-2]: CONNACK "unacceptable protocol level" and close. The client's
-            // version is unknown: a level above 5 gets the newest format (5.0, 0x84), a lower
-            // one the 3.1.1 format (return code 1).
-            let version = if *level > 5 {
-                ProtocolVersion::V5
-            } else {
-                ProtocolVersion::V3_1_1
-            };
-            let connack = Packet::ConnAck(ConnAck {
-                session_present: false,
-                reason_code: ReasonCode::UnsupportedProtocolVersion,
-                properties: ConnAckProperties::default(),
-            });
-            if let Err(e) = connack.encode(version, &mut self.out) {
-                tracing::error!(conn = self.id, "cannot encode CONNACK: {e}");
-            }
-        }
     }
 
     /// Checks the CONNECT against the broker's keep alive limits: `Ok(Some(k))` for a 5.0

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tern_codec::{
-    Ack, Auth, Decoder, Disconnect, EncodeError, MAX_PACKET_SIZE, MqttString, Packet, PacketId,
-    PacketType, ProtocolVersion, Publish, QoS, ReasonCode, Will,
+    Ack, Auth, DecodeError, Decoder, Disconnect, EncodeError, MAX_PACKET_SIZE, MqttString, Packet,
+    PacketId, PacketType, ProtocolVersion, Publish, QoS, ReasonCode, Will,
 };
 
 use crate::alias::{Choice, InboundAliases, OutboundAliases, Resolve};
@@ -251,10 +251,33 @@ impl Core {
             Ok(None) => None,
             Err(e) => {
                 buf.clear();
+                if let DecodeError::UnsupportedProtocolLevel(level) = e
+                    && self.side == Side::Server
+                    && self.phase == Phase::Idle
+                {
+                    self.refuse_protocol_level(level);
+                }
                 self.protocol_error(ProtocolError::Decode(e));
                 None
             }
         }
+    }
+
+    /// Server: a CONNECT with a protocol level the server does not speak is answered with
+    /// CONNACK "unacceptable protocol level" before the connection closes [MQTT-3.1.2-2]. The
+    /// client's version is unknown, so a level above 5 gets the newest format (5.0, 0x84) and
+    /// a lower one the 3.1.1 format (return code 1).
+    fn refuse_protocol_level(&mut self, level: u8) {
+        self.version = if level > 5 {
+            ProtocolVersion::V5
+        } else {
+            ProtocolVersion::V3_1_1
+        };
+        self.queue(Packet::ConnAck(tern_codec::ConnAck {
+            session_present: false,
+            reason_code: ReasonCode::UnsupportedProtocolVersion,
+            properties: Default::default(),
+        }));
     }
 
     /// Server: any packet from the client resets the 1.5 × keep alive deadline

@@ -339,3 +339,37 @@ fn will_beyond_the_servers_limits_cannot_be_accepted() {
         ));
     }
 }
+
+#[test]
+fn unsupported_protocol_level_is_answered_with_connack() {
+    // [MQTT-3.1.2-2]: a server that does not support the protocol level answers CONNACK
+    // 0x84 (3.1.1: return code 1) and closes the connection.
+    for (level, version, expected) in [
+        (6_u8, V5, tern_codec::ReasonCode::UnsupportedProtocolVersion),
+        (
+            2,
+            ProtocolVersion::V3_1_1,
+            tern_codec::ReasonCode::UnsupportedProtocolVersion,
+        ),
+    ] {
+        let now = t0();
+        let mut s = ServerSession::new(ServerConfig::default());
+        s.start(now);
+        // A 5.0 CONNECT with its level byte (offset 8: header 2, name 6) rewritten.
+        let mut bytes = encode(V5, &[Packet::Connect(connect_packet(V5, "c", true))]);
+        assert_eq!(bytes[8], 5);
+        bytes[8] = level;
+        s.handle_input(now, &mut bytes);
+        assert!(s.is_closed());
+        let mut out = BytesMut::new();
+        s.poll_transmit(&mut out);
+        let (packet, _) = Packet::decode(version, &out, tern_codec::MAX_PACKET_SIZE)
+            .unwrap()
+            .expect("a whole CONNACK");
+        let Packet::ConnAck(connack) = packet else {
+            panic!("expected CONNACK, got {packet:?}")
+        };
+        assert_eq!(connack.reason_code, expected);
+        assert!(!connack.session_present);
+    }
+}
