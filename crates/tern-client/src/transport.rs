@@ -1,17 +1,12 @@
 //! Transports: TCP, TLS (rustls), WebSocket and WebSocket over TLS, all as one boxed byte
-//! stream for the driver.
+//! stream for the driver. The WebSocket byte-stream adapter is `tern-ws`'s, shared with the
+//! broker.
 
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
 
-use bytes::{Buf, Bytes};
-use futures_core::Stream;
-use futures_sink::Sink;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tern_ws::WsStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
@@ -191,79 +186,11 @@ where
     // MQTT over WebSocket uses the subprotocol `mqtt` [MQTT-6.0.0-3].
     request
         .headers_mut()
-        .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("mqtt"));
+        .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(tern_ws::SUBPROTOCOL));
     let (ws, _response) = tokio_tungstenite::client_async(request, stream)
         .await
         .map_err(io::Error::other)?;
-    Ok(WsStream {
-        ws,
-        pending: Bytes::new(),
-    })
-}
-
-/// A WebSocket carrying MQTT as binary frames, seen as a byte stream: MQTT packets may span
-/// frames and a frame may hold several packets [MQTT-6.0.0-2].
-pub(crate) struct WsStream<S> {
-    ws: WebSocketStream<S>,
-    /// The unread rest of the last binary frame.
-    pending: Bytes,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        loop {
-            if !self.pending.is_empty() {
-                let n = self.pending.len().min(buf.remaining());
-                buf.put_slice(&self.pending[..n]);
-                self.pending.advance(n);
-                return Poll::Ready(Ok(()));
-            }
-            match ready!(Pin::new(&mut self.ws).poll_next(cx)) {
-                Some(Ok(WsMessage::Binary(data))) => self.pending = data,
-                // Control frames are answered by tungstenite itself.
-                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
-                // A text frame is a protocol violation: close [MQTT-6.0.0-1].
-                Some(Ok(WsMessage::Text(_))) => {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "MQTT over WebSocket received a text frame [MQTT-6.0.0-1]",
-                    )));
-                }
-                Some(Ok(WsMessage::Close(_))) | None => return Poll::Ready(Ok(())),
-                Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
-            }
-        }
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsStream<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        ready!(Pin::new(&mut self.ws).poll_ready(cx)).map_err(io::Error::other)?;
-        Pin::new(&mut self.ws)
-            .start_send(WsMessage::Binary(Bytes::copy_from_slice(buf)))
-            .map_err(io::Error::other)?;
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.ws)
-            .poll_flush(cx)
-            .map_err(io::Error::other)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.ws)
-            .poll_close(cx)
-            .map_err(io::Error::other)
-    }
+    Ok(WsStream::new(ws))
 }
 
 #[cfg(test)]
