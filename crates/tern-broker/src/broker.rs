@@ -22,6 +22,7 @@ use crate::retained::RetainedStore;
 use crate::router::Router;
 use crate::session::Registry;
 use crate::storage::{MemoryStorage, Storage, StorageError};
+use crate::transport::{Acceptor, ClientInfo, ClientTable, ConnectionInfo, Transport};
 
 /// A broker not started yet: a configuration and a storage.
 #[derive(Debug)]
@@ -75,6 +76,14 @@ impl Broker {
     /// storage cannot be read.
     pub async fn start(self) -> Result<BrokerHandle, StartError> {
         self.config.validate()?;
+        // Certificate files first: a bad one is reported before anything is bound.
+        let acceptors = self
+            .config
+            .listener_configs()
+            .iter()
+            .enumerate()
+            .map(|(i, l)| Acceptor::new(i, l, &self.config.limits))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut listeners = Vec::new();
         for addr in self.config.bind_addresses() {
             let listener = TcpListener::bind(addr)
@@ -84,8 +93,14 @@ impl Broker {
         }
         let handle = self.start_without_listeners()?;
         let mut addrs = Vec::new();
-        for listener in listeners {
-            addrs.push(handle.serve(listener).map_err(|source| StartError::Bind {
+        for (listener, acceptor) in listeners.into_iter().zip(acceptors) {
+            let served = match acceptor {
+                None => handle.serve(listener),
+                Some(acceptor) => handle.serve_with(listener, move |shared, tcp, peer, guard| {
+                    acceptor.spawn(shared, tcp, peer, guard);
+                }),
+            };
+            addrs.push(served.map_err(|source| StartError::Bind {
                 addr: "0.0.0.0:0".parse().expect("valid"),
                 source,
             })?);
@@ -119,6 +134,7 @@ impl Broker {
             registry: Registry::default(),
             storage: self.storage,
             stats: Arc::new(StatsCounters::default()),
+            clients: ClientTable::default(),
             shutdown,
             tasks: Mutex::new(Some(task_tx)),
             done: tokio::sync::Mutex::new(task_rx),
@@ -166,6 +182,8 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) stats: Arc<StatsCounters>,
+    /// The connected clients, for [`BrokerHandle::clients`].
+    pub(crate) clients: ClientTable,
     pub(crate) shutdown: watch::Sender<bool>,
     /// Each connection task holds a clone; shutdown drops this one and waits for the rest.
     tasks: Mutex<Option<mpsc::Sender<()>>>,
@@ -363,7 +381,20 @@ impl BrokerHandle {
     /// # Errors
     ///
     /// The listener's address cannot be read.
-    pub fn serve<L: Listener>(&self, mut listener: L) -> io::Result<SocketAddr> {
+    pub fn serve<L: Listener>(&self, listener: L) -> io::Result<SocketAddr> {
+        let transport = listener.transport();
+        self.serve_with(listener, move |shared, stream, peer, guard| {
+            spawn_connection(shared, stream, ConnectionInfo::new(peer, transport), guard);
+        })
+    }
+
+    /// The accept loop of [`serve`](Self::serve): `spawn` starts the task of each accepted
+    /// connection (for a configured listener: its handshakes, then the connection).
+    fn serve_with<L: Listener>(
+        &self,
+        mut listener: L,
+        spawn: impl Fn(&Arc<Shared>, L::Stream, SocketAddr, TaskGuard) + Send + 'static,
+    ) -> io::Result<SocketAddr> {
         let addr = listener.local_addr()?;
         let shared = self.shared.clone();
         let mut shutdown = shared.shutdown.subscribe();
@@ -379,7 +410,12 @@ impl BrokerHandle {
                 tokio::select! {
                     _ = shutdown.changed() => break,
                     accepted = listener.accept() => match accepted {
-                        Ok((stream, peer)) => spawn_connection(&shared, stream, peer),
+                        Ok((stream, peer)) => {
+                            if let Some(guard) = shared.task_guard() {
+                                shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+                                spawn(&shared, stream, peer, guard);
+                            }
+                        }
                         Err(e) => {
                             tracing::warn!(%addr, "accept failed: {e}");
                             // Out of descriptors or similar: give the system a moment.
@@ -401,7 +437,21 @@ impl BrokerHandle {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        spawn_connection(&self.shared, stream, peer);
+        let Some(guard) = self.shared.task_guard() else {
+            return;
+        };
+        self.shared
+            .stats
+            .connections
+            .fetch_add(1, Ordering::Relaxed);
+        let info = ConnectionInfo::new(peer, Transport::Other);
+        spawn_connection(&self.shared, stream, info, guard);
+    }
+
+    /// The connected clients (CONNECT accepted, connection not ended), in connection order:
+    /// identifier, username, address, transport and TLS identity.
+    pub fn clients(&self) -> Vec<ClientInfo> {
+        self.shared.clients.snapshot()
     }
 
     /// A snapshot of the counters.
@@ -423,13 +473,9 @@ impl BrokerHandle {
     }
 }
 
-fn spawn_connection<S>(shared: &Arc<Shared>, stream: S, peer: SocketAddr)
+fn spawn_connection<S>(shared: &Arc<Shared>, stream: S, info: ConnectionInfo, guard: TaskGuard)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Some(guard) = shared.task_guard() else {
-        return;
-    };
-    shared.stats.connections.fetch_add(1, Ordering::Relaxed);
-    tokio::spawn(connection::run(shared.clone(), stream, peer, guard));
+    tokio::spawn(connection::run(shared.clone(), stream, info, guard));
 }

@@ -10,6 +10,10 @@
 //! # Where to listen. Without any `[[listener]]`, ternd listens on 127.0.0.1:1883 only.
 //! [[listener]]
 //! bind = "0.0.0.0:1883"
+//! # protocol = "mqtt"               # "mqtt" (MQTT over TCP) or "websocket"
+//! # path = "/mqtt"                  # websocket only: the HTTP path; any other gets 404
+//! # [listener.tls]                  # TLS on this listener (mqtts, or wss for websocket);
+//!                                   # see "Listeners" below
 //!
 //! [limits]
 //! # maximum_packet_size = 1048576  # bytes, enforced from the fixed header (0x95);
@@ -46,6 +50,45 @@
 //! timeout = 5                      # seconds to flush DISCONNECT 0x8B before exiting
 //! ```
 //!
+//! # Listeners
+//!
+//! Each `[[listener]]` has its own transport. `protocol = "websocket"` serves MQTT over
+//! WebSocket (the `mqtt` subprotocol) on `path`; a `[listener.tls]` table adds TLS (rustls,
+//! TLS 1.2 and 1.3), with optional client certificates (mutual TLS):
+//!
+//! ```toml
+//! [[listener]]                     # mqtts: MQTT over TLS
+//! bind = "0.0.0.0:8883"
+//! [listener.tls]
+//! certfile = "/etc/ternd/server.pem"   # PEM: the certificate chain, leaf first
+//! keyfile = "/etc/ternd/server.key"    # PEM: its private key (PKCS#8, PKCS#1 or SEC1)
+//! cafile = "/etc/ternd/ca.pem"         # PEM: CAs that sign client certificates (optional)
+//! require_certificate = true           # clients must present a certificate signed by cafile
+//!                                      # (default false: one is verified if presented)
+//! use_identity_as_username = true      # the certificate's subject CN is the username,
+//!                                      # in place of CONNECT's (needs require_certificate)
+//! tls_version = "tlsv1.2"              # the oldest version accepted: "tlsv1.2" (default,
+//!                                      # 1.2 and 1.3) or "tlsv1.3"; also "1.2", "1.3"
+//!
+//! [[listener]]                     # ws: MQTT over WebSocket
+//! bind = "0.0.0.0:8080"
+//! protocol = "websocket"
+//! path = "/mqtt"
+//!
+//! [[listener]]                     # wss: MQTT over WebSocket over TLS
+//! bind = "0.0.0.0:8443"
+//! protocol = "websocket"
+//! [listener.tls]
+//! certfile = "/etc/ternd/server.pem"
+//! keyfile = "/etc/ternd/server.key"
+//! ```
+//!
+//! The certificate and key files are read when the broker starts: a missing or invalid file
+//! is a start-up error naming the listener, the key and the file. The TLS and WebSocket
+//! handshakes run in the connection's task, each bounded by `limits.connect_timeout` (after
+//! them, CONNECT has `limits.connect_timeout` of its own). A WebSocket message may be at most
+//! `limits.maximum_packet_size` (plus 5 bytes of fixed header) long.
+//!
 //! # Memory bounds and slow consumers
 //!
 //! What a client costs the broker is bounded whatever the client does:
@@ -75,7 +118,7 @@
 //!   5.0 publisher gets PUBACK/PUBREC 0x97 Quota exceeded.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -160,9 +203,21 @@ impl Config {
         Config {
             listeners: addrs
                 .into_iter()
-                .map(|bind| ListenerConfig { bind })
+                .map(ListenerConfig::new)
                 .collect(),
             ..Config::default()
+        }
+    }
+
+    /// The listeners to start: the configured ones, or a plain one on [`DEFAULT_LISTEN`].
+    pub fn listener_configs(&self) -> Vec<ListenerConfig> {
+        if self.listeners.is_empty() {
+            self.bind_addresses()
+                .into_iter()
+                .map(ListenerConfig::new)
+                .collect()
+        } else {
+            self.listeners.clone()
         }
     }
 
@@ -219,6 +274,9 @@ impl Config {
         if self.backpressure.stall_timeout == 0 {
             return invalid("backpressure.stall_timeout", "must be at least 1 second");
         }
+        for (index, listener) in self.listeners.iter().enumerate() {
+            listener.validate(index)?;
+        }
         Ok(())
     }
 }
@@ -230,20 +288,186 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// One listener, `[[listener]]` in TOML.
+/// One listener, `[[listener]]` in TOML. See [Listeners](self#listeners).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ListenerConfig {
     /// The address to bind, e.g. `"0.0.0.0:1883"`.
     pub bind: SocketAddr,
+    /// MQTT directly over the (TLS) stream, or over WebSocket.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// The HTTP path of a WebSocket listener (default [`DEFAULT_WS_PATH`]); others get 404.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// TLS on this listener, `[listener.tls]` in TOML.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
 
+/// The WebSocket path when none is configured.
+pub const DEFAULT_WS_PATH: &str = "/mqtt";
+
 impl ListenerConfig {
-    /// A listener on `bind`.
+    /// A plain MQTT (TCP) listener on `bind`.
     pub fn new(bind: SocketAddr) -> Self {
-        ListenerConfig { bind }
+        ListenerConfig {
+            bind,
+            protocol: Protocol::Mqtt,
+            path: None,
+            tls: None,
+        }
     }
+
+    /// Serves MQTT over WebSocket on `path`.
+    pub fn websocket(mut self, path: impl Into<String>) -> Self {
+        self.protocol = Protocol::WebSocket;
+        self.path = Some(path.into());
+        self
+    }
+
+    /// Adds TLS.
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The WebSocket path: the configured one or [`DEFAULT_WS_PATH`].
+    pub fn ws_path(&self) -> &str {
+        self.path.as_deref().unwrap_or(DEFAULT_WS_PATH)
+    }
+
+    /// A short description for logs: `mqtt`, `mqtt+tls`, `websocket /mqtt`, ….
+    pub fn describe(&self) -> String {
+        let tls = if self.tls.is_some() { "+tls" } else { "" };
+        match self.protocol {
+            Protocol::Mqtt => format!("mqtt{tls}"),
+            Protocol::WebSocket => format!("websocket{tls} {}", self.ws_path()),
+        }
+    }
+
+    fn validate(&self, index: usize) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, reason: &str| {
+            Err(ConfigError::Listener {
+                index,
+                bind: self.bind,
+                key,
+                reason: reason.to_owned(),
+            })
+        };
+        match (&self.protocol, &self.path) {
+            (Protocol::Mqtt, Some(_)) => {
+                return invalid("path", "only for protocol = \"websocket\"");
+            }
+            (Protocol::WebSocket, Some(path)) if !path.starts_with('/') => {
+                return invalid("path", "must start with `/`");
+            }
+            _ => {}
+        }
+        if let Some(tls) = &self.tls {
+            if tls.require_certificate && tls.cafile.is_none() {
+                return invalid(
+                    "tls.require_certificate",
+                    "needs tls.cafile, the CAs to verify client certificates with",
+                );
+            }
+            if tls.use_identity_as_username && !tls.require_certificate {
+                return invalid(
+                    "tls.use_identity_as_username",
+                    "needs tls.require_certificate = true",
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a listener speaks over its (TLS) stream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Protocol {
+    /// MQTT packets directly on the stream (`mqtt://`, `mqtts://`).
+    #[default]
+    Mqtt,
+    /// MQTT over WebSocket, subprotocol `mqtt` (`ws://`, `wss://`).
+    #[serde(rename = "websocket")]
+    WebSocket,
+}
+
+/// TLS settings of a listener, `[listener.tls]` in TOML.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TlsConfig {
+    /// PEM file with the server's certificate chain, leaf first.
+    pub certfile: PathBuf,
+    /// PEM file with the certificate's private key.
+    pub keyfile: PathBuf,
+    /// PEM file with the CA certificates that client certificates are verified against.
+    /// Without it no client certificate is asked for.
+    #[serde(default)]
+    pub cafile: Option<PathBuf>,
+    /// Whether a client must present a certificate signed by [`cafile`](Self::cafile): the
+    /// TLS handshake fails without one. When false, one presented is still verified.
+    #[serde(default)]
+    pub require_certificate: bool,
+    /// The subject common name (CN) of the client's certificate becomes its username, in
+    /// place of the one in CONNECT (a client whose certificate has no CN is refused, CONNACK
+    /// 0x87 / 5). Needs [`require_certificate`](Self::require_certificate).
+    #[serde(default)]
+    pub use_identity_as_username: bool,
+    /// The oldest TLS version accepted.
+    #[serde(default)]
+    pub tls_version: TlsVersion,
+}
+
+impl TlsConfig {
+    /// TLS with this certificate chain and key (PEM files), no client certificates.
+    pub fn new(certfile: impl Into<PathBuf>, keyfile: impl Into<PathBuf>) -> Self {
+        TlsConfig {
+            certfile: certfile.into(),
+            keyfile: keyfile.into(),
+            cafile: None,
+            require_certificate: false,
+            use_identity_as_username: false,
+            tls_version: TlsVersion::default(),
+        }
+    }
+
+    /// Verifies client certificates against the CAs of `cafile`; `required`: the handshake
+    /// fails without one.
+    pub fn client_ca(mut self, cafile: impl Into<PathBuf>, required: bool) -> Self {
+        self.cafile = Some(cafile.into());
+        self.require_certificate = required;
+        self
+    }
+
+    /// Uses the client certificate's subject CN as the username.
+    pub fn use_identity_as_username(mut self, on: bool) -> Self {
+        self.use_identity_as_username = on;
+        self
+    }
+
+    /// Sets the oldest TLS version accepted.
+    pub fn min_version(mut self, version: TlsVersion) -> Self {
+        self.tls_version = version;
+        self
+    }
+}
+
+/// A TLS protocol version, as the minimum a listener accepts (mosquitto's names).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[non_exhaustive]
+pub enum TlsVersion {
+    /// TLS 1.2 (and 1.3).
+    #[default]
+    #[serde(rename = "tlsv1.2", alias = "1.2")]
+    Tls12,
+    /// TLS 1.3 only.
+    #[serde(rename = "tlsv1.3", alias = "1.3")]
+    Tls13,
 }
 
 /// Protocol limits, `[limits]` in TOML.
@@ -426,6 +650,18 @@ pub enum ConfigError {
         /// What is wrong, naming the key.
         message: String,
     },
+    /// A listener's setting is invalid, or one of its files cannot be used.
+    #[error("listener {index} ({bind}): {key}: {reason}")]
+    Listener {
+        /// The listener's position among the `[[listener]]` tables, from 0.
+        index: usize,
+        /// Its address.
+        bind: SocketAddr,
+        /// The key, as in its table (`path`, `tls.certfile`, …).
+        key: &'static str,
+        /// What is wrong (for a file: its path and why it cannot be used).
+        reason: String,
+    },
     /// A value is out of range.
     #[error("{key}: {reason}")]
     Invalid {
@@ -513,6 +749,84 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn listener_transports_parse_and_validate() {
+        // The "Listeners" example of this module, without its `//! ` prefixes.
+        let source = include_str!("config.rs");
+        let example: String = source
+            .lines()
+            .skip_while(|l| *l != "//! # Listeners")
+            .skip_while(|l| *l != "//! ```toml")
+            .skip(1)
+            .take_while(|l| *l != "//! ```")
+            .map(|l| format!("{}\n", l.trim_start_matches("//!").trim_start()))
+            .collect();
+        let config = Config::from_toml_str(&example).unwrap();
+        config.validate().unwrap();
+        let [mqtts, ws, wss] = &config.listeners[..] else {
+            panic!("{config:?}")
+        };
+        let tls = mqtts.tls.as_ref().unwrap();
+        assert_eq!(mqtts.protocol, Protocol::Mqtt);
+        assert!(tls.require_certificate && tls.use_identity_as_username);
+        assert_eq!(tls.tls_version, TlsVersion::Tls12);
+        assert_eq!(tls.cafile.as_deref(), Some(Path::new("/etc/ternd/ca.pem")));
+        assert_eq!((ws.protocol, ws.ws_path()), (Protocol::WebSocket, "/mqtt"));
+        assert!(ws.tls.is_none());
+        assert_eq!(wss.describe(), "websocket+tls /mqtt");
+        let wss_tls = wss.tls.as_ref().unwrap();
+        assert!(wss_tls.cafile.is_none() && !wss_tls.require_certificate);
+
+        let v13 = "[[listener]]\nbind = \"127.0.0.1:0\"\n[listener.tls]\ncertfile = \"c\"\n\
+                   keyfile = \"k\"\ntls_version = \"1.3\"\n";
+        let config = Config::from_toml_str(v13).unwrap();
+        assert_eq!(
+            config.listeners[0].tls.as_ref().unwrap().tls_version,
+            TlsVersion::Tls13
+        );
+    }
+
+    #[test]
+    fn listener_errors_name_the_key() {
+        let unknown = "[[listener]]\nbind = \"127.0.0.1:0\"\n[listener.tls]\ncertfile = \"c\"\n\
+                       keyfile = \"k\"\nrequire_certificates = true\n";
+        let err = Config::from_toml_str(unknown).unwrap_err();
+        assert!(err.to_string().contains("require_certificates"), "{err}");
+        let bad_protocol = "[[listener]]\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\n";
+        let err = Config::from_toml_str(bad_protocol).unwrap_err();
+        assert!(err.to_string().contains("http"), "{err}");
+        let bad_version = "[[listener]]\nbind = \"127.0.0.1:0\"\n[listener.tls]\ncertfile = \"c\"\n\
+                           keyfile = \"k\"\ntls_version = \"tlsv1.1\"\n";
+        assert!(Config::from_toml_str(bad_version).is_err());
+        let missing_key = "[[listener]]\nbind = \"127.0.0.1:0\"\n[listener.tls]\ncertfile = \"c\"\n";
+        let err = Config::from_toml_str(missing_key).unwrap_err();
+        assert!(err.to_string().contains("keyfile"), "{err}");
+
+        let cases = [
+            ("path = \"/x\"\n", "path"),
+            ("protocol = \"websocket\"\npath = \"x\"\n", "path"),
+            (
+                "[listener.tls]\ncertfile = \"c\"\nkeyfile = \"k\"\nrequire_certificate = true\n",
+                "tls.require_certificate",
+            ),
+            (
+                "[listener.tls]\ncertfile = \"c\"\nkeyfile = \"k\"\ncafile = \"a\"\n\
+                 use_identity_as_username = true\n",
+                "tls.use_identity_as_username",
+            ),
+        ];
+        for (text, expected) in cases {
+            let text = format!("[[listener]]\nbind = \"127.0.0.1:0\"\n{text}");
+            let config = Config::from_toml_str(&text).unwrap();
+            match config.validate() {
+                Err(ConfigError::Listener { index: 0, key, .. }) => {
+                    assert_eq!(key, expected, "{text}")
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
     }
 
     #[test]

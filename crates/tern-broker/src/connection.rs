@@ -15,7 +15,6 @@
 //! See [the policy](crate::config#memory-bounds-and-slow-consumers).
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -35,6 +34,7 @@ use crate::broker::{Shared, TaskGuard};
 use crate::router::{Routed, Subscription, Target};
 use crate::session::{Delivery, Previous, Released, SessionHandle, Wake};
 use crate::storage::{StoredSession, StoredSubscription};
+use crate::transport::{ClientInfo, ConnectionInfo};
 
 /// The driver's clock: tokio's, so that tests can pause it.
 fn now() -> Instant {
@@ -66,10 +66,11 @@ pub(crate) fn route(
 }
 
 /// Runs one connection to its end.
-pub(crate) async fn run<S>(shared: Arc<Shared>, stream: S, peer: SocketAddr, guard: TaskGuard)
+pub(crate) async fn run<S>(shared: Arc<Shared>, stream: S, info: ConnectionInfo, guard: TaskGuard)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let peer = info.peer;
     let id = shared.next_conn();
     let session = ServerSession::new(shared.engine.clone());
     let stall = shared.config.backpressure.stall_timeout();
@@ -91,8 +92,10 @@ where
         accepted: false,
         last_queued: 0,
         queued_adds: 0,
+        unflushed: false,
+        info,
     };
-    tracing::debug!(%peer, conn = id, "connection opened");
+    tracing::debug!(%peer, conn = id, transport = %conn.info.transport, "connection opened");
     let (mut reader, mut writer) = tokio::io::split(stream);
     conn.drive(&mut reader, &mut writer).await;
     // The session is settled (handed over, offline or ended) before the client sees the
@@ -162,6 +165,10 @@ struct Connection {
     /// The engine's queue length after the last step, and what was queued since.
     last_queued: usize,
     queued_adds: usize,
+    /// Bytes were written since the last flush: a TLS or WebSocket stream may hold them.
+    unflushed: bool,
+    /// What the transport knows: peer, transport, certificate identity.
+    info: ConnectionInfo,
 }
 
 impl Connection {
@@ -200,7 +207,8 @@ impl Connection {
             } else {
                 None
             };
-            let stalled_at = (!self.out.is_empty()).then(|| self.write_progress + stall);
+            let stalled_at =
+                (!self.out.is_empty() || self.unflushed).then(|| self.write_progress + stall);
             let can_read = blocked.is_none() && self.out.len() < high_water;
             let handle = self.handle.clone();
             // Sized lazily: nothing until the first read, then grown as packets need it.
@@ -214,12 +222,19 @@ impl Connection {
                     stopping = true;
                     self.close(ReasonCode::ServerShuttingDown);
                 }
-                written = writer.write(&self.out), if !self.out.is_empty() => match written {
-                    Ok(0) => self.session.handle_transport_closed(now()),
-                    Ok(n) => {
+                // Once the buffer is written, a flush: TLS and WebSocket streams keep what they
+                // were given until flushed (a no-op on TCP).
+                written = write_or_flush(writer, &self.out), if !self.out.is_empty() || self.unflushed => match written {
+                    Ok(None) => {
+                        self.unflushed = false;
+                        self.write_progress = tokio::time::Instant::now();
+                    }
+                    Ok(Some(0)) => self.session.handle_transport_closed(now()),
+                    Ok(Some(n)) => {
                         self.out.advance(n);
                         self.shared.stats.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
                         self.write_progress = tokio::time::Instant::now();
+                        self.unflushed = true;
                     }
                     Err(e) => {
                         tracing::debug!(conn = self.id, "write failed: {e}");
@@ -450,6 +465,10 @@ impl Connection {
         } else if connect.client_id.is_empty() && connect.protocol == ProtocolVersion::V3_1 {
             // MQTT 3.1 client identifiers are 1 to 23 characters.
             Some(ReasonCode::ClientIdentifierNotValid)
+        } else if self.info.username(connect.username.as_ref()).is_err() {
+            // `use_identity_as_username` and a certificate without a subject CN.
+            tracing::info!(conn = self.id, peer = %self.info.peer, "client certificate has no CN to use as username: refused");
+            Some(ReasonCode::NotAuthorized)
         } else if self.keep_alive(&connect).is_err() {
             // 3.x has no Server Keep Alive; like mosquitto, refuse with "identifier rejected".
             tracing::debug!(
@@ -487,6 +506,8 @@ impl Connection {
             .clone()
             .unwrap_or_else(|| connect.client_id.clone());
         let server_keep_alive = self.keep_alive(&connect).unwrap_or(None);
+        // CONNECT's, or the client certificate's identity (`use_identity_as_username`).
+        let username = self.info.username(connect.username.as_ref()).unwrap_or(None);
         let shared = self.shared.clone();
         let claim = shared.registry.claim(
             &client_id,
@@ -555,6 +576,16 @@ impl Connection {
             return;
         }
         self.accepted = true;
+        shared.clients.insert(
+            self.id,
+            ClientInfo {
+                client_id: client_id.to_string(),
+                username: username.map(|u| u.to_string()),
+                peer: self.info.peer,
+                transport: self.info.transport,
+                tls_identity: self.info.tls_identity.clone(),
+            },
+        );
         let stats = &shared.stats;
         let connected = stats.clients_connected.fetch_add(1, Ordering::Relaxed) + 1;
         stats
@@ -789,6 +820,7 @@ impl Connection {
             ..
         } = self;
         if accepted {
+            shared.clients.remove(id);
             shared
                 .stats
                 .clients_connected
@@ -821,6 +853,18 @@ impl Connection {
                 tokio::spawn(keep_offline(shared, handle, n, expiry));
             }
         }
+    }
+}
+
+/// Writes some of `out` (`Some(n)`), or flushes when it is empty (`None`).
+async fn write_or_flush<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    out: &[u8],
+) -> std::io::Result<Option<usize>> {
+    if out.is_empty() {
+        writer.flush().await.map(|()| None)
+    } else {
+        writer.write(out).await.map(Some)
     }
 }
 

@@ -34,6 +34,11 @@
 //!   5.0; an unsupported level is answered with CONNACK 0x84 (5.0 format, level above 5) or
 //!   return code 1 (3.1.1 format) [MQTT-3.1.2-2]. A socket that sends no complete CONNECT
 //!   within `limits.connect_timeout` is closed.
+//! - **Transports**: each configured listener speaks MQTT over TCP, TLS (rustls), WebSocket
+//!   or WebSocket over TLS (see [`config`](config#listeners)); the handshakes run in the
+//!   connection's task, bounded by `limits.connect_timeout`, and every transport feeds the
+//!   same connection code as a byte stream. [`BrokerHandle::clients`] lists the connected
+//!   clients with their transport and certificate identity.
 //! - **Storage** ([`Storage`], [`MemoryStorage`]) receives retained messages and offline
 //!   sessions, and gives retained messages back at start.
 //!
@@ -78,8 +83,10 @@ mod router;
 mod session;
 mod storage;
 mod sys;
+mod transport;
 
 pub use broker::{Broker, BrokerHandle, PublishError, StartError, Stats};
 pub use config::{Config, ConfigError};
 pub use listener::Listener;
 pub use storage::{MemoryStorage, Storage, StorageError, StoredSession, StoredSubscription};
+pub use transport::{ClientInfo, Transport};

@@ -1,6 +1,7 @@
 //! Where connections come from: the [`Listener`] trait over any byte stream, and its TCP
-//! implementation. TLS and WebSocket listeners implement the same trait (their `accept`
-//! returns a stream whose handshake runs on first use, or completes it before returning).
+//! implementation. The TLS and WebSocket listeners of the configuration run their handshakes
+//! in each connection's task (see the `transport` module); a custom `Listener` may hand over
+//! any stream it made.
 
 use std::future::Future;
 use std::io;
@@ -8,6 +9,8 @@ use std::net::SocketAddr;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::transport::Transport;
 
 /// A source of client connections.
 pub trait Listener: Send + 'static {
@@ -23,6 +26,12 @@ pub trait Listener: Send + 'static {
     ///
     /// The socket's address cannot be read.
     fn local_addr(&self) -> io::Result<SocketAddr>;
+
+    /// The transport its connections use, as [`BrokerHandle::clients`](crate::BrokerHandle::clients)
+    /// shows it.
+    fn transport(&self) -> Transport {
+        Transport::Other
+    }
 }
 
 impl Listener for TcpListener {
@@ -37,5 +46,9 @@ impl Listener for TcpListener {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         TcpListener::local_addr(self)
+    }
+
+    fn transport(&self) -> Transport {
+        Transport::Tcp
     }
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tern_broker::config::ListenerConfig;
+use tern_broker::config::{ListenerConfig, TlsVersion};
 use tern_broker::{Broker, Config};
 use tracing_subscriber::EnvFilter;
 
@@ -104,6 +104,7 @@ async fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let listeners = config.listener_configs();
     let broker = match Broker::new(config).start().await {
         Ok(broker) => broker,
         Err(e) => {
@@ -121,12 +122,38 @@ async fn serve(config: Config) -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         addrs.join(", ")
     );
+    // Then one line per listener: its address and transport.
+    for (addr, listener) in broker.local_addrs().iter().zip(&listeners) {
+        println!("  {addr}  {}", describe(listener));
+    }
     signals.wait().await;
     tracing::info!("shutting down");
     if !broker.shutdown().await {
         tracing::warn!("some connections did not close in time");
     }
     ExitCode::SUCCESS
+}
+
+/// A listener's transport for the startup lines, e.g. `mqtt+tls (client certificates
+/// required, identity as username)`.
+fn describe(listener: &ListenerConfig) -> String {
+    let mut text = listener.describe();
+    if let Some(tls) = &listener.tls {
+        let mut notes = vec![match tls.tls_version {
+            TlsVersion::Tls13 => "TLS 1.3",
+            _ => "TLS 1.2+",
+        }];
+        if tls.require_certificate {
+            notes.push("client certificates required");
+        } else if tls.cafile.is_some() {
+            notes.push("client certificates verified if presented");
+        }
+        if tls.use_identity_as_username {
+            notes.push("identity as username");
+        }
+        text.push_str(&format!(" ({})", notes.join(", ")));
+    }
+    text
 }
 
 /// SIGINT and SIGTERM, watched from before the broker starts until one arrives.
