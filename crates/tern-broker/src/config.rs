@@ -201,10 +201,7 @@ impl Config {
     /// A configuration listening on these addresses, everything else default.
     pub fn with_listeners(addrs: impl IntoIterator<Item = SocketAddr>) -> Config {
         Config {
-            listeners: addrs
-                .into_iter()
-                .map(ListenerConfig::new)
-                .collect(),
+            listeners: addrs.into_iter().map(ListenerConfig::new).collect(),
             ..Config::default()
         }
     }
@@ -800,7 +797,8 @@ mod tests {
         let bad_version = "[[listener]]\nbind = \"127.0.0.1:0\"\n[listener.tls]\ncertfile = \"c\"\n\
                            keyfile = \"k\"\ntls_version = \"tlsv1.1\"\n";
         assert!(Config::from_toml_str(bad_version).is_err());
-        let missing_key = "[[listener]]\nbind = \"127.0.0.1:0\"\n[listener.tls]\ncertfile = \"c\"\n";
+        let missing_key =
+            "[[listener]]\nbind = \"127.0.0.1:0\"\n[listener.tls]\ncertfile = \"c\"\n";
         let err = Config::from_toml_str(missing_key).unwrap_err();
         assert!(err.to_string().contains("keyfile"), "{err}");
 

@@ -507,7 +507,10 @@ impl Connection {
             .unwrap_or_else(|| connect.client_id.clone());
         let server_keep_alive = self.keep_alive(&connect).unwrap_or(None);
         // CONNECT's, or the client certificate's identity (`use_identity_as_username`).
-        let username = self.info.username(connect.username.as_ref()).unwrap_or(None);
+        let username = self
+            .info
+            .username(connect.username.as_ref())
+            .unwrap_or(None);
         let shared = self.shared.clone();
         let claim = shared.registry.claim(
             &client_id,

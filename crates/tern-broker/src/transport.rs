@@ -226,8 +226,7 @@ impl Acceptor {
         match (&self.tls, &self.ws_path) {
             (Some(tls), None) => {
                 info.transport = Transport::Tls;
-                let Some(stream) = self.bounded(&shared, peer, "TLS", tls.accept(tcp)).await
-                else {
+                let Some(stream) = self.bounded(&shared, peer, "TLS", tls.accept(tcp)).await else {
                     return;
                 };
                 info.tls_identity = identity(&stream);

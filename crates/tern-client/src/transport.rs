@@ -184,9 +184,10 @@ where
         .into_client_request()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     // MQTT over WebSocket uses the subprotocol `mqtt` [MQTT-6.0.0-3].
-    request
-        .headers_mut()
-        .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(tern_ws::SUBPROTOCOL));
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static(tern_ws::SUBPROTOCOL),
+    );
     let (ws, _response) = tokio_tungstenite::client_async(request, stream)
         .await
         .map_err(io::Error::other)?;

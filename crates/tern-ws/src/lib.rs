@@ -176,7 +176,9 @@ mod tests {
             .await
             .unwrap();
         client
-            .send(Message::Binary(Bytes::from_static(&[0xc0, 0x00, 0xc0, 0x00])))
+            .send(Message::Binary(Bytes::from_static(&[
+                0xc0, 0x00, 0xc0, 0x00,
+            ])))
             .await
             .unwrap();
         let mut got = [0u8; 9];
@@ -218,6 +220,9 @@ mod tests {
         assert_eq!(server.read_to_end(&mut rest).await.unwrap(), 0);
         server.shutdown().await.unwrap();
         // The client sees the close answered and the stream end.
-        assert!(matches!(client.next().await, Some(Ok(Message::Close(_))) | None));
+        assert!(matches!(
+            client.next().await,
+            Some(Ok(Message::Close(_))) | None
+        ));
     }
 }
