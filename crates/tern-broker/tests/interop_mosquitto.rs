@@ -6,10 +6,13 @@
 //! it exit after `n` messages.
 
 mod interop;
+mod pki;
 
 use std::process::Command;
 
 use interop::{Child, Peer, TestBroker, require};
+use pki::{CLIENT_CN, Pki};
+use tern_broker::{Config, Transport};
 
 /// A protocol version, as `-V` names it.
 #[derive(Clone, Copy, Debug)]
@@ -451,6 +454,156 @@ fn mixed_versions() {
             "interop/mixed/from311|1||hello from 3.1.1",
         ],
         "mosquitto_sub -V mqttv5 output:\n{}",
+        out.join("\n")
+    );
+}
+
+/// A broker whose only listener is MQTT over TLS with the test PKI's server certificate;
+/// `extra` lines go into `[listener.tls]`.
+fn tls_broker(pki: &Pki, extra: &str) -> TestBroker {
+    let text = format!(
+        "sys_interval = 0\n[[listener]]\nbind = \"127.0.0.1:0\"\n{}",
+        pki.tls_table(extra)
+    );
+    TestBroker::with_config(Config::from_toml_str(&text).unwrap())
+}
+
+/// A mosquitto client over TLS to `localhost` (the name in the server's certificate),
+/// trusting the test CA (`--cafile`), with `extra` arguments (a client certificate).
+fn tls_client(bin: &str, broker: &TestBroker, pki: &Pki, version: Version) -> Command {
+    let mut c = Command::new("stdbuf");
+    c.args(["-oL", bin, "-h", "localhost", "-p", &broker.port_arg()]);
+    c.args(["-V", version.flag(), "-d", "--cafile"]);
+    c.arg(&pki.ca_file);
+    c
+}
+
+fn tls_with_cafile(version: Version) {
+    if !require(Peer::Mosquitto) {
+        return;
+    }
+    let pki = Pki::new();
+    let broker = tls_broker(&pki, "");
+    let mut sub = Child::spawn(
+        "mosquitto_sub --cafile",
+        tls_client("mosquitto_sub", &broker, &pki, version).args([
+            "-q",
+            "2",
+            "-t",
+            "interop/tls/+",
+            "-C",
+            "3",
+            "-F",
+            FORMAT,
+        ]),
+    );
+    sub.wait_for_line("received SUBACK");
+    for qos in ["0", "1", "2"] {
+        Child::spawn(
+            "mosquitto_pub --cafile",
+            tls_client("mosquitto_pub", &broker, &pki, version).args([
+                "-q",
+                qos,
+                "-t",
+                &format!("interop/tls/{qos}"),
+                "-m",
+                &format!("sealed at qos {qos}"),
+            ]),
+        )
+        .success();
+    }
+    let out = sub.success();
+    // [MQTT-3.8.4-6] (3.1.1) / [MQTT-3.8.4-8] (5.0), as over TCP.
+    assert_eq!(
+        messages(&out),
+        [
+            "interop/tls/0|0|0|sealed at qos 0",
+            "interop/tls/1|1|0|sealed at qos 1",
+            "interop/tls/2|2|0|sealed at qos 2",
+        ],
+        "mosquitto_sub output:\n{}",
+        out.join("\n")
+    );
+}
+
+#[test]
+fn tls_with_cafile_v311() {
+    tls_with_cafile(Version::V311);
+}
+
+#[test]
+fn tls_with_cafile_v5() {
+    tls_with_cafile(Version::V5);
+}
+
+/// Mutual TLS with `use_identity_as_username`: mosquitto_sub's certificate names it, whatever
+/// `-u` says; mosquitto_pub without a certificate, or with another CA's, is refused.
+#[test]
+fn mutual_tls_with_client_certificates() {
+    if !require(Peer::Mosquitto) {
+        return;
+    }
+    let pki = Pki::new();
+    let broker = tls_broker(
+        &pki,
+        &format!(
+            "cafile = {:?}\nrequire_certificate = true\nuse_identity_as_username = true\n",
+            pki.ca_file
+        ),
+    );
+    let mut sub = Child::spawn(
+        "mosquitto_sub --cert",
+        tls_client("mosquitto_sub", &broker, &pki, Version::V5)
+            .args(["-u", "claimed", "-i", "cert-sub", "--cert"])
+            .arg(&pki.client.cert_file)
+            .arg("--key")
+            .arg(&pki.client.key_file)
+            .args(["-q", "1", "-t", "interop/mtls", "-C", "1", "-F", FORMAT]),
+    );
+    sub.wait_for_line("received SUBACK");
+    let clients = broker.handle().clients();
+    assert_eq!(clients.len(), 1, "{clients:?}");
+    assert_eq!(clients[0].client_id, "cert-sub");
+    assert_eq!(clients[0].transport, Transport::Tls);
+    assert_eq!(clients[0].username.as_deref(), Some(CLIENT_CN));
+
+    for (what, cert) in [
+        ("no certificate", None),
+        ("another CA's certificate", Some(&pki.stranger)),
+    ] {
+        let mut publish = tls_client("mosquitto_pub", &broker, &pki, Version::V5);
+        if let Some(id) = cert {
+            publish
+                .arg("--cert")
+                .arg(&id.cert_file)
+                .arg("--key")
+                .arg(&id.key_file);
+        }
+        publish.args(["-q", "1", "-t", "interop/mtls", "-m", "intruder"]);
+        let exit = Child::spawn(&format!("mosquitto_pub with {what}"), &mut publish).wait();
+        assert!(
+            !exit.status.success(),
+            "mosquitto_pub with {what} got through:\n{}\n{}",
+            exit.stdout.join("\n"),
+            exit.stderr
+        );
+    }
+    Child::spawn(
+        "mosquitto_pub --cert",
+        tls_client("mosquitto_pub", &broker, &pki, Version::V5)
+            .arg("--cert")
+            .arg(&pki.client.cert_file)
+            .arg("--key")
+            .arg(&pki.client.key_file)
+            .args(["-q", "1", "-t", "interop/mtls", "-m", "trusted"]),
+    )
+    .success();
+    let out = sub.success();
+    // Only the trusted publisher's message arrived.
+    assert_eq!(
+        messages(&out),
+        ["interop/mtls|1|0|trusted"],
+        "mosquitto_sub output:\n{}",
         out.join("\n")
     );
 }

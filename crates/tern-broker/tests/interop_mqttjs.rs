@@ -6,6 +6,7 @@
 mod interop;
 
 use interop::{Peer, TestBroker, node, require, run_script};
+use tern_broker::Config;
 
 /// Runs `tests/interop/<script>` with the broker's port and the protocol version (4 or 5).
 fn mqttjs(script: &str, version: &str) {
@@ -41,4 +42,37 @@ fn retained_v311() {
 #[test]
 fn retained_v5() {
     mqttjs("mqttjs_retained.js", "5");
+}
+
+/// [`round_trip_v311`] over WebSocket, as a browser's client connects: MQTT.js offers the
+/// subprotocol `mqtt` [MQTT-6.0.0-3] and sends its packets in binary frames [MQTT-6.0.0-1].
+#[test]
+fn round_trip_over_websocket_v311() {
+    mqttjs_ws("mqttjs_roundtrip.js", "4");
+}
+
+/// As [`round_trip_over_websocket_v311`], over MQTT 5.0.
+#[test]
+fn round_trip_over_websocket_v5() {
+    mqttjs_ws("mqttjs_roundtrip.js", "5");
+}
+
+/// As [`retained_v5`], over WebSocket.
+#[test]
+fn retained_over_websocket_v5() {
+    mqttjs_ws("mqttjs_retained.js", "5");
+}
+
+/// Runs `tests/interop/<script>` against a broker whose only listener is MQTT over WebSocket
+/// on `/mqtt`.
+fn mqttjs_ws(script: &str, version: &str) {
+    if !require(Peer::MqttJs) {
+        return;
+    }
+    let config = Config::from_toml_str(
+        "sys_interval = 0\n[[listener]]\nbind = \"127.0.0.1:0\"\nprotocol = \"websocket\"\n",
+    )
+    .unwrap();
+    let broker = TestBroker::with_config(config);
+    run_script(node(), script, &[&broker.port_arg(), version, "ws"]);
 }

@@ -156,6 +156,11 @@ impl TestBroker {
         self.handle.local_addrs()[0].port()
     }
 
+    /// The running broker.
+    pub fn handle(&self) -> &BrokerHandle {
+        &self.handle
+    }
+
     /// The port as a command-line argument.
     pub fn port_arg(&self) -> String {
         self.port().to_string()

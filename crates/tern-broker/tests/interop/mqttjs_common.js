@@ -1,12 +1,16 @@
-// What the MQTT.js interop scripts share. Each script takes the broker's port and the
-// protocol version (4 for 3.1.1, 5) as arguments, exits 0 on success and 1 with a message on
-// stderr on failure. Every wait is for an event, bounded by TIMEOUT_MS.
+// What the MQTT.js interop scripts share. Each script takes the broker's port, the protocol
+// version (4 for 3.1.1, 5) and optionally the transport (`mqtt`, the default, or `ws` for MQTT
+// over WebSocket on /mqtt) as arguments, exits 0 on success and 1 with a message on stderr on
+// failure. Every wait is for an event, bounded by TIMEOUT_MS.
 
 'use strict';
 
 const mqtt = require('mqtt');
 
 const TIMEOUT_MS = 10000;
+
+// The broker's URL without the port's end, set by args().
+let baseUrl = null;
 
 function fail(message) {
   process.stderr.write(`FAIL: ${message}\n`);
@@ -17,12 +21,17 @@ function check(condition, message) {
   if (!condition) fail(message);
 }
 
-// The port and the protocol version; also arms a watchdog for the whole script.
+// The port, the protocol version and the transport; also arms a watchdog for the whole
+// script.
 function args(script) {
-  const [port, version] = process.argv.slice(2).map(Number);
-  if (!port || (version !== 4 && version !== 5)) fail(`usage: node ${script} PORT 4|5`);
+  const [port, version] = process.argv.slice(2, 4).map(Number);
+  const transport = process.argv[4] || 'mqtt';
+  if (!port || (version !== 4 && version !== 5) || !['mqtt', 'ws'].includes(transport)) {
+    fail(`usage: node ${script} PORT 4|5 [mqtt|ws]`);
+  }
+  baseUrl = transport === 'ws' ? `ws://127.0.0.1:${port}/mqtt` : `mqtt://127.0.0.1:${port}`;
   setTimeout(() => fail(`${script} did not finish within ${3 * TIMEOUT_MS} ms`), 3 * TIMEOUT_MS);
-  return { port, version };
+  return { port, version, transport };
 }
 
 function describe(topic, payload, packet) {
@@ -34,7 +43,7 @@ function describe(topic, payload, packet) {
 class Client {
   static async connect(port, version, clientId) {
     const client = await within(
-      mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, {
+      mqtt.connectAsync(baseUrl || `mqtt://127.0.0.1:${port}`, {
         protocolVersion: version,
         clientId,
         clean: true,

@@ -1,13 +1,13 @@
 // MQTT.js connects, subscribes, and its QoS 1 and QoS 2 messages come back once each.
 //
-// usage: node mqttjs_roundtrip.js PORT 4|5
+// usage: node mqttjs_roundtrip.js PORT 4|5 [mqtt|ws]
 
 'use strict';
 
 const { Client, args, check, describe, main } = require('./mqttjs_common.js');
 
 main(async () => {
-  const { port, version } = args('mqttjs_roundtrip.js');
+  const { port, version, transport } = args('mqttjs_roundtrip.js');
   const topic = 'interop/mqttjs';
   const sub = await Client.connect(port, version, `mqttjs-sub-${version}`);
   await sub.subscribe(topic, 2);
@@ -29,5 +29,5 @@ main(async () => {
 
   await pub.end();
   await sub.end();
-  console.log(`ok: MQTT.js v${version} QoS 1 and 2 round trip`);
+  console.log(`ok: MQTT.js v${version} QoS 1 and 2 round trip over ${transport}`);
 });
