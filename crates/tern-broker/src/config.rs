@@ -218,6 +218,19 @@ impl Config {
         }
     }
 
+    /// Reads every listener's certificate and key files, as [`Broker::start`](crate::Broker::start)
+    /// does, without binding anything (for `ternd --check-config`).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Listener`] naming the listener, the key and the file that cannot be used.
+    pub fn check_files(&self) -> Result<(), ConfigError> {
+        for (index, listener) in self.listener_configs().iter().enumerate() {
+            crate::transport::Acceptor::new(index, listener, &self.limits)?;
+        }
+        Ok(())
+    }
+
     /// The addresses to bind: the configured listeners, or [`DEFAULT_LISTEN`].
     pub fn bind_addresses(&self) -> Vec<SocketAddr> {
         if self.listeners.is_empty() {

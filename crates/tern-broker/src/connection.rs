@@ -34,7 +34,7 @@ use crate::broker::{Shared, TaskGuard};
 use crate::router::{Routed, Subscription, Target};
 use crate::session::{Delivery, Previous, Released, SessionHandle, Wake};
 use crate::storage::{StoredSession, StoredSubscription};
-use crate::transport::{ClientInfo, ConnectionInfo};
+use crate::transport::{ClientInfo, ConnectionInfo, Transport};
 
 /// The driver's clock: tokio's, so that tests can pause it.
 fn now() -> Instant {
@@ -223,7 +223,7 @@ impl Connection {
                     self.close(ReasonCode::ServerShuttingDown);
                 }
                 // Once the buffer is written, a flush: TLS and WebSocket streams keep what they
-                // were given until flushed (a no-op on TCP).
+                // were given until flushed.
                 written = write_or_flush(writer, &self.out), if !self.out.is_empty() || self.unflushed => match written {
                     Ok(None) => {
                         self.unflushed = false;
@@ -234,7 +234,8 @@ impl Connection {
                         self.out.advance(n);
                         self.shared.stats.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
                         self.write_progress = tokio::time::Instant::now();
-                        self.unflushed = true;
+                        // TCP sends what it takes; other streams may buffer it.
+                        self.unflushed = self.info.transport != Transport::Tcp;
                     }
                     Err(e) => {
                         tracing::debug!(conn = self.id, "write failed: {e}");

@@ -290,6 +290,8 @@ impl Acceptor {
 
     /// The WebSocket opening handshake: the path must be the listener's (otherwise 404) and
     /// the `mqtt` subprotocol is negotiated.
+    // The callback's error type (an HTTP response) is tungstenite's.
+    #[allow(clippy::result_large_err)]
     async fn websocket<S>(&self, stream: S, path: &str) -> io::Result<WsStream<S>>
     where
         S: AsyncRead + AsyncWrite + Unpin,

@@ -450,3 +450,91 @@ async fn unusable_certificate_files_are_startup_errors_naming_them() {
         );
     }
 }
+
+/// `ternd` prints a line per listener with its transport, and `--check-config` reads the
+/// certificate files.
+#[tokio::test(flavor = "multi_thread")]
+async fn ternd_lists_listeners_and_checks_certificate_files() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let pki = Pki::new();
+    let config = pki.path("ternd.toml");
+    let text = format!(
+        "[[listener]]\nbind = \"127.0.0.1:0\"\n\
+         [[listener]]\nbind = \"127.0.0.1:0\"\nprotocol = \"websocket\"\npath = \"/ws\"\n\
+         [[listener]]\nbind = \"127.0.0.1:0\"\n{}",
+        pki.mtls_table("use_identity_as_username = true\n")
+    );
+    std::fs::write(&config, &text).unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_ternd"))
+        .arg("-c")
+        .arg(&config)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{check:?}");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ternd"))
+        .arg("-c")
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .take(4)
+            .map(Result::unwrap)
+            .collect::<Vec<_>>()
+    });
+    let lines = tokio::time::timeout(TIMEOUT, lines)
+        .await
+        .expect("startup lines in time")
+        .unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(lines[0].contains("listening on 127.0.0.1:"), "{lines:?}");
+    assert!(lines[1].trim_end().ends_with(" mqtt"), "{lines:?}");
+    assert!(lines[2].trim_end().ends_with(" websocket /ws"), "{lines:?}");
+    assert!(
+        lines[3]
+            .ends_with(" mqtt+tls (TLS 1.2+, client certificates required, identity as username)"),
+        "{lines:?}"
+    );
+
+    // A missing key file: --check-config fails naming it (exit 2), and so does the start.
+    let missing = pki.path("missing.key");
+    std::fs::write(
+        &config,
+        text.replace(
+            &format!("{:?}", pki.server.key_file),
+            &format!("{missing:?}"),
+        ),
+    )
+    .unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_ternd"))
+        .arg("-c")
+        .arg(&config)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(2), "{check:?}");
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        stderr.contains("tls.keyfile") && stderr.contains(&missing.display().to_string()),
+        "{stderr}"
+    );
+    let start = Command::new(env!("CARGO_BIN_EXE_ternd"))
+        .arg("-c")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!start.status.success());
+    assert!(
+        String::from_utf8_lossy(&start.stderr).contains(&missing.display().to_string()),
+        "{start:?}"
+    );
+}

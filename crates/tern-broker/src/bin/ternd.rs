@@ -59,6 +59,10 @@ fn main() -> ExitCode {
         }
     };
     if cli.check_config {
+        if let Err(e) = config.check_files() {
+            eprintln!("ternd: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
         println!("ternd: configuration OK");
         return ExitCode::SUCCESS;
     }
