@@ -375,3 +375,34 @@ async fn tern_client_over_ws_and_wss() {
         }
     }
 }
+
+#[tokio::test]
+async fn message_larger_than_the_maximum_packet_size_closes() {
+    // A WebSocket message may carry the largest packet allowed, not more: the broker does
+    // not buffer a bigger one.
+    let (broker, addr) = ws_broker("", "maximum_packet_size = 1024").await;
+    let (ws, _) = open(&format!("ws://{addr}/mqtt"), Some("mqtt"))
+        .await
+        .unwrap();
+    let mut raw = RawWs::new(ws, ProtocolVersion::V5);
+    let connect = raw.encode(&[Packet::Connect(connect(ProtocolVersion::V5, "big", true))]);
+    raw.frame(&connect).await;
+    assert!(matches!(raw.recv().await, Some(Packet::ConnAck(_))));
+    // Within the limit: 1024 + 5 bytes of PINGREQs in one message are fine.
+    let pings = raw.encode(&vec![Packet::PingReq; 1029 / 2]);
+    raw.frame(&pings).await;
+    for _ in 0..1029 / 2 {
+        assert!(matches!(raw.recv().await, Some(Packet::PingResp)));
+    }
+    // Beyond it: closed.
+    let pings = raw.encode(&vec![Packet::PingReq; 1030 / 2 + 1]);
+    let _ = raw
+        .ws
+        .send(Message::Binary(Bytes::copy_from_slice(&pings)))
+        .await;
+    assert!(raw.recv().await.is_none(), "still open");
+    support::wait_for_stats(&broker, "the client to be gone", |s| {
+        s.clients_connected == 0
+    })
+    .await;
+}
