@@ -6,6 +6,10 @@
 //! - `cargo xtask fuzz [SECONDS]`: build every fuzz target and run each for SECONDS (default 10).
 //! - `cargo xtask peers`: install the third-party MQTT peers of the interop tests.
 //! - `cargo xtask bench`: the criterion micro-benchmarks (`cargo bench`).
+//! - `cargo xtask bench-compare`: ternd, mosquitto and rumqttd side by side under `tern bench`
+//!   (see [`bench_compare`]).
+
+mod bench_compare;
 
 use std::{
     env,
@@ -35,6 +39,7 @@ fn main() -> ExitCode {
             seconds.and_then(fuzz)
         }
         Some("bench") => bench(&args[1..]),
+        Some("bench-compare") => bench_compare::bench_compare(&args[1..]),
         Some("peers") => interop_peers().map(|peers| {
             println!(
                 "interop peers ready; NODE_PATH={}",
@@ -48,7 +53,9 @@ fn main() -> ExitCode {
                  test            fmt, clippy, no_std build, fuzz smoke, then every test\n  \
                  fuzz [SECONDS]  build all fuzz targets and run each for SECONDS (default {FUZZ_SMOKE_SECONDS})\n  \
                  peers           install the interop peers (mosquitto, paho-mqtt, MQTT.js)\n  \
-                 bench [ARGS]    criterion micro-benchmarks (`cargo bench --workspace ARGS`)"
+                 bench [ARGS]    criterion micro-benchmarks (`cargo bench --workspace ARGS`)\n  \
+                 bench-compare   ternd vs mosquitto vs rumqttd under `tern bench` \
+                 [--reps N] [--quick] [--only a,b] [--brokers ternd,mosquitto,rumqttd]"
             );
             return ExitCode::from(2);
         }

@@ -31,24 +31,77 @@ impl BuildHasher for ProcessKeys {
 struct Node<V> {
     children: HashMap<Box<str>, u32, ProcessKeys>,
     value: Option<(TopicName, V)>,
+    /// The node one level up (the root is its own parent).
+    parent: u32,
+    /// Where this node sits in its [`LevelIndex`] bucket.
+    slot: u32,
+    /// A first-level node whose label starts with `$` (hidden from leading wildcards).
+    dollar: bool,
 }
 
 impl<V> Node<V> {
-    fn new() -> Self {
+    fn new(parent: u32, slot: u32, dollar: bool) -> Self {
         Self {
             children: HashMap::default(),
             value: None,
+            parent,
+            slot,
+            dollar,
         }
+    }
+}
+
+/// Every node by (depth, label), so that a filter like `site/+/device/d42/+` can start from
+/// the few `d42` nodes at depth 3 instead of expanding every site under `site/+`.
+///
+/// Buckets are keyed by a hash of the pair; a candidate is confirmed through its parent's
+/// child map, so a hash collision costs a lookup and never a wrong answer.
+#[derive(Default)]
+struct LevelIndex {
+    buckets: HashMap<u64, Vec<u32>, ProcessKeys>,
+}
+
+impl LevelIndex {
+    fn key(depth: usize, label: &str) -> u64 {
+        ProcessKeys.hash_one((depth, label))
+    }
+
+    fn bucket(&self, depth: usize, label: &str) -> &[u32] {
+        self.buckets
+            .get(&Self::key(depth, label))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Adds `id` and returns its slot.
+    fn add(&mut self, depth: usize, label: &str, id: u32) -> u32 {
+        let bucket = self.buckets.entry(Self::key(depth, label)).or_default();
+        bucket.push(id);
+        u32::try_from(bucket.len() - 1).expect("retained tree: too many nodes")
+    }
+
+    /// Removes the node at `slot`, returning the node moved into its place, if any.
+    fn remove(&mut self, depth: usize, label: &str, slot: u32) -> Option<(u32, u32)> {
+        let key = Self::key(depth, label);
+        let bucket = self.buckets.get_mut(&key).expect("indexed node");
+        bucket.swap_remove(slot as usize);
+        if bucket.is_empty() {
+            self.buckets.remove(&key);
+            return None;
+        }
+        bucket.get(slot as usize).map(|&moved| (moved, slot))
     }
 }
 
 /// A store of values (retained messages) by topic name, answering "every name matching this
 /// filter" by walking only the branches the filter allows.
 ///
-/// A level of the filter costs one map lookup, a `+` visits the children of the nodes reached,
-/// a `#` the subtree below: the work is proportional to the matches and their prefixes, not to
-/// the size of the store. Filters starting with a wildcard skip names starting with `$`
-/// [MQTT-4.7.2-1].
+/// A level of the filter costs one map lookup and a `#` visits the subtree below. A `+` visits
+/// the children of the nodes reached, unless a later literal level of the filter is rarer at
+/// its depth: then the walk starts from the nodes carrying that label at that depth (kept in
+/// an index by depth and label) and checks their ancestors against the filter. So
+/// `site/+/device/d42/+` touches the few `d42` nodes, not every site: the work is proportional
+/// to the matches and their prefixes, not to the size of the store. Filters starting with a
+/// wildcard skip names starting with `$` [MQTT-4.7.2-1].
 ///
 /// ```
 /// use tern_topic::{RetainedTree, TopicName};
@@ -69,6 +122,7 @@ impl<V> Node<V> {
 pub struct RetainedTree<V> {
     nodes: Vec<Option<Node<V>>>,
     free: Vec<u32>,
+    index: LevelIndex,
     len: usize,
 }
 
@@ -92,8 +146,9 @@ impl<V> RetainedTree<V> {
     #[must_use]
     pub fn new() -> Self {
         Self {
-            nodes: vec![Some(Node::new())],
+            nodes: vec![Some(Node::new(0, 0, false))],
             free: Vec::new(),
+            index: LevelIndex::default(),
             len: 0,
         }
     }
@@ -135,22 +190,22 @@ impl<V> RetainedTree<V> {
     /// Stores `value` under `name`, returning the value it replaces.
     pub fn insert(&mut self, name: TopicName, value: V) -> Option<V> {
         let mut node = 0;
-        for level in name.levels() {
+        for (depth, level) in name.levels().enumerate() {
             node = match self.node(node).children.get(level) {
                 Some(&child) => child,
                 None => {
                     let child = match self.free.pop() {
-                        Some(id) => {
-                            self.nodes[id as usize] = Some(Node::new());
-                            id
-                        }
+                        Some(id) => id,
                         None => {
                             let id = u32::try_from(self.nodes.len())
                                 .expect("retained tree: too many nodes");
-                            self.nodes.push(Some(Node::new()));
+                            self.nodes.push(None);
                             id
                         }
                     };
+                    let slot = self.index.add(depth, level, child);
+                    let dollar = depth == 0 && level.starts_with('$');
+                    self.nodes[child as usize] = Some(Node::new(node, slot, dollar));
                     self.node_mut(node).children.insert(level.into(), child);
                     child
                 }
@@ -197,10 +252,14 @@ impl<V> RetainedTree<V> {
             *self = Self::new();
             return Some(value);
         }
-        for (level, &parent) in name.rsplit('/').zip(path.iter().rev()) {
+        let depths = (0..path.len()).rev();
+        for ((level, &parent), depth) in name.rsplit('/').zip(path.iter().rev()).zip(depths) {
             let child = self.node(node);
             if child.value.is_some() || !child.children.is_empty() {
                 break;
+            }
+            if let Some((moved, slot)) = self.index.remove(depth, level, child.slot) {
+                self.node_mut(moved).slot = slot;
             }
             self.node_mut(parent).children.remove(level);
             self.nodes[node as usize] = None;
@@ -223,32 +282,41 @@ impl<V> RetainedTree<V> {
     ///
     /// `filter` should be a valid topic filter; any other string is read level by level like
     /// [`matches`](crate::matches) does.
-    pub fn for_each_matching<'a, F>(&'a self, filter: &str, mut visit: F)
+    pub fn for_each_matching<'a, F>(&'a self, filter: &str, visit: F)
+    where
+        F: FnMut(&'a TopicName, &'a V),
+    {
+        self.walk(filter, visit);
+    }
+
+    /// The matching walk; returns how many nodes it touched (for the tests of its cost).
+    fn walk<'a, F>(&'a self, filter: &str, mut visit: F) -> usize
     where
         F: FnMut(&'a TopicName, &'a V),
     {
         if self.len == 0 {
-            return;
+            return 0;
         }
+        let levels: Vec<&str> = filter.split('/').collect();
+        let mut touched = 0;
         let mut report = |node: &'a Node<V>| {
             if let Some((name, value)) = &node.value {
                 visit(name, value);
             }
         };
+        // (node, depth of the node's children = index of the next filter level)
         let mut stack = vec![(0_u32, 0_usize)];
         let mut subtree = Vec::new();
-        while let Some((id, offset)) = stack.pop() {
+        while let Some((id, depth)) = stack.pop() {
+            touched += 1;
             let node = self.node(id);
-            if offset > filter.len() {
+            let Some(&level) = levels.get(depth) else {
                 report(node);
                 continue;
-            }
-            let end = filter[offset..]
-                .find('/')
-                .map_or(filter.len(), |i| offset + i);
+            };
             // [MQTT-4.7.2-1]: a wildcard first level skips names starting with `$`.
             let visible = |label: &str| id != 0 || !label.starts_with('$');
-            match &filter[offset..end] {
+            match level {
                 "#" => {
                     report(node);
                     subtree.extend(
@@ -258,24 +326,84 @@ impl<V> RetainedTree<V> {
                             .map(|(_, &c)| c),
                     );
                     while let Some(id) = subtree.pop() {
+                        touched += 1;
                         let node = self.node(id);
                         report(node);
                         subtree.extend(node.children.values().copied());
                     }
                 }
-                "+" => stack.extend(
-                    node.children
-                        .iter()
-                        .filter(|(l, _)| visible(l))
-                        .map(|(_, &c)| (c, end + 1)),
-                ),
+                "+" => match self.rarest_literal(&levels, depth, node.children.len()) {
+                    Some((at, candidates)) => {
+                        for &candidate in candidates {
+                            touched += at - depth + 1;
+                            if self.descends_as(candidate, at, id, depth, &levels) {
+                                stack.push((candidate, at + 1));
+                            }
+                        }
+                    }
+                    None => stack.extend(
+                        node.children
+                            .iter()
+                            .filter(|(l, _)| visible(l))
+                            .map(|(_, &c)| (c, depth + 1)),
+                    ),
+                },
                 level => {
                     if let Some(&child) = node.children.get(level) {
-                        stack.push((child, end + 1));
+                        stack.push((child, depth + 1));
                     }
                 }
             }
         }
+        touched
+    }
+
+    /// For a `+` at `levels[depth]` below a node with `fan_out` children: the literal level
+    /// after it whose index bucket is smallest, if that beats expanding the children.
+    fn rarest_literal(
+        &self,
+        levels: &[&str],
+        depth: usize,
+        fan_out: usize,
+    ) -> Option<(usize, &[u32])> {
+        let mut best: Option<(usize, &[u32])> = None;
+        for (at, &level) in levels.iter().enumerate().skip(depth + 1) {
+            match level {
+                "#" => break,
+                "+" => continue,
+                _ => {}
+            }
+            let bucket = self.index.bucket(at, level);
+            if best.is_none_or(|(_, b)| bucket.len() < b.len()) {
+                best = Some((at, bucket));
+            }
+        }
+        best.filter(|(_, bucket)| bucket.len() < fan_out)
+    }
+
+    /// Whether `node`, at depth `at`, descends from `ancestor` (whose children are at depth
+    /// `depth`) through labels that `levels[depth..=at]` accept. Only literal levels need a
+    /// check, made through the parent's child map (which also rules out hash collisions).
+    fn descends_as(
+        &self,
+        mut node: u32,
+        at: usize,
+        ancestor: u32,
+        depth: usize,
+        levels: &[&str],
+    ) -> bool {
+        for level in levels[depth..=at].iter().rev() {
+            let parent = self.node(node).parent;
+            let fits = match *level {
+                "+" => !(parent == 0 && self.node(node).dollar),
+                literal => self.node(parent).children.get(literal) == Some(&node),
+            };
+            if !fits {
+                return false;
+            }
+            node = parent;
+        }
+        node == ancestor
     }
 
     /// Every stored name matching `filter` with its value (see
@@ -285,5 +413,94 @@ impl<V> RetainedTree<V> {
         let mut out = Vec::new();
         self.for_each_matching(filter, |name, value| out.push((name, value)));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 1,000 sites with 20 devices each, two names per device.
+    fn sites() -> RetainedTree<u32> {
+        let mut store = RetainedTree::new();
+        for device in 0..20_000_u32 {
+            for kind in ["telemetry", "status"] {
+                let name = format!("site/s{}/device/d{device}/{kind}", device % 1_000);
+                store.insert(TopicName::new(name).unwrap(), device);
+            }
+        }
+        store
+    }
+
+    fn names(store: &RetainedTree<u32>, filter: &str) -> (Vec<String>, usize) {
+        let mut found = Vec::new();
+        let touched = store.walk(filter, |name, _| found.push(name.to_string()));
+        found.sort_unstable();
+        (found, touched)
+    }
+
+    #[test]
+    fn a_rare_literal_after_plus_is_looked_up_not_scanned() {
+        let store = sites();
+        let (found, touched) = names(&store, "site/+/device/d4242/+");
+        assert_eq!(
+            found,
+            [
+                "site/s242/device/d4242/status",
+                "site/s242/device/d4242/telemetry"
+            ]
+        );
+        // Root, `site`, the one `d4242` candidate checked up two levels, its two children:
+        // not the 1,000 sites a plain walk expands.
+        assert!(touched < 12, "touched {touched} nodes");
+        let (found, touched) = names(&store, "+/+/+/d7/status");
+        assert_eq!(found, ["site/s7/device/d7/status"]);
+        assert!(touched < 12, "touched {touched} nodes");
+    }
+
+    #[test]
+    fn a_common_literal_keeps_the_plain_walk() {
+        let store = sites();
+        // `device` is under every site: the index would not narrow anything.
+        let (found, _) = names(&store, "site/+/device/+/status");
+        assert_eq!(found.len(), 20_000);
+        let (found, _) = names(&store, "site/s1/+/d1001/+");
+        assert_eq!(found.len(), 2);
+    }
+
+    #[test]
+    fn removal_keeps_the_index_exact() {
+        let mut store = sites();
+        for kind in ["telemetry", "status"] {
+            assert!(
+                store
+                    .remove(&format!("site/s242/device/d4242/{kind}"))
+                    .is_some()
+            );
+        }
+        assert!(names(&store, "site/+/device/d4242/+").0.is_empty());
+        // The bucket of `d5242` at depth 3 still finds its node after the swap-removals.
+        let (found, _) = names(&store, "site/+/device/d5242/+");
+        assert_eq!(found.len(), 2);
+        store.insert(TopicName::new("site/s9/device/d4242/status").unwrap(), 1);
+        let (found, _) = names(&store, "site/+/device/d4242/+");
+        assert_eq!(found, ["site/s9/device/d4242/status"]);
+    }
+
+    #[test]
+    fn index_lookups_from_the_root_skip_dollar_names() {
+        // [MQTT-4.7.2-1] also when the walk starts from the index.
+        let mut store = RetainedTree::new();
+        for first in ["$SYS", "a", "b", "c", "d", "e"] {
+            store.insert(TopicName::new(format!("{first}/x")).unwrap(), 0);
+            store.insert(TopicName::new(format!("{first}/y")).unwrap(), 0);
+        }
+        store.insert(TopicName::new("f/rare").unwrap(), 0);
+        store.insert(TopicName::new("$SYS/rare").unwrap(), 0);
+        let (found, touched) = names(&store, "+/rare");
+        assert_eq!(found, ["f/rare"]);
+        assert!(touched <= 6, "touched {touched} nodes");
+        let (found, _) = names(&store, "$SYS/+");
+        assert_eq!(found, ["$SYS/rare", "$SYS/x", "$SYS/y"]);
     }
 }

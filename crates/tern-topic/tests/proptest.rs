@@ -283,6 +283,61 @@ proptest! {
         prop_assert_eq!(store.node_count(), 0);
     }
 
+    /// Wide stores (many siblings, a few rare labels) make the retained walk start from its
+    /// index of labels by depth; it must still answer exactly like brute force.
+    #[test]
+    fn retained_wide_stores_agree_with_brute_force(
+        names in prop::collection::vec(
+            prop::collection::vec(0_u8..12, 1..5), 1..120),
+        filters in prop::collection::vec(
+            prop::collection::vec(prop::sample::select(vec![
+                "0", "1", "2", "7", "11", "+", "+", "+", "$s"]), 1..5), 1..20),
+        hash in any::<bool>(),
+    ) {
+        let mut store = RetainedTree::new();
+        let mut model = BTreeMap::new();
+        for (i, levels) in names.iter().enumerate() {
+            // Labels 0..8 are common, 8..12 rare; level 0 is sometimes `$s`.
+            let name = levels
+                .iter()
+                .enumerate()
+                .map(|(d, l)| if d == 0 && *l == 11 { "$s".to_owned() } else { l.to_string() })
+                .collect::<Vec<_>>()
+                .join("/");
+            store.insert(TopicName::new(name.as_str()).unwrap(), i);
+            model.insert(name, i);
+        }
+        for levels in &filters {
+            let mut filter = levels.join("/");
+            if hash {
+                filter.push_str("/#");
+            }
+            let mut found: Vec<_> =
+                store.matching(&filter).into_iter().map(|(n, v)| (n.to_string(), *v)).collect();
+            found.sort();
+            let expected: Vec<_> = model
+                .iter()
+                .filter(|(name, _)| matches(&filter, name))
+                .map(|(n, v)| (n.clone(), *v))
+                .collect();
+            prop_assert_eq!(found, expected, "filter {:?}", filter);
+        }
+        let stored: Vec<String> = model.keys().cloned().collect();
+        for (k, name) in stored.iter().enumerate() {
+            prop_assert!(store.remove(name).is_some());
+            // Removals swap nodes inside the index: the rest must still be found.
+            if k % 7 == 0 {
+                for rest in &stored[k + 1..] {
+                    let filter = format!("+/{}", rest.split_once('/').map_or("", |(_, r)| r));
+                    if rest.contains('/') && !rest.starts_with('$') {
+                        prop_assert!(store.matching(&filter).iter().any(|(n, _)| n.as_str() == rest));
+                    }
+                }
+            }
+        }
+        prop_assert_eq!(store.node_count(), 0);
+    }
+
     /// Checking rules against each other: every valid name is a valid filter, and a valid
     /// filter without wildcards is a valid name.
     #[test]
