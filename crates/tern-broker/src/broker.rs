@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, ConfigError};
 use crate::connection;
+use crate::limits::{ConnectionCount, Refused};
 use crate::listener::Listener;
 use crate::retained::RetainedStore;
 use crate::router::Router;
@@ -82,15 +83,43 @@ impl Broker {
                 .map_err(|source| StartError::Bind { addr, source })?;
             listeners.push(listener);
         }
+        let metrics = match self.config.metrics.bind {
+            Some(addr) => Some(
+                crate::metrics::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
+        // Per listener: its own connection limit, if any (none for the default listener).
+        let limits: Vec<usize> = self
+            .config
+            .listeners
+            .iter()
+            .map(|l| l.max_connections)
+            .collect();
         let handle = self.start_without_listeners()?;
+        let unbound = |source| StartError::Bind {
+            addr: "0.0.0.0:0".parse().expect("valid"),
+            source,
+        };
         let mut addrs = Vec::new();
-        for listener in listeners {
-            addrs.push(handle.serve(listener).map_err(|source| StartError::Bind {
-                addr: "0.0.0.0:0".parse().expect("valid"),
-                source,
-            })?);
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let max = limits.get(i).copied().unwrap_or(0);
+            let count = (max > 0).then(|| ConnectionCount::new(max));
+            addrs.push(handle.serve_counted(listener, count).map_err(unbound)?);
         }
-        Ok(BrokerHandle { addrs, ..handle })
+        let metrics_addr = match (metrics, handle.shared.task_guard()) {
+            (Some(listener), Some(guard)) => Some(
+                crate::metrics::serve(handle.shared.clone(), listener, guard).map_err(unbound)?,
+            ),
+            _ => None,
+        };
+        Ok(BrokerHandle {
+            addrs,
+            metrics_addr,
+            ..handle
+        })
     }
 
     /// Starts the broker without binding anything: connections come through
@@ -112,6 +141,8 @@ impl Broker {
             .map_or(0, |d| d.as_nanos() as u64);
         let shared = Arc::new(Shared {
             engine: engine_config(&self.config),
+            open: ConnectionCount::new(self.config.limits.max_connections),
+            refused: Refused::default(),
             started: tokio::time::Instant::now(),
             config: self.config,
             router: Router::default(),
@@ -131,6 +162,7 @@ impl Broker {
         Ok(BrokerHandle {
             shared,
             addrs: Vec::new(),
+            metrics_addr: None,
         })
     }
 }
@@ -166,6 +198,10 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) stats: Arc<StatsCounters>,
+    /// Open connections, against `limits.max_connections`.
+    pub(crate) open: Arc<ConnectionCount>,
+    /// Connections refused at accept.
+    pub(crate) refused: Refused,
     pub(crate) shutdown: watch::Sender<bool>,
     /// Each connection task holds a clone; shutdown drops this one and waits for the rest.
     tasks: Mutex<Option<mpsc::Sender<()>>>,
@@ -204,6 +240,8 @@ impl Shared {
             write_buffer_peak_bytes: load(&c.write_buffer_peak_bytes),
             publisher_waits: load(&c.publisher_waits),
             slow_consumers: load(&c.slow_consumers),
+            read_buffer_peak_bytes: load(&c.read_buffer_peak_bytes),
+            connections_open: self.open.open(),
             sessions: self.registry.len(),
             subscriptions: self.router.len(),
             retained: self.retained.len(),
@@ -250,6 +288,9 @@ pub(crate) struct StatsCounters {
     pub(crate) write_buffer_peak_bytes: AtomicU64,
     pub(crate) publisher_waits: AtomicU64,
     pub(crate) slow_consumers: AtomicU64,
+    pub(crate) read_buffer_peak_bytes: AtomicU64,
+    /// The counters by label of the metrics endpoint.
+    pub(crate) traffic: crate::metrics::Traffic,
 }
 
 /// A snapshot of the broker's counters and sizes.
@@ -303,6 +344,11 @@ pub struct Stats {
     /// Clients disconnected because they did not read: their socket accepted nothing for the
     /// stall timeout, or a publisher waited for them that long.
     pub slow_consumers: u64,
+    /// The most bytes one connection had allocated for reading (its read buffer's capacity,
+    /// which holds at most one incoming packet and what arrived after it).
+    pub read_buffer_peak_bytes: u64,
+    /// Network connections open now (CONNECT received or not).
+    pub connections_open: usize,
     /// Sessions, online and offline.
     pub sessions: usize,
     /// Subscriptions.
@@ -316,6 +362,7 @@ pub struct Stats {
 pub struct BrokerHandle {
     shared: Arc<Shared>,
     addrs: Vec<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
 }
 
 /// An in-process publish that cannot be routed.
@@ -331,6 +378,11 @@ impl BrokerHandle {
     /// The addresses the broker's own listeners are bound to, in configuration order.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The address of the Prometheus metrics endpoint (`[metrics] bind`), if configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Publishes `publish` as the broker itself (no client origin): retained if RETAIN is set,
@@ -363,7 +415,16 @@ impl BrokerHandle {
     /// # Errors
     ///
     /// The listener's address cannot be read.
-    pub fn serve<L: Listener>(&self, mut listener: L) -> io::Result<SocketAddr> {
+    pub fn serve<L: Listener>(&self, listener: L) -> io::Result<SocketAddr> {
+        self.serve_counted(listener, None)
+    }
+
+    /// [`serve`](Self::serve), with the listener's own connection limit.
+    fn serve_counted<L: Listener>(
+        &self,
+        mut listener: L,
+        count: Option<Arc<ConnectionCount>>,
+    ) -> io::Result<SocketAddr> {
         let addr = listener.local_addr()?;
         let shared = self.shared.clone();
         let mut shutdown = shared.shutdown.subscribe();
@@ -379,7 +440,9 @@ impl BrokerHandle {
                 tokio::select! {
                     _ = shutdown.changed() => break,
                     accepted = listener.accept() => match accepted {
-                        Ok((stream, peer)) => spawn_connection(&shared, stream, peer),
+                        Ok((stream, peer)) => {
+                            spawn_connection(&shared, stream, peer, Some(addr), count.as_ref());
+                        }
                         Err(e) => {
                             tracing::warn!(%addr, "accept failed: {e}");
                             // Out of descriptors or similar: give the system a moment.
@@ -401,7 +464,7 @@ impl BrokerHandle {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        spawn_connection(&self.shared, stream, peer);
+        spawn_connection(&self.shared, stream, peer, None, None);
     }
 
     /// A snapshot of the counters.
@@ -423,13 +486,28 @@ impl BrokerHandle {
     }
 }
 
-fn spawn_connection<S>(shared: &Arc<Shared>, stream: S, peer: SocketAddr)
-where
+fn spawn_connection<S>(
+    shared: &Arc<Shared>,
+    stream: S,
+    peer: SocketAddr,
+    listener: Option<SocketAddr>,
+    count: Option<&Arc<ConnectionCount>>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let Some(guard) = shared.task_guard() else {
         return;
     };
+    // Over a connection limit, the stream is dropped (closed) here: nothing more is made for
+    // it (see the configuration's "Connection limits").
+    let Ok(admission) = crate::limits::admit(&shared.open, count, &shared.refused, peer, listener)
+    else {
+        return;
+    };
     shared.stats.connections.fetch_add(1, Ordering::Relaxed);
-    tokio::spawn(connection::run(shared.clone(), stream, peer, guard));
+    let run = connection::run(shared.clone(), stream, peer, listener, guard);
+    tokio::spawn(async move {
+        run.await;
+        drop(admission);
+    });
 }

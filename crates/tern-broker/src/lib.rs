@@ -72,7 +72,9 @@
 mod broker;
 pub mod config;
 mod connection;
+mod limits;
 mod listener;
+mod metrics;
 mod retained;
 mod router;
 mod session;
