@@ -104,11 +104,9 @@ pub(crate) fn admit(
 ) -> Result<Admission, Refusal> {
     // The listener's slot first: a connection refused by its listener does not take (and
     // briefly hold) a global one.
-    let listener_slot = match listener {
-        Some(count) => Some(count.acquire().ok_or(Refusal::Listener)),
-        None => None,
-    }
-    .transpose();
+    let listener_slot = listener
+        .map(|count| count.acquire().ok_or(Refusal::Listener))
+        .transpose();
     let result = listener_slot.and_then(|listener_slot| {
         let global_slot = global.acquire().ok_or(Refusal::Global)?;
         Ok(Admission {
