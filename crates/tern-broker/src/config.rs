@@ -497,8 +497,8 @@ impl Shutdown {
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct MetricsConfig {
-    /// Where to serve `GET /metrics` (Prometheus text exposition); `None` (the default): no
-    /// endpoint.
+    /// Where to serve `GET /metrics` (the OpenMetrics text format Prometheus reads; the
+    /// names are listed in [`crate::metrics`]); `None` (the default): no endpoint.
     pub bind: Option<SocketAddr>,
 }
 

@@ -87,6 +87,7 @@ pub(crate) async fn run<S>(
         peer,
         listener,
         rate,
+        refusal_logged: false,
         session,
         handle: None,
         inbox: VecDeque::new(),
@@ -155,6 +156,8 @@ struct Connection {
     listener: Option<SocketAddr>,
     /// The inbound rate limit.
     rate: InboundRate,
+    /// The broker refused the CONNECT and logged it.
+    refusal_logged: bool,
     session: ServerSession,
     /// The session's mailbox, once CONNECT was accepted.
     handle: Option<Arc<SessionHandle>>,
@@ -465,10 +468,14 @@ impl Connection {
     fn on_disconnected(&mut self, reason: &ConnectionError) {
         if self.accepted {
             tracing::info!(conn = self.id, client_id = %self.session.client_id(), peer = %self.peer, %reason, "client disconnected");
+        } else if let ConnectionError::Rejected(code) = reason {
+            // Refused by the engine (the broker's own refusals are logged with the CONNECT).
+            if !self.refusal_logged {
+                tracing::info!(conn = self.id, version = %version_name(self.session.version()), peer = %self.peer, listener = %listener_name(self.listener), reason = %code, "connect refused");
+            }
         } else {
-            // Never connected: a refused CONNECT (logged), a connect timeout, a bad first
-            // packet.
-            tracing::info!(conn = self.id, peer = %self.peer, listener = %listener_name(self.listener), %reason, "connection ended before CONNECT was accepted");
+            // Never connected: a connect timeout, a bad first packet, a close.
+            tracing::info!(conn = self.id, peer = %self.peer, listener = %listener_name(self.listener), %reason, "connection ended before CONNECT");
         }
     }
 
@@ -538,6 +545,7 @@ impl Connection {
                 %reason,
                 "connect refused"
             );
+            self.refusal_logged = true;
             if let Err(e) = self.session.reject(now, reason) {
                 tracing::error!(conn = self.id, "cannot refuse CONNECT: {e}");
                 self.session.handle_transport_closed(now);

@@ -2,8 +2,8 @@
 //! text format (which Prometheus reads), encoded by `prometheus-client` and served by hyper.
 //!
 //! The figures are read at each scrape from the broker's [`Stats`](crate::Stats) (the source
-//! of truth for every gauge and most counters) and from [`Traffic`], the counters that
-//! `Stats` does not split by label:
+//! of truth for every gauge and most counters) and from the counters that `Stats` does not
+//! split by label (by QoS, by drop reason, by refusal reason):
 //!
 //! | metric | type | labels | what |
 //! |---|---|---|---|
