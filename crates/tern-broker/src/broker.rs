@@ -1,6 +1,7 @@
 //! The public face of the broker: [`Broker`] (configure and start) and [`BrokerHandle`]
 //! (addresses, in-process publish, more listeners or connections, shutdown).
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, ConfigError};
 use crate::connection;
+use crate::limits::{ConnectionCount, Refused};
 use crate::listener::Listener;
 use crate::retained::RetainedStore;
 use crate::router::Router;
@@ -91,21 +93,50 @@ impl Broker {
                 .map_err(|source| StartError::Bind { addr, source })?;
             listeners.push(listener);
         }
+        let metrics = match self.config.metrics.bind {
+            Some(addr) => Some(
+                crate::metrics::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
+        // Per listener: its own connection limit, if any (none for the default listener).
+        let limits: Vec<usize> = self
+            .config
+            .listener_configs()
+            .iter()
+            .map(|l| l.max_connections)
+            .collect();
         let handle = self.start_without_listeners()?;
+        let unbound = |source| StartError::Bind {
+            addr: "0.0.0.0:0".parse().expect("valid"),
+            source,
+        };
         let mut addrs = Vec::new();
-        for (listener, acceptor) in listeners.into_iter().zip(acceptors) {
+        for ((listener, acceptor), max) in listeners.into_iter().zip(acceptors).zip(limits) {
+            let count = (max > 0).then(|| ConnectionCount::new(max));
             let served = match acceptor {
-                None => handle.serve(listener),
-                Some(acceptor) => handle.serve_with(listener, move |shared, tcp, peer, guard| {
-                    acceptor.spawn(shared, tcp, peer, guard);
-                }),
+                None => handle.serve_counted(listener, count),
+                Some(acceptor) => {
+                    handle.serve_with(listener, count, move |shared, tcp, info, guard| {
+                        acceptor.clone().run(shared, tcp, info, guard)
+                    })
+                }
             };
-            addrs.push(served.map_err(|source| StartError::Bind {
-                addr: "0.0.0.0:0".parse().expect("valid"),
-                source,
-            })?);
+            addrs.push(served.map_err(unbound)?);
         }
-        Ok(BrokerHandle { addrs, ..handle })
+        let metrics_addr = match (metrics, handle.shared.task_guard()) {
+            (Some(listener), Some(guard)) => Some(
+                crate::metrics::serve(handle.shared.clone(), listener, guard).map_err(unbound)?,
+            ),
+            _ => None,
+        };
+        Ok(BrokerHandle {
+            addrs,
+            metrics_addr,
+            ..handle
+        })
     }
 
     /// Starts the broker without binding anything: connections come through
@@ -127,6 +158,8 @@ impl Broker {
             .map_or(0, |d| d.as_nanos() as u64);
         let shared = Arc::new(Shared {
             engine: engine_config(&self.config),
+            open: ConnectionCount::new(self.config.limits.max_connections),
+            refused: Refused::default(),
             started: tokio::time::Instant::now(),
             config: self.config,
             router: Router::default(),
@@ -147,6 +180,7 @@ impl Broker {
         Ok(BrokerHandle {
             shared,
             addrs: Vec::new(),
+            metrics_addr: None,
         })
     }
 }
@@ -184,6 +218,10 @@ pub(crate) struct Shared {
     pub(crate) stats: Arc<StatsCounters>,
     /// The connected clients, for [`BrokerHandle::clients`].
     pub(crate) clients: ClientTable,
+    /// Open connections, against `limits.max_connections`.
+    pub(crate) open: Arc<ConnectionCount>,
+    /// Connections refused at accept.
+    pub(crate) refused: Refused,
     pub(crate) shutdown: watch::Sender<bool>,
     /// Each connection task holds a clone; shutdown drops this one and waits for the rest.
     tasks: Mutex<Option<mpsc::Sender<()>>>,
@@ -222,6 +260,8 @@ impl Shared {
             write_buffer_peak_bytes: load(&c.write_buffer_peak_bytes),
             publisher_waits: load(&c.publisher_waits),
             slow_consumers: load(&c.slow_consumers),
+            read_buffer_peak_bytes: load(&c.read_buffer_peak_bytes),
+            connections_open: self.open.open(),
             sessions: self.registry.len(),
             subscriptions: self.router.len(),
             retained: self.retained.len(),
@@ -268,6 +308,9 @@ pub(crate) struct StatsCounters {
     pub(crate) write_buffer_peak_bytes: AtomicU64,
     pub(crate) publisher_waits: AtomicU64,
     pub(crate) slow_consumers: AtomicU64,
+    pub(crate) read_buffer_peak_bytes: AtomicU64,
+    /// The counters by label of the metrics endpoint.
+    pub(crate) traffic: crate::metrics::Traffic,
 }
 
 /// A snapshot of the broker's counters and sizes.
@@ -321,6 +364,11 @@ pub struct Stats {
     /// Clients disconnected because they did not read: their socket accepted nothing for the
     /// stall timeout, or a publisher waited for them that long.
     pub slow_consumers: u64,
+    /// The most bytes one connection had allocated for reading (its read buffer's capacity,
+    /// which holds at most one incoming packet and what arrived after it).
+    pub read_buffer_peak_bytes: u64,
+    /// Network connections open now (CONNECT received or not).
+    pub connections_open: usize,
     /// Sessions, online and offline.
     pub sessions: usize,
     /// Subscriptions.
@@ -334,6 +382,7 @@ pub struct Stats {
 pub struct BrokerHandle {
     shared: Arc<Shared>,
     addrs: Vec<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
 }
 
 /// An in-process publish that cannot be routed.
@@ -349,6 +398,11 @@ impl BrokerHandle {
     /// The addresses the broker's own listeners are bound to, in configuration order.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The address of the Prometheus metrics endpoint (`[metrics] bind`), if configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Publishes `publish` as the broker itself (no client origin): retained if RETAIN is set,
@@ -382,19 +436,34 @@ impl BrokerHandle {
     ///
     /// The listener's address cannot be read.
     pub fn serve<L: Listener>(&self, listener: L) -> io::Result<SocketAddr> {
+        self.serve_counted(listener, None)
+    }
+
+    /// [`serve`](Self::serve), with the listener's own connection limit.
+    fn serve_counted<L: Listener>(
+        &self,
+        listener: L,
+        count: Option<Arc<ConnectionCount>>,
+    ) -> io::Result<SocketAddr> {
         let transport = listener.transport();
-        self.serve_with(listener, move |shared, stream, peer, guard| {
-            spawn_connection(shared, stream, ConnectionInfo::new(peer, transport), guard);
+        self.serve_with(listener, count, move |shared, stream, mut info, guard| {
+            info.transport = transport;
+            connection::run(shared, stream, info, guard)
         })
     }
 
-    /// The accept loop of [`serve`](Self::serve): `spawn` starts the task of each accepted
-    /// connection (for a configured listener: its handshakes, then the connection).
-    fn serve_with<L: Listener>(
+    /// The accept loop of [`serve`](Self::serve): admits each accepted connection against
+    /// the connection limits and spawns the task `run` makes for it (for a configured
+    /// listener: its handshakes, then the connection).
+    fn serve_with<L: Listener, F>(
         &self,
         mut listener: L,
-        spawn: impl Fn(&Arc<Shared>, L::Stream, SocketAddr, TaskGuard) + Send + 'static,
-    ) -> io::Result<SocketAddr> {
+        count: Option<Arc<ConnectionCount>>,
+        run: impl Fn(Arc<Shared>, L::Stream, ConnectionInfo, TaskGuard) -> F + Send + 'static,
+    ) -> io::Result<SocketAddr>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
         let addr = listener.local_addr()?;
         let shared = self.shared.clone();
         let mut shutdown = shared.shutdown.subscribe();
@@ -411,10 +480,11 @@ impl BrokerHandle {
                     _ = shutdown.changed() => break,
                     accepted = listener.accept() => match accepted {
                         Ok((stream, peer)) => {
-                            if let Some(guard) = shared.task_guard() {
-                                shared.stats.connections.fetch_add(1, Ordering::Relaxed);
-                                spawn(&shared, stream, peer, guard);
-                            }
+                            let mut info = ConnectionInfo::new(peer, Transport::Tcp);
+                            info.listener = Some(addr);
+                            spawn_connection(&shared, count.as_ref(), info, |shared, info, guard| {
+                                run(shared, stream, info, guard)
+                            });
                         }
                         Err(e) => {
                             tracing::warn!(%addr, "accept failed: {e}");
@@ -437,15 +507,10 @@ impl BrokerHandle {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let Some(guard) = self.shared.task_guard() else {
-            return;
-        };
-        self.shared
-            .stats
-            .connections
-            .fetch_add(1, Ordering::Relaxed);
         let info = ConnectionInfo::new(peer, Transport::Other);
-        spawn_connection(&self.shared, stream, info, guard);
+        spawn_connection(&self.shared, None, info, |shared, info, guard| {
+            connection::run(shared, stream, info, guard)
+        });
     }
 
     /// The connected clients (CONNECT accepted, connection not ended), in connection order:
@@ -473,9 +538,34 @@ impl BrokerHandle {
     }
 }
 
-fn spawn_connection<S>(shared: &Arc<Shared>, stream: S, info: ConnectionInfo, guard: TaskGuard)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+/// Admits a connection against the connection limits and spawns its task, which holds the
+/// admission until it ends.
+fn spawn_connection<F>(
+    shared: &Arc<Shared>,
+    count: Option<&Arc<ConnectionCount>>,
+    info: ConnectionInfo,
+    run: impl FnOnce(Arc<Shared>, ConnectionInfo, TaskGuard) -> F,
+) where
+    F: Future<Output = ()> + Send + 'static,
 {
-    tokio::spawn(connection::run(shared.clone(), stream, info, guard));
+    let Some(guard) = shared.task_guard() else {
+        return;
+    };
+    // Over a connection limit, the stream is dropped (closed) here: nothing more is made for
+    // it (see the configuration's "Connection limits").
+    let Ok(admission) = crate::limits::admit(
+        &shared.open,
+        count,
+        &shared.refused,
+        info.peer,
+        info.listener,
+    ) else {
+        return;
+    };
+    shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+    let task = run(shared.clone(), info, guard);
+    tokio::spawn(async move {
+        task.await;
+        drop(admission);
+    });
 }

@@ -14,10 +14,20 @@
 //! # path = "/mqtt"                  # websocket only: the HTTP path; any other gets 404
 //! # [listener.tls]                  # TLS on this listener (mqtts, or wss for websocket);
 //!                                   # see "Listeners" below
+//! max_connections = 0              # open connections on this listener; 0: no limit of
+//!                                  # its own (limits.max_connections still applies)
 //!
 //! [limits]
-//! # maximum_packet_size = 1048576  # bytes, enforced from the fixed header (0x95);
-//!                                  # default: the largest packet MQTT can carry
+//! maximum_packet_size = 1048576    # bytes, enforced from the fixed header (0x95); up to
+//!                                  # 268435460, the largest packet MQTT can carry
+//! max_connections = 0              # open connections in all; 0: no limit. Beyond it a
+//!                                  # new connection is closed at once
+//! max_topic_length = 65535         # bytes of a PUBLISH topic or SUBSCRIBE filter
+//! max_topic_levels = 128           # levels of a topic or filter (`a/b/c` has 3)
+//! max_subscriptions = 0            # subscriptions per client; 0: no limit (SUBACK 0x97)
+//! max_inbound_messages_per_second = 0  # PUBLISH packets a connection may send per
+//!                                      # second; 0: no limit. Reads pause, nothing drops
+//! max_inbound_bytes_per_second = 0     # bytes a connection may send per second; 0: no limit
 //! receive_maximum = 65535          # inbound QoS 1/2 unacknowledged at once (0x93)
 //! maximum_qos = 2                  # 0, 1 or 2; a PUBLISH above it: DISCONNECT 0x9B
 //! retain_available = true          # false: a retained PUBLISH gets DISCONNECT 0x9A
@@ -48,6 +58,10 @@
 //!
 //! [shutdown]
 //! timeout = 5                      # seconds to flush DISCONNECT 0x8B before exiting
+//!
+//! [metrics]
+//! # bind = "127.0.0.1:9090"        # serve Prometheus metrics at http://ADDR/metrics;
+//!                                  # default: off
 //! ```
 //!
 //! # Listeners
@@ -116,6 +130,36 @@
 //!   message beyond it is refused: logged at `warn`, counted
 //!   ([`Stats::dropped_queue_full`](crate::Stats)), and when no other subscriber took it, a
 //!   5.0 publisher gets PUBACK/PUBREC 0x97 Quota exceeded.
+//! - **Incoming bytes.** A packet announced larger than [`Limits::maximum_packet_size`] is
+//!   refused from its fixed header; a socket that sends no complete CONNECT within
+//!   [`Limits::connect_timeout`] is closed, however slowly its bytes trickle in; the inbound
+//!   rate limits pause reading rather than buffer.
+//!
+//! # Connection limits
+//!
+//! [`Limits::max_connections`] and [`ListenerConfig::max_connections`] count open
+//! connections, from accept to close (a connection that has not sent CONNECT yet counts too).
+//! Beyond either, a new connection is closed as soon as it is accepted: no task, buffer or
+//! timer is made for it, so a flood of connections costs the broker nothing that grows. The
+//! client sees the close without a CONNACK (reading its CONNECT to answer 0x97 would mean
+//! keeping every refused socket open for up to the connect timeout); the refusal is logged
+//! and counted (`mqtt_connections_refused_total`).
+//!
+//! # Topic limits
+//!
+//! [`Limits::max_topic_length`] and [`Limits::max_topic_levels`] bound the topic of a PUBLISH
+//! (after a Topic Alias is resolved) and the filter of a SUBSCRIBE (of a shared subscription:
+//! the whole `$share/...` string for the length, the filter after the share name for the
+//! levels). The topic of a Will is checked at CONNECT.
+//!
+//! - A PUBLISH beyond them is not routed. MQTT 5.0: a QoS 1/2 one is answered PUBACK/PUBREC
+//!   0x90 Topic Name invalid ("correctly formed, but not accepted by this Server", sections
+//!   3.4.2.1 and 3.5.2.1); a QoS 0 one, which has no acknowledgement, with DISCONNECT 0x90.
+//!   MQTT 3.x has no reason codes: the connection is closed.
+//! - A SUBSCRIBE filter beyond them gets SUBACK 0x8F Topic Filter invalid (5.0) or 0x80
+//!   Failure (3.1.1); the other filters of the packet are handled as usual.
+//! - A CONNECT whose Will topic is beyond them is refused: CONNACK 0x90 Topic Name invalid
+//!   (5.0, section 3.2.2.2) or return code 5 Not authorized (3.x, the closest of its six).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -144,6 +188,8 @@ pub struct Config {
     pub backpressure: Backpressure,
     /// Graceful shutdown.
     pub shutdown: Shutdown,
+    /// The Prometheus metrics endpoint.
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -156,6 +202,7 @@ impl Default for Config {
             mailbox: MailboxLimits::default(),
             backpressure: Backpressure::default(),
             shutdown: Shutdown::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -266,6 +313,9 @@ impl Config {
                 "must be at least 16 and at most the largest MQTT packet",
             );
         }
+        if self.limits.max_topic_length == 0 || self.limits.max_topic_length > 65535 {
+            return invalid("limits.max_topic_length", "must be 1 to 65535");
+        }
         if self.limits.max_keepalive == 0 && !self.limits.allow_zero_keepalive {
             return invalid(
                 "limits.max_keepalive",
@@ -314,19 +364,24 @@ pub struct ListenerConfig {
     /// TLS on this listener, `[listener.tls]` in TOML.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Connections open at once on this listener; 0: no limit of its own. Beyond it a new
+    /// connection is closed at once.
+    #[serde(default)]
+    pub max_connections: usize,
 }
 
 /// The WebSocket path when none is configured.
 pub const DEFAULT_WS_PATH: &str = "/mqtt";
 
 impl ListenerConfig {
-    /// A plain MQTT (TCP) listener on `bind`.
+    /// A plain MQTT (TCP) listener on `bind`, without a connection limit of its own.
     pub fn new(bind: SocketAddr) -> Self {
         ListenerConfig {
             bind,
             protocol: Protocol::Mqtt,
             path: None,
             tls: None,
+            max_connections: 0,
         }
     }
 
@@ -485,8 +540,33 @@ pub enum TlsVersion {
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct Limits {
-    /// Maximum Packet Size accepted, in bytes.
+    /// Maximum Packet Size accepted, in bytes (default 1 MiB). A packet announced larger is
+    /// refused from its fixed header, before its body is buffered: DISCONNECT 0x95 (5.0) or
+    /// a close. The decoder reserves room for a whole packet once its header is read, so this
+    /// is also the most a connection may buffer for one incoming packet.
     pub maximum_packet_size: u32,
+    /// Connections open at once, over all listeners; 0: no limit. Beyond it a new connection
+    /// is closed as soon as it is accepted, before anything is read or allocated for it.
+    pub max_connections: usize,
+    /// The longest PUBLISH topic or SUBSCRIBE filter accepted, in bytes (at most 65535). See
+    /// [`crate::config#topic-limits`] for the answers.
+    pub max_topic_length: usize,
+    /// The most levels a PUBLISH topic or SUBSCRIBE filter may have (`a/b/c` has 3); 0: no
+    /// limit.
+    pub max_topic_levels: usize,
+    /// Subscriptions per client; 0: no limit. A SUBSCRIBE for a new filter beyond it gets
+    /// SUBACK 0x97 Quota exceeded (5.0) or 0x80 (3.x) for that filter; replacing an existing
+    /// subscription is always allowed.
+    pub max_subscriptions: usize,
+    /// PUBLISH packets per second a connection may send (a token bucket holding one second's
+    /// worth); 0: no limit. A client above it is not dropped: the broker stops reading its
+    /// socket until the rate is back under the limit, and does not count that pause against
+    /// its keep alive.
+    pub max_inbound_messages_per_second: u32,
+    /// Bytes per second a connection may send, limited like
+    /// [`max_inbound_messages_per_second`](Self::max_inbound_messages_per_second); 0: no
+    /// limit.
+    pub max_inbound_bytes_per_second: u32,
     /// Receive Maximum announced to MQTT 5.0 clients.
     pub receive_maximum: u16,
     /// Maximum QoS accepted from clients (0 to 2).
@@ -521,7 +601,13 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            maximum_packet_size: tern_codec::MAX_PACKET_SIZE,
+            maximum_packet_size: DEFAULT_MAXIMUM_PACKET_SIZE,
+            max_connections: 0,
+            max_topic_length: usize::from(u16::MAX),
+            max_topic_levels: 128,
+            max_subscriptions: 0,
+            max_inbound_messages_per_second: 0,
+            max_inbound_bytes_per_second: 0,
             receive_maximum: u16::MAX,
             maximum_qos: 2,
             retain_available: true,
@@ -536,6 +622,9 @@ impl Default for Limits {
         }
     }
 }
+
+/// The default [`Limits::maximum_packet_size`]: 1 MiB.
+pub const DEFAULT_MAXIMUM_PACKET_SIZE: u32 = 1 << 20;
 
 /// Per-session delivery limits, `[session]` in TOML.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -636,6 +725,16 @@ impl Shutdown {
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout)
     }
+}
+
+/// The Prometheus metrics endpoint, `[metrics]` in TOML.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct MetricsConfig {
+    /// Where to serve `GET /metrics` (the OpenMetrics text format Prometheus reads; the
+    /// names are listed in [`crate::metrics`]); `None` (the default): no endpoint.
+    pub bind: Option<SocketAddr>,
 }
 
 /// A configuration that cannot be used.

@@ -15,6 +15,7 @@
 //! See [the policy](crate::config#memory-bounds-and-slow-consumers).
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -31,6 +32,7 @@ use tern_topic::{SubscriptionFilter, TopicFilter};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::broker::{Shared, TaskGuard};
+use crate::limits::{InboundRate, topic_within};
 use crate::router::{Routed, Subscription, Target};
 use crate::session::{Delivery, Previous, Released, SessionHandle, Wake};
 use crate::storage::{StoredSession, StoredSubscription};
@@ -54,6 +56,7 @@ pub(crate) fn route(
         .stats
         .messages_received
         .fetch_add(1, Ordering::Relaxed);
+    shared.stats.traffic.received(message.publish.qos);
     if message.publish.retain {
         shared.retained.update(message, Some(&*shared.storage));
     }
@@ -74,9 +77,14 @@ where
     let id = shared.next_conn();
     let session = ServerSession::new(shared.engine.clone());
     let stall = shared.config.backpressure.stall_timeout();
+    let rate = InboundRate::new(&shared.config.limits);
     let mut conn = Connection {
         shared,
         id,
+        peer,
+        listener: info.listener,
+        rate,
+        refusal_logged: false,
         session,
         handle: None,
         inbox: VecDeque::new(),
@@ -142,6 +150,13 @@ struct Blocked {
 struct Connection {
     shared: Arc<Shared>,
     id: u64,
+    /// The client's address and the listener's, for the logs.
+    peer: SocketAddr,
+    listener: Option<SocketAddr>,
+    /// The inbound rate limit.
+    rate: InboundRate,
+    /// The broker refused the CONNECT and logged it.
+    refusal_logged: bool,
     session: ServerSession,
     /// The session's mailbox, once CONNECT was accepted.
     handle: Option<Arc<SessionHandle>>,
@@ -198,9 +213,17 @@ impl Connection {
                 .blocked
                 .as_ref()
                 .map(|b| (b.waiting.clone(), b.deadline));
-            // While a publish is held back nothing is read, so the client cannot be blamed
-            // for silence: the engine's only timer of a connected session (keep alive) waits.
-            let deadline = if blocked.is_none() {
+            // Reading may pause for the inbound rate limit (until `paused_until`).
+            let (read_limit, paused_until) = match self.rate.poll() {
+                Ok(limit) => (limit, None),
+                Err(at) => (0, Some(at)),
+            };
+            // While a publish is held back or the rate limit pauses reading, nothing is read,
+            // so the client cannot be blamed for silence: the engine's only timer of a
+            // connected session (keep alive) waits. (Before CONNECT, the connect timeout
+            // runs on.)
+            let held = blocked.is_some() || (paused_until.is_some() && self.accepted);
+            let deadline = if !held {
                 self.session
                     .poll_timeout()
                     .map(tokio::time::Instant::from_std)
@@ -209,13 +232,16 @@ impl Connection {
             };
             let stalled_at =
                 (!self.out.is_empty() || self.unflushed).then(|| self.write_progress + stall);
-            let can_read = blocked.is_none() && self.out.len() < high_water;
+            let can_read =
+                blocked.is_none() && paused_until.is_none() && self.out.len() < high_water;
             let handle = self.handle.clone();
             // Sized lazily: nothing until the first read, then grown as packets need it.
             if can_read && read_buf.capacity() - read_buf.len() < 512 {
                 read_buf.reserve(4096);
             }
             let (waiting, blocked_until) = blocked.unzip();
+            // At most what the byte rate allows.
+            let mut limited = (&mut *reader).take(read_limit);
             tokio::select! {
                 biased;
                 _ = shutdown.changed(), if !stopping => {
@@ -256,11 +282,19 @@ impl Connection {
                 _ = tokio::time::sleep_until(stalled_at.unwrap_or_else(far_future)), if stalled_at.is_some() => {
                     self.on_write_stall();
                 }
-                read = reader.read_buf(&mut read_buf), if can_read => match read {
+                _ = tokio::time::sleep_until(paused_until.unwrap_or_else(far_future)), if paused_until.is_some() => {}
+                read = limited.read_buf(&mut read_buf), if can_read => match read {
                     Ok(0) => self.session.handle_transport_closed(now()),
                     Ok(n) => {
                         self.shared.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+                        self.rate.on_bytes(n);
                         self.session.handle_input(now(), &mut read_buf);
+                        // What reading costs: at most one packet (the decoder reserves the rest
+                        // of a packet once its header is read) and what came after it.
+                        self.shared
+                            .stats
+                            .read_buffer_peak_bytes
+                            .fetch_max(read_buf.capacity() as u64, Ordering::Relaxed);
                     }
                     Err(e) => {
                         tracing::debug!(conn = self.id, "read failed: {e}");
@@ -281,7 +315,9 @@ impl Connection {
         self.drain_events().await;
         if self.session.has_transmit() {
             let was_empty = self.out.is_empty();
+            let before = self.out.len();
             self.session.poll_transmit(&mut self.out);
+            self.shared.stats.traffic.count_sent(&self.out[before..]);
             if was_empty && !self.out.is_empty() {
                 self.write_progress = tokio::time::Instant::now();
             }
@@ -425,7 +461,10 @@ impl Connection {
             };
             match event {
                 Event::ConnectRequest(connect) => self.on_connect(connect).await,
-                Event::Publish { publish, needs_ack } => self.on_publish(publish, needs_ack),
+                Event::Publish { publish, needs_ack } => {
+                    self.rate.on_message();
+                    self.on_publish(publish, needs_ack);
+                }
                 Event::Subscribe(subscribe) => self.on_subscribe(subscribe),
                 Event::Unsubscribe(unsubscribe) => self.on_unsubscribe(unsubscribe),
                 Event::Will(will) => {
@@ -439,7 +478,17 @@ impl Connection {
     }
 
     fn on_disconnected(&mut self, reason: &ConnectionError) {
-        tracing::debug!(conn = self.id, client_id = %self.session.client_id(), %reason, "disconnected");
+        if self.accepted {
+            tracing::info!(conn = self.id, client_id = %self.session.client_id(), peer = %self.peer, %reason, "client disconnected");
+        } else if let ConnectionError::Rejected(code) = reason {
+            // Refused by the engine (the broker's own refusals are logged with the CONNECT).
+            if !self.refusal_logged {
+                tracing::info!(conn = self.id, version = %version_name(self.session.version()), peer = %self.peer, listener = %listener_name(self.listener), reason = %code, "connect refused");
+            }
+        } else {
+            // Never connected: a connect timeout, a bad first packet, a close.
+            tracing::info!(conn = self.id, peer = %self.peer, listener = %listener_name(self.listener), %reason, "connection ended before CONNECT");
+        }
     }
 
     /// Checks the CONNECT against the broker's keep alive limits: `Ok(Some(k))` for a 5.0
@@ -478,6 +527,18 @@ impl Connection {
                 "keep alive not allowed"
             );
             Some(ReasonCode::ClientIdentifierNotValid)
+        } else if connect
+            .will
+            .as_ref()
+            .is_some_and(|w| !topic_within(limits, &w.topic, &w.topic))
+        {
+            // A Will topic beyond the topic limits (5.0: "not accepted by this Server",
+            // section 3.2.2.2; 3.x: the closest return code).
+            Some(if v5 {
+                ReasonCode::TopicNameInvalid
+            } else {
+                ReasonCode::NotAuthorized
+            })
         } else if let Some(will) = connect.will.as_ref().filter(|_| v5) {
             // A Will the server could not publish as asked [MQTT-3.2.2-12], [MQTT-3.2.2-13].
             if will.qos > self.shared.engine.maximum_qos {
@@ -491,6 +552,16 @@ impl Connection {
             None
         };
         if let Some(reason) = refusal {
+            tracing::info!(
+                conn = self.id,
+                client_id = %connect.client_id,
+                version = %version_name(connect.protocol),
+                peer = %self.peer,
+                listener = %listener_name(self.listener),
+                %reason,
+                "connect refused"
+            );
+            self.refusal_logged = true;
             if let Err(e) = self.session.reject(now, reason) {
                 tracing::error!(conn = self.id, "cannot refuse CONNECT: {e}");
                 self.session.handle_transport_closed(now);
@@ -598,7 +669,16 @@ impl Connection {
         if resumed && let Err(e) = shared.storage.remove_session(&client_id) {
             tracing::error!(%client_id, "storage: {e}");
         }
-        tracing::debug!(conn = self.id, %client_id, resumed, "client connected");
+        tracing::info!(
+            conn = self.id,
+            %client_id,
+            version = %version_name(connect.protocol),
+            peer = %self.peer,
+            listener = %listener_name(self.listener),
+            keep_alive = server_keep_alive.unwrap_or(connect.keep_alive),
+            resumed,
+            "client connected"
+        );
         // Messages routed to the session before the accept.
         claim.handle.notify();
     }
@@ -607,6 +687,23 @@ impl Connection {
         let now = now();
         let packet_id = publish.packet_id;
         let v5 = self.session.version().is_v5();
+        let limits = &self.shared.config.limits;
+        if !topic_within(limits, &publish.topic, &publish.topic) {
+            tracing::debug!(conn = self.id, client_id = %self.session.client_id(), length = publish.topic.len(), "publish topic beyond the topic limits");
+            match packet_id.filter(|_| needs_ack && v5) {
+                // Well formed but not accepted by this server: PUBACK/PUBREC 0x90 (MQTT 5.0
+                // sections 3.4.2.1 and 3.5.2.1); the message is not routed.
+                Some(id) => {
+                    if let Err(e) = self.session.ack(now, id, ReasonCode::TopicNameInvalid) {
+                        tracing::error!(conn = self.id, "cannot acknowledge: {e}");
+                    }
+                }
+                // QoS 0 has no acknowledgement to carry the refusal: DISCONNECT 0x90 (5.0);
+                // 3.x has no reason codes at all: the connection is closed.
+                None => self.close(ReasonCode::TopicNameInvalid),
+            }
+            return;
+        }
         let reason = if publish.topic.starts_with('$') {
             // Topics starting with `$` are the server's: it prevents clients from exchanging
             // messages on them (section 4.7.2).
@@ -694,6 +791,25 @@ impl Connection {
                 });
                 continue;
             };
+            if !topic_within(limits, &request.filter, filter.topic_filter().as_str()) {
+                // Beyond the topic limits: refused like an invalid filter.
+                codes.push(if v5 {
+                    ReasonCode::TopicFilterInvalid
+                } else {
+                    ReasonCode::UnspecifiedError
+                });
+                continue;
+            }
+            if !handle.has_subscription_room(&request.filter, limits.max_subscriptions) {
+                // A new filter beyond `max_subscriptions` (replacing one is always allowed).
+                tracing::debug!(conn = self.id, client_id = %handle.client_id, "subscription quota exceeded");
+                codes.push(if v5 {
+                    ReasonCode::QuotaExceeded
+                } else {
+                    ReasonCode::UnspecifiedError
+                });
+                continue;
+            }
             let shared = matches!(filter, SubscriptionFilter::Shared(_));
             if shared && !limits.shared_subscription_available {
                 // Announced as not available (section 3.2.2.3.13).
@@ -870,6 +986,20 @@ async fn write_or_flush<W: AsyncWrite + Unpin>(
     } else {
         writer.write(out).await.map(Some)
     }
+}
+
+/// The protocol version for the logs.
+fn version_name(version: ProtocolVersion) -> &'static str {
+    match version {
+        ProtocolVersion::V3_1 => "3.1",
+        ProtocolVersion::V3_1_1 => "3.1.1",
+        _ => "5.0",
+    }
+}
+
+/// The listener for the logs (`-` for a connection served by `serve_connection`).
+fn listener_name(listener: Option<SocketAddr>) -> String {
+    listener.map_or_else(|| "-".to_owned(), |a| a.to_string())
 }
 
 fn far_future() -> tokio::time::Instant {

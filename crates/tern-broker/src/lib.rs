@@ -28,6 +28,15 @@
 //!   reading, acknowledgement withheld) until the subscriber makes room or, after the stall
 //!   timeout, is disconnected as a slow consumer; a full offline queue refuses visibly (5.0:
 //!   PUBACK/PUBREC 0x97). [`BrokerHandle::stats`] shows the gauges and peaks.
+//! - **Limits** ([`config::Limits`], [the connection and topic
+//!   limits](config#connection-limits)): connections over `max_connections` (global or per
+//!   listener) are closed at accept; topics and filters beyond `max_topic_length` /
+//!   `max_topic_levels`, subscriptions beyond `max_subscriptions` are refused with their
+//!   reason codes; the inbound rate limits pause reading (never drop) and hold the keep-alive
+//!   timer meanwhile.
+//! - **Metrics**: with `[metrics] bind`, a Prometheus endpoint serves `GET /metrics`
+//!   (OpenMetrics text; the names are listed in [`metrics`]), read from
+//!   [`BrokerHandle::stats`] at each scrape.
 //! - **`$SYS/broker/...`** topics (mosquitto's names) are published every `sys_interval`
 //!   seconds, retained in memory.
 //! - **One port, every version**: the protocol level of CONNECT selects MQTT 3.1, 3.1.1 or
@@ -77,7 +86,9 @@
 mod broker;
 pub mod config;
 mod connection;
+mod limits;
 mod listener;
+pub mod metrics;
 mod retained;
 mod router;
 mod session;

@@ -88,6 +88,7 @@ impl Delivery {
                 );
             }
             DeliverOutcome::Dropped(reason) => {
+                stats.traffic.dropped(reason);
                 tracing::trace!(client_id = %session.client_id(), ?reason, "message not delivered");
             }
             DeliverOutcome::Sent(_) | DeliverOutcome::Queued => {}
@@ -206,6 +207,13 @@ impl SessionHandle {
     /// Forgets a subscription.
     pub(crate) fn forget_subscription(&self, filter: &str) {
         self.subscriptions.lock().remove(filter);
+    }
+
+    /// Whether the session may subscribe to `filter` under a limit of `max` subscriptions (0:
+    /// none): it already has that filter, or fewer than `max`.
+    pub(crate) fn has_subscription_room(&self, filter: &str, max: usize) -> bool {
+        let subscriptions = self.subscriptions.lock();
+        max == 0 || subscriptions.len() < max || subscriptions.contains_key(filter)
     }
 
     /// The subscriptions, for the storage.

@@ -76,6 +76,9 @@ pub(crate) struct ConnectionInfo {
     /// `use_identity_as_username`: the identity replaces the username of CONNECT, and the
     /// client counts as authenticated by its certificate.
     pub(crate) identity_as_username: bool,
+    /// The local address of the listener that accepted it (`None` for
+    /// [`serve_connection`](crate::BrokerHandle::serve_connection)), for the logs.
+    pub(crate) listener: Option<SocketAddr>,
 }
 
 impl ConnectionInfo {
@@ -86,6 +89,7 @@ impl ConnectionInfo {
             transport,
             tls_identity: None,
             identity_as_username: false,
+            listener: None,
         }
     }
 
@@ -208,20 +212,15 @@ impl Acceptor {
         }))
     }
 
-    /// Runs the handshakes of one accepted connection and then the connection itself, in
-    /// its own task.
-    pub(crate) fn spawn(
-        &self,
-        shared: &Arc<Shared>,
+    /// Runs the handshakes of one accepted connection and then the connection itself.
+    pub(crate) async fn run(
+        self,
+        shared: Arc<Shared>,
         tcp: TcpStream,
-        peer: SocketAddr,
+        mut info: ConnectionInfo,
         guard: TaskGuard,
     ) {
-        tokio::spawn(self.clone().run(shared.clone(), tcp, peer, guard));
-    }
-
-    async fn run(self, shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, guard: TaskGuard) {
-        let mut info = ConnectionInfo::new(peer, Transport::Tcp);
+        let peer = info.peer;
         info.identity_as_username = self.identity_as_username;
         match (&self.tls, &self.ws_path) {
             (Some(tls), None) => {

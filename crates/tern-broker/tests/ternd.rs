@@ -86,3 +86,82 @@ fn malformed_config_names_key_and_line_and_exits_2() {
     assert!(output.status.success(), "{output:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_the_connection_lifecycle_at_info() {
+    let mut child = ternd()
+        .args(["--listen", "127.0.0.1:0"])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        line
+    });
+    let line = tokio::time::timeout(TIMEOUT, line)
+        .await
+        .expect("startup line in time")
+        .unwrap();
+    let addr: std::net::SocketAddr = line.trim().rsplit(' ').next().unwrap().parse().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let logs = tokio::task::spawn_blocking(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+
+    let client = Client::connected(addr, ProtocolVersion::V5, "logged", true).await;
+    client.disconnect().await;
+    let mut c = connect(ProtocolVersion::V3_1_1, "", false);
+    c.keep_alive = 5;
+    let (mut refused, connack) = Client::connect_with(addr, c).await;
+    assert_eq!(connack.reason_code, ReasonCode::ClientIdentifierNotValid);
+    refused.expect_closed().await;
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let logs = tokio::time::timeout(TIMEOUT, logs)
+        .await
+        .expect("stderr closed in time")
+        .unwrap();
+    tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let find = |what: &str, fields: &[&str]| {
+        logs.iter()
+            .find(|l| {
+                l.contains(" INFO ") && l.contains(what) && fields.iter().all(|f| l.contains(f))
+            })
+            .unwrap_or_else(|| panic!("no INFO {what:?} with {fields:?} in {logs:#?}"))
+            .clone()
+    };
+    let listener = format!("listener={addr}");
+    find(
+        "client connected",
+        &[
+            "client_id=logged",
+            "version=5.0",
+            "peer=127.0.0.1:",
+            &listener,
+        ],
+    );
+    find("client disconnected", &["client_id=logged", "reason="]);
+    // 3.1.1 with an empty client identifier and Clean Session 0 [MQTT-3.1.3-8].
+    find(
+        "connect refused",
+        &[
+            "version=3.1.1",
+            "peer=127.0.0.1:",
+            "reason=ClientIdentifierNotValid (0x85)",
+        ],
+    );
+}

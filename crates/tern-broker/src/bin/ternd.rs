@@ -27,7 +27,9 @@ struct Cli {
     /// listeners).
     #[arg(long = "listen", value_name = "ADDR")]
     listen: Vec<SocketAddr>,
-    /// More log output: -v debug, -vv trace (RUST_LOG overrides).
+    /// More log output: -v debug, -vv trace (RUST_LOG overrides). The default, info, logs
+    /// every connection's lifecycle: connected (client id, version, peer, listener),
+    /// disconnected (reason), refused (reason).
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     verbose: u8,
     /// Check the configuration and exit.
@@ -49,6 +51,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours for a terminal only: a log file or a collector gets plain `key=value`.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     let config = match load_config(&cli) {
