@@ -54,6 +54,59 @@ async fn serves_until_sigterm_then_exits_zero() {
     assert!(status.success(), "{status:?}");
 }
 
+/// A supervisor that closes ternd's stdout before the startup lines are written must not take
+/// the broker down: it serves, then still shuts down gracefully on SIGTERM. (`println!` panics
+/// on EPIPE; this is what made the test above fail when the reader went away between lines.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_stdout_does_not_stop_the_broker() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = ternd()
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The read end goes before ternd can print anything.
+    drop(child.stdout.take());
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "ternd exited before listening"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ternd listens in time"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut client = Client::connected(addr, ProtocolVersion::V5, "no-stdout", true).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "ternd is still running"
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(
+        client.expect_disconnect().await.reason_code,
+        ReasonCode::ServerShuttingDown
+    );
+    let status = tokio::time::timeout(TIMEOUT, tokio::task::spawn_blocking(move || child.wait()))
+        .await
+        .expect("exits in time")
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
 #[test]
 fn malformed_config_names_key_and_line_and_exits_2() {
     let dir = std::env::temp_dir().join(format!("ternd-test-{}", std::process::id()));

@@ -125,21 +125,36 @@ async fn serve(config: Config) -> ExitCode {
         .iter()
         .map(ToString::to_string)
         .collect();
-    println!(
-        "ternd {} listening on {}",
+    let mut banner = format!(
+        "ternd {} listening on {}\n",
         env!("CARGO_PKG_VERSION"),
         addrs.join(", ")
     );
     // Then one line per listener: its address and transport.
     for (addr, listener) in broker.local_addrs().iter().zip(&listeners) {
-        println!("  {addr}  {}", describe(listener));
+        banner.push_str(&format!("  {addr}  {}\n", describe(listener)));
     }
+    announce(&banner);
     signals.wait().await;
     tracing::info!("shutting down");
     if !broker.shutdown().await {
         tracing::warn!("some connections did not close in time");
     }
     ExitCode::SUCCESS
+}
+
+/// Writes the startup lines to stdout in one write. A closed or broken stdout (a supervisor
+/// that read the first line and went away) is not a reason to stop serving: `println!` would
+/// panic on EPIPE and take the broker down without a graceful shutdown.
+fn announce(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        tracing::debug!("startup lines not written to stdout: {e}");
+    }
 }
 
 /// A listener's transport for the startup lines, e.g. `mqtt+tls (client certificates
