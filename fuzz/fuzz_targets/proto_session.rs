@@ -98,7 +98,7 @@ fuzz_target!(|case: Case| {
                 payload,
             } => {
                 let p = message(qos, topic, payload);
-                let _ = client.publish(now, p.clone());
+                let _ = client.publish(now, &p);
                 let m = Message {
                     publish: p,
                     origin: None,

@@ -218,22 +218,19 @@ impl Connection {
                 Ok(limit) => (limit, None),
                 Err(at) => (0, Some(at)),
             };
-            // While a publish is held back or the rate limit pauses reading, nothing is read,
-            // so the client cannot be blamed for silence: the engine's only timer of a
-            // connected session (keep alive) waits. (Before CONNECT, the connect timeout
-            // runs on.)
-            let held = blocked.is_some() || (paused_until.is_some() && self.accepted);
-            let deadline = if !held {
-                self.session
-                    .poll_timeout()
-                    .map(tokio::time::Instant::from_std)
-            } else {
-                None
-            };
             let stalled_at =
                 (!self.out.is_empty() || self.unflushed).then(|| self.write_progress + stall);
             let can_read =
                 blocked.is_none() && paused_until.is_none() && self.out.len() < high_water;
+            // While a publish is held back, the rate limit pauses reading or the write buffer
+            // is full, nothing is read, so the client cannot be blamed for silence: the engine
+            // suspends its keep-alive deadline and restarts it when reading resumes. (Before
+            // CONNECT, the connect timeout runs on.)
+            self.session.set_reading(now(), can_read);
+            let deadline = self
+                .session
+                .poll_timeout()
+                .map(tokio::time::Instant::from_std);
             let handle = self.handle.clone();
             // Sized lazily: nothing until the first read, then grown as packets need it.
             if can_read && read_buf.capacity() - read_buf.len() < 512 {

@@ -20,12 +20,13 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use tern_codec::{
-    Auth, AuthProperties, ConnAck, Disconnect, MqttString, PacketId, Publish, QoS, ReasonCode,
-    SubAck, SubscribeProperties, Subscription as SubscriptionEntry, SubscriptionOptions, UnsubAck,
-    UnsubscribeProperties, UserProperties,
+    AckProperties, Auth, AuthProperties, ConnAck, Disconnect, MqttString, PacketId, Publish, QoS,
+    ReasonCode, SubAck, SubscribeProperties, Subscription as SubscriptionEntry,
+    SubscriptionOptions, UnsubAck, UnsubscribeProperties, UserProperties,
 };
 use tern_proto::{
-    AckMode, ClientConfig, ClientSession, Event, OutgoingPhase, PublishError, UserError,
+    AckMode, ClientConfig, ClientSession, Event, OutgoingPhase, OutgoingPublish, PublishError,
+    UserError,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -164,8 +165,6 @@ pub(crate) struct Driver {
     written_bytes: u64,
     /// The outgoing phases before the last CONNECT, in order, to know what the broker had
     /// when it turns out to have lost the session.
-    phases_before_connect: Vec<(PacketId, OutgoingPhase)>,
-
     // ----- subscriptions -----
     filters: HashMap<MqttString, FilterEntry>,
     stream_filters: HashMap<u64, MqttString>,
@@ -230,7 +229,6 @@ impl Driver {
             qos0_waiters: VecDeque::new(),
             queued_bytes: 0,
             written_bytes: 0,
-            phases_before_connect: Vec::new(),
             filters: HashMap::new(),
             stream_filters: HashMap::new(),
             next_stream: 0,
@@ -325,11 +323,6 @@ impl Driver {
         let config = self.attempt_config();
         let previous = std::mem::replace(&mut self.session, ClientSession::new(config.clone()));
         let state = previous.into_state();
-        self.phases_before_connect = state
-            .outgoing
-            .iter()
-            .map(|o| (o.packet_id, o.phase))
-            .collect();
         self.session = ClientSession::with_state(config, state);
         self.io_error = None;
         self.io_failed = false;
@@ -807,7 +800,7 @@ impl Driver {
         }
         let now = now();
         while let Some(command) = self.outbox.pop_front() {
-            match self.session.publish(now, command.publish.clone()) {
+            match self.session.publish(now, &command.publish) {
                 Ok(Some(packet_id)) => {
                     self.inflight.insert(packet_id, command);
                 }
@@ -833,13 +826,20 @@ impl Driver {
                 let _ = reply.send(Ok(PublishAck {
                     qos: QoS::AtMostOnce,
                     reason_code: ReasonCode::Success,
+                    properties: AckProperties::default(),
                     session_lost: false,
                 }));
             }
         }
     }
 
-    fn on_acknowledged(&mut self, packet_id: PacketId, qos: QoS, reason_code: ReasonCode) {
+    fn on_acknowledged(
+        &mut self,
+        packet_id: PacketId,
+        qos: QoS,
+        reason_code: ReasonCode,
+        properties: AckProperties,
+    ) {
         let Some(command) = self.inflight.remove(&packet_id) else {
             return;
         };
@@ -849,6 +849,7 @@ impl Driver {
             Ok(PublishAck {
                 qos,
                 reason_code,
+                properties,
                 session_lost: false,
             })
         };
@@ -857,7 +858,12 @@ impl Driver {
 
     // ----- connection life -----
 
-    fn on_connected(&mut self, session_present: bool, connack: Box<ConnAck>) {
+    fn on_connected(
+        &mut self,
+        session_present: bool,
+        connack: Box<ConnAck>,
+        discarded: Vec<OutgoingPublish>,
+    ) {
         self.backoff.reset();
         self.connected_once = true;
         if let Some(handler) = self.auth.as_mut()
@@ -867,19 +873,21 @@ impl Driver {
             return;
         }
         if !session_present {
-            // The broker has no session: the engine discarded ours [MQTT-3.2.2-5]. Messages
-            // that were in flight are published again as new ones (the broker may not have
-            // had them), except QoS 2 ones past PUBREC, which the broker had taken.
+            // The broker has no session: the engine discarded ours [MQTT-3.2.2-5] and lists
+            // the messages that were in flight. They are published again as new ones (the
+            // broker may not have had them), except QoS 2 ones past PUBREC, which the broker
+            // had taken.
             self.unacked.clear();
             let mut again = Vec::new();
-            for (packet_id, phase) in std::mem::take(&mut self.phases_before_connect) {
-                let Some(command) = self.inflight.remove(&packet_id) else {
+            for outgoing in discarded {
+                let Some(command) = self.inflight.remove(&outgoing.packet_id) else {
                     continue;
                 };
-                if phase == OutgoingPhase::AwaitPubComp {
+                if outgoing.phase == OutgoingPhase::AwaitPubComp {
                     let _ = command.reply.send(Ok(PublishAck {
                         qos: QoS::ExactlyOnce,
                         reason_code: ReasonCode::Success,
+                        properties: AckProperties::default(),
                         session_lost: true,
                     }));
                 } else {
@@ -953,13 +961,15 @@ impl Driver {
             Event::Connected {
                 session_present,
                 connack,
-            } => self.on_connected(session_present, connack),
+                discarded,
+            } => self.on_connected(session_present, connack, discarded),
             Event::Publish { publish, needs_ack } => self.on_publish(publish, needs_ack),
             Event::PublishAcknowledged {
                 packet_id,
                 qos,
                 reason_code,
-            } => self.on_acknowledged(packet_id, qos, reason_code),
+                properties,
+            } => self.on_acknowledged(packet_id, qos, reason_code, properties),
             Event::SubAck(suback) => self.on_suback(suback),
             Event::UnsubAck(unsuback) => self.on_unsuback(unsuback),
             Event::Auth(auth) => self.on_auth(auth),

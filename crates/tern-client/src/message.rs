@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tern_codec::{
-    MqttString, PayloadFormat, Publish, PublishProperties, QoS, ReasonCode, UserProperties,
+    AckProperties, MqttString, PayloadFormat, Publish, PublishProperties, QoS, ReasonCode,
+    UserProperties,
 };
 use tokio::sync::mpsc;
 
@@ -299,7 +300,7 @@ impl OutgoingMessage {
 }
 
 /// A publish is done at its QoS: written (QoS 0), PUBACK (QoS 1) or PUBCOMP (QoS 2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PublishAck {
     /// The QoS it was published with.
@@ -308,6 +309,9 @@ pub struct PublishAck {
     /// success code below 0x80, e.g. 0x10 No matching subscribers; error codes are
     /// [`Error::Refused`] instead.
     pub reason_code: ReasonCode,
+    /// The properties of PUBACK or PUBCOMP (MQTT 5.0): Reason String and User Properties;
+    /// empty in 3.1.1, for QoS 0 and when the session was lost.
+    pub properties: AckProperties,
     /// The broker lost the session after PUBREC (QoS 2), so PUBCOMP never came: the broker
     /// had taken the message, it was not sent again.
     pub session_lost: bool,

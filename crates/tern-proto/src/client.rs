@@ -247,13 +247,23 @@ impl ClientSession {
 
     // ----- mutators -----
 
+    /// Tells the engine that the driver stopped (`reading == false`) or resumed reading the
+    /// peer's bytes, e.g. under back-pressure or a rate limit. While reads are held back the
+    /// keep-alive checks of the peer are suspended (the server's 1.5 × Keep Alive deadline
+    /// [MQTT-3.1.2-22], the client's wait for PINGRESP) and start again from `now` on resuming.
+    pub fn set_reading(&mut self, now: Instant, reading: bool) {
+        self.core.set_reading(now, reading);
+    }
+
     /// Publishes a message. QoS 1/2 messages get a packet identifier (returned) and stay in
     /// the session until acknowledged; back-pressure is [`PublishError::Blocked`], followed by
-    /// [`Event::Writable`]. The engine manages topic aliases: one set by the caller is ignored.
+    /// [`Event::Writable`]. The caller keeps its message: one that was refused can be offered
+    /// again as it is. The engine owns DUP, the packet identifier and topic aliases: those set
+    /// by the caller are ignored.
     pub fn publish(
         &mut self,
         now: Instant,
-        publish: Publish,
+        publish: &Publish,
     ) -> Result<Option<PacketId>, PublishError> {
         self.core.set_now(now);
         if publish.qos > self.limits.maximum_qos {
@@ -271,11 +281,16 @@ impl ClientSession {
             )
             .into());
         }
-        let result = self.core.send_publish(publish);
-        if matches!(result, Err(PublishError::Blocked)) {
+        if publish.qos != QoS::AtMostOnce && self.core.is_full() {
+            // Refused before anything is copied.
+            self.core.set_blocked();
+            return Err(PublishError::Blocked);
+        }
+        let result = self.core.send_publish(publish.clone());
+        if matches!(result, Err((PublishError::Blocked, _))) {
             self.core.set_blocked();
         }
-        result
+        result.map_err(|(e, _)| e)
     }
 
     /// Acknowledges an inbound QoS 1/2 message (manual-ack mode) with `reason` (Success in 3.x).
@@ -501,10 +516,14 @@ impl ClientSession {
                 (Some(_), _) => return Err(ProtocolError::AuthMethodMismatch),
             }
         }
+        let mut discarded = Vec::new();
         if !session_present {
-            // The server has no session: discard ours [MQTT-3.2.2-5].
+            // The server has no session: discard ours [MQTT-3.2.2-5]. The messages that were
+            // in flight are handed back in the Connected event.
             let next = self.core.ids.next_hint();
             let expiry = self.core.state.session_expiry_interval;
+            let old = std::mem::take(&mut self.core.state);
+            discarded = old.outgoing.into();
             self.core.install_state(SessionState {
                 next_packet_id: next,
                 session_expiry_interval: expiry,
@@ -551,6 +570,7 @@ impl ClientSession {
         self.core.push_event(Event::Connected {
             session_present,
             connack: Box::new(connack),
+            discarded,
         });
         self.core.resume();
         Ok(())

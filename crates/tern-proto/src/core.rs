@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tern_codec::{
-    Ack, Auth, DecodeError, Decoder, Disconnect, EncodeError, MAX_PACKET_SIZE, MqttString, Packet,
-    PacketId, PacketType, ProtocolVersion, Publish, QoS, ReasonCode, Will,
+    Ack, AckProperties, Auth, DecodeError, Decoder, Disconnect, EncodeError, MAX_PACKET_SIZE,
+    MqttString, Packet, PacketId, PacketType, ProtocolVersion, Publish, QoS, ReasonCode, Will,
 };
 
 use crate::alias::{Choice, InboundAliases, OutboundAliases, Resolve};
@@ -83,6 +83,20 @@ pub(crate) fn wire_len(packet: &Packet, version: ProtocolVersion) -> Result<usiz
     packet.encoded_len(version)
 }
 
+/// The PUBLISH as it goes on the wire with a topic alias [MQTT-3.3.2-12]: defined (alias and
+/// topic) or used (alias and an empty topic).
+fn with_alias(mut publish: Publish, choice: Choice) -> Publish {
+    match choice {
+        Choice::Define(a) => publish.properties.topic_alias = PacketId::new(a),
+        Choice::Use(a) => {
+            publish.properties.topic_alias = PacketId::new(a);
+            publish.topic = MqttString::new();
+        }
+        Choice::None => {}
+    }
+    publish
+}
+
 /// The shared engine.
 #[derive(Debug)]
 pub(crate) struct Core {
@@ -103,6 +117,12 @@ pub(crate) struct Core {
     pub(crate) keep_alive: u16,
     pub(crate) ping_timeout: Option<Duration>,
     ping_outstanding: bool,
+    /// The driver holds reads back (back-pressure, rate limits): the peer's packets are not
+    /// being read, so their absence says nothing about the link.
+    reads_paused: bool,
+    /// Inbound messages the application had not acknowledged when this connection started:
+    /// the first re-delivery of each is surfaced again (see `on_publish`).
+    unacked_before: Vec<PacketId>,
     pub(crate) send: SendLimits,
     pub(crate) recv: ReceiveLimits,
     pub(crate) in_aliases: InboundAliases,
@@ -138,6 +158,8 @@ impl Core {
             keep_alive: 0,
             ping_timeout: None,
             ping_outstanding: false,
+            reads_paused: false,
+            unacked_before: Vec::new(),
             send: SendLimits::default(),
             recv: ReceiveLimits::default(),
             in_aliases: InboundAliases::new(0),
@@ -176,6 +198,7 @@ impl Core {
         self.out.clear();
         self.timers.stop_connection_timers();
         self.ping_outstanding = false;
+        self.reads_paused = false;
         self.blocked = false;
         self.in_aliases = InboundAliases::new(0);
         self.out_aliases = OutboundAliases::new(0, false);
@@ -280,10 +303,41 @@ impl Core {
         }));
     }
 
+    /// The driver stops (`false`) or resumes (`true`) reading the peer's bytes. While reads
+    /// are held back the timers that judge the peer by what it sent are suspended: the
+    /// server's 1.5 × Keep Alive deadline [MQTT-3.1.2-22] and the client's wait for PINGRESP.
+    /// On resuming they start again from `now`, so a peer is never cut off for packets the
+    /// driver did not read.
+    pub(crate) fn set_reading(&mut self, now: Instant, reading: bool) {
+        self.set_now(now);
+        if self.reads_paused != reading {
+            return;
+        }
+        self.reads_paused = !reading;
+        if self.phase != Phase::Connected {
+            return;
+        }
+        let now = self.now.unwrap_or(now);
+        match (self.side, reading) {
+            (Side::Server, false) => self.timers.stop(Timer::KeepAliveReceive),
+            (Side::Server, true) => self.heard_from_peer(),
+            (Side::Client, false) => self.timers.stop(Timer::PingResponse),
+            (Side::Client, true) => {
+                if self.ping_outstanding {
+                    let wait = self
+                        .ping_timeout
+                        .unwrap_or(Duration::from_secs(self.keep_alive.into()));
+                    self.timers.set(Timer::PingResponse, now + wait);
+                }
+            }
+        }
+    }
+
     /// Server: any packet from the client resets the 1.5 × keep alive deadline
-    /// [MQTT-3.1.2-22].
+    /// [MQTT-3.1.2-22]; not armed while reads are held back.
     fn heard_from_peer(&mut self) {
         if self.side == Side::Server
+            && !self.reads_paused
             && self.keep_alive > 0
             && self.phase == Phase::Connected
             && let Some(now) = self.now
@@ -389,7 +443,9 @@ impl Core {
                         let wait = self
                             .ping_timeout
                             .unwrap_or(Duration::from_secs(self.keep_alive.into()));
-                        self.timers.set(Timer::PingResponse, now + wait);
+                        if !self.reads_paused {
+                            self.timers.set(Timer::PingResponse, now + wait);
+                        }
                         self.queue(Packet::PingReq);
                     }
                 }
@@ -469,7 +525,25 @@ impl Core {
         }
         if self.state.inbound.iter().any(|i| i.packet_id == id) {
             // A re-delivery of a message the application has not acknowledged yet: its
-            // acknowledgement will answer both.
+            // acknowledgement will answer both. When the message dates from an earlier
+            // connection its first re-delivery is surfaced again: the application (or the
+            // driver that held it) may have lost it with that connection, and an unacknowledged
+            // message counts as not taken, so without this it would never arrive at all.
+            // A session now in automatic mode acknowledges it as it surfaces it.
+            if let Some(pos) = self.unacked_before.iter().position(|&p| p == id) {
+                self.unacked_before.swap_remove(pos);
+                let auto = self.ack_mode == AckMode::Auto;
+                if auto
+                    && let Some(entry) = self.state.inbound.iter_mut().find(|i| i.packet_id == id)
+                {
+                    entry.ack = Some(ReasonCode::Success);
+                }
+                self.events.push_back(Event::Publish {
+                    publish,
+                    needs_ack: !auto,
+                });
+                self.flush_acks();
+            }
             return Ok(());
         }
         let unacked = self.state.inbound.len() + self.state.awaiting_pubrel.len();
@@ -575,13 +649,14 @@ impl Core {
         self.state.outgoing.iter().position(|o| o.packet_id == id)
     }
 
-    fn finish_outgoing(&mut self, pos: usize, reason_code: ReasonCode) {
+    fn finish_outgoing(&mut self, pos: usize, reason_code: ReasonCode, properties: AckProperties) {
         if let Some(o) = self.state.outgoing.remove(pos) {
             self.ids.release(o.packet_id);
             self.events.push_back(Event::PublishAcknowledged {
                 packet_id: o.packet_id,
                 qos: o.publish.qos,
                 reason_code,
+                properties,
             });
             self.window_freed();
         }
@@ -593,7 +668,7 @@ impl Core {
         if let Some(pos) = self.outgoing_position(ack.packet_id)
             && self.state.outgoing[pos].phase == OutgoingPhase::AwaitPubAck
         {
-            self.finish_outgoing(pos, ack.reason_code);
+            self.finish_outgoing(pos, ack.reason_code, ack.properties);
         }
     }
 
@@ -603,7 +678,7 @@ impl Core {
         match self.outgoing_position(id) {
             Some(pos) => match self.state.outgoing[pos].phase {
                 OutgoingPhase::AwaitPubRec if ack.reason_code.is_error() => {
-                    self.finish_outgoing(pos, ack.reason_code);
+                    self.finish_outgoing(pos, ack.reason_code, ack.properties);
                 }
                 OutgoingPhase::AwaitPubRec | OutgoingPhase::AwaitPubComp => {
                     self.state.outgoing[pos].phase = OutgoingPhase::AwaitPubComp;
@@ -631,7 +706,7 @@ impl Core {
         if let Some(pos) = self.outgoing_position(ack.packet_id)
             && self.state.outgoing[pos].phase == OutgoingPhase::AwaitPubComp
         {
-            self.finish_outgoing(pos, ack.reason_code);
+            self.finish_outgoing(pos, ack.reason_code, ack.properties);
         }
     }
 
@@ -737,6 +812,12 @@ impl Core {
         self.state.outgoing.len()
     }
 
+    /// Whether a QoS 1/2 PUBLISH would be refused for back-pressure now: the window is full
+    /// or not connected. (QoS 0 is never held back.)
+    pub(crate) fn is_full(&self) -> bool {
+        self.phase == Phase::Connected && self.inflight() >= self.window()
+    }
+
     /// The in-flight window: the peer's Receive Maximum [MQTT-3.3.4-7], [MQTT-3.3.4-9], capped
     /// by configuration.
     pub(crate) fn window(&self) -> usize {
@@ -745,13 +826,17 @@ impl Core {
 
     /// Sends a new PUBLISH: assigns a packet identifier for QoS > 0 (never one in use
     /// [MQTT-2.2.1-3]), respects the window and the peer's Maximum Packet Size, and picks a
-    /// topic alias.
+    /// topic alias. A message that is not sent comes back with the reason, untouched but for
+    /// its DUP flag, packet identifier and topic alias (which the engine owns).
+    // The refused message travels back by value: boxing it would allocate on every refusal
+    // of the hot delivery path.
+    #[allow(clippy::result_large_err)]
     pub(crate) fn send_publish(
         &mut self,
         mut publish: Publish,
-    ) -> Result<Option<PacketId>, PublishError> {
+    ) -> Result<Option<PacketId>, (PublishError, Publish)> {
         if self.phase != Phase::Connected {
-            return Err(UserError::NotConnected.into());
+            return Err((UserError::NotConnected.into(), publish));
         }
         publish.dup = false;
         publish.properties.topic_alias = None;
@@ -759,78 +844,87 @@ impl Core {
         let mut id = None;
         if publish.qos != QoS::AtMostOnce {
             if self.inflight() >= self.window() {
-                return Err(PublishError::Blocked);
+                return Err((PublishError::Blocked, publish));
             }
             let Some(new) = self.ids.allocate() else {
-                return Err(PublishError::Blocked);
+                return Err((PublishError::Blocked, publish));
             };
             publish.packet_id = Some(new);
             id = Some(new);
         }
-        let wire = match self.wire_publish(&publish) {
-            Ok(wire) => wire,
+        let size = match self.check_publish_size(&publish) {
+            Ok(size) => size,
             Err(e) => {
                 if let Some(id) = id {
                     self.ids.release(id);
                 }
-                return Err(e);
+                publish.packet_id = None;
+                return Err((e, publish));
             }
         };
+        let alias = self.choose_alias(&publish, size);
         self.state.next_packet_id = self.ids.next_hint();
-        if let Some(packet_id) = id {
-            let phase = if publish.qos == QoS::AtLeastOnce {
-                OutgoingPhase::AwaitPubAck
-            } else {
-                OutgoingPhase::AwaitPubRec
-            };
-            self.state.outgoing.push_back(OutgoingPublish {
-                packet_id,
-                phase,
-                publish,
-            });
-        }
-        self.queue(Packet::Publish(wire));
+        let wire = match id {
+            // QoS 0 keeps nothing: the message itself goes on the wire, no copy.
+            None => publish,
+            Some(packet_id) => {
+                let wire = publish.clone();
+                let phase = if publish.qos == QoS::AtLeastOnce {
+                    OutgoingPhase::AwaitPubAck
+                } else {
+                    OutgoingPhase::AwaitPubRec
+                };
+                self.state.outgoing.push_back(OutgoingPublish {
+                    packet_id,
+                    phase,
+                    publish,
+                });
+                wire
+            }
+        };
+        self.queue(Packet::Publish(with_alias(wire, alias)));
         Ok(id)
     }
 
-    /// The PUBLISH as it goes on the wire: with a topic alias when one fits, checked against
-    /// the peer's Maximum Packet Size [MQTT-3.1.2-24], [MQTT-3.2.2-15].
-    fn wire_publish(&mut self, publish: &Publish) -> Result<Publish, PublishError> {
-        let max = self.send.maximum_packet_size as usize;
-        let choice = if self.version.is_v5() {
-            self.out_aliases.choose(&publish.topic)
-        } else {
-            Choice::None
-        };
-        if choice != Choice::None {
-            let mut aliased = publish.clone();
-            match choice {
-                Choice::Define(a) => aliased.properties.topic_alias = PacketId::new(a),
-                Choice::Use(a) => {
-                    aliased.properties.topic_alias = PacketId::new(a);
-                    aliased.topic = MqttString::new();
-                }
-                Choice::None => {}
-            }
-            let packet = Packet::Publish(aliased);
-            if wire_len(&packet, self.version).is_ok_and(|len| len <= max) {
-                self.out_aliases.commit(&publish.topic, choice);
-                let Packet::Publish(aliased) = packet else {
-                    unreachable!("built above")
-                };
-                return Ok(aliased);
-            }
-        }
-        let packet = Packet::Publish(publish.clone());
-        let size = wire_len(&packet, self.version)
+    /// Checks the PUBLISH, with its full topic, against the peer's Maximum Packet Size
+    /// [MQTT-3.1.2-24], [MQTT-3.2.2-15]; returns its encoded size.
+    fn check_publish_size(&self, publish: &Publish) -> Result<usize, PublishError> {
+        let size = publish
+            .encoded_len(self.version)
             .map_err(|e| PublishError::User(UserError::Encode(e)))?;
-        if size > max {
+        if size > self.send.maximum_packet_size as usize {
             return Err(PublishError::PacketTooLarge {
                 size,
                 maximum: self.send.maximum_packet_size,
             });
         }
-        Ok(publish.clone())
+        Ok(size)
+    }
+
+    /// The topic alias for this PUBLISH on the wire (5.0), committed to the alias table. The
+    /// alias property adds three bytes, and an alias used in place of a topic shorter than
+    /// that makes the packet larger: one that would push it over the peer's Maximum Packet
+    /// Size is not taken.
+    fn choose_alias(&mut self, publish: &Publish, size: usize) -> Choice {
+        if !self.version.is_v5() {
+            return Choice::None;
+        }
+        let choice = self.out_aliases.choose(&publish.topic);
+        if choice == Choice::None {
+            return choice;
+        }
+        let max = self.send.maximum_packet_size as usize;
+        // Property length may grow by one byte of its variable byte integer, and so may the
+        // Remaining Length: the bound below is exact enough to stay within `max`.
+        let worst = size + 3 + 2;
+        if worst > max {
+            let wire = with_alias(publish.clone(), choice);
+            if !wire.encoded_len(self.version).is_ok_and(|len| len <= max) {
+                return Choice::None;
+            }
+        }
+        self.out_aliases.commit(&publish.topic, choice);
+        choice
     }
 
     /// A slot of the window freed: send queued messages, then tell a blocked client.
@@ -859,8 +953,10 @@ impl Core {
                 continue;
             };
             match self.send_publish(publish) {
-                Ok(_) | Err(PublishError::PacketTooLarge { .. }) | Err(PublishError::User(_)) => {}
-                Err(PublishError::Blocked) => {
+                Ok(_)
+                | Err((PublishError::PacketTooLarge { .. }, _))
+                | Err((PublishError::User(_), _)) => {}
+                Err((PublishError::Blocked, _)) => {
                     self.state.queued.push_front(queued);
                     break;
                 }
@@ -901,6 +997,13 @@ impl Core {
     /// [MQTT-4.4.0-1], [MQTT-4.6.0-1], [MQTT-3.3.1-1]; then the pending acknowledgements and
     /// the queue.
     pub(crate) fn resume(&mut self) {
+        self.unacked_before = self
+            .state
+            .inbound
+            .iter()
+            .filter(|i| i.ack.is_none())
+            .map(|i| i.packet_id)
+            .collect();
         let mut i = 0;
         while i < self.state.outgoing.len() {
             let entry = &self.state.outgoing[i];
@@ -921,7 +1024,7 @@ impl Core {
             } else {
                 // Too large for the peer's new Maximum Packet Size: dropped as if delivered
                 // [MQTT-3.1.2-25].
-                self.finish_outgoing(i, ReasonCode::PacketTooLarge);
+                self.finish_outgoing(i, ReasonCode::PacketTooLarge, AckProperties::default());
             }
         }
         self.flush_acks();

@@ -1,11 +1,12 @@
 //! What the engines report: drained with `poll_event` after every input.
 
 use tern_codec::{
-    Auth, ConnAck, Connect, PacketId, Publish, PublishProperties, QoS, ReasonCode, SubAck,
-    Subscribe, UnsubAck, Unsubscribe, Will,
+    AckProperties, Auth, ConnAck, Connect, PacketId, Publish, PublishProperties, QoS, ReasonCode,
+    SubAck, Subscribe, UnsubAck, Unsubscribe, Will,
 };
 
 use crate::error::ConnectionError;
+use crate::state::OutgoingPublish;
 
 /// An event from a [`ClientSession`](crate::ClientSession) or a
 /// [`ServerSession`](crate::ServerSession). Each variant says which side reports it.
@@ -19,6 +20,12 @@ pub enum Event {
         session_present: bool,
         /// The CONNACK, with the server's limits and properties.
         connack: Box<ConnAck>,
+        /// When the server had no session: the outgoing QoS 1/2 messages that were in flight
+        /// and are now dropped with the session state, in the order they were first sent. A
+        /// message in [`OutgoingPhase::AwaitPubComp`](crate::OutgoingPhase) had been received
+        /// by the server (PUBREC); the others may not have been, and the application may
+        /// publish them again as new messages. Empty when the session was resumed.
+        discarded: Vec<OutgoingPublish>,
     },
     /// Server: a client asks to connect. Answer with
     /// [`ServerSession::accept`](crate::ServerSession::accept) or
@@ -46,6 +53,9 @@ pub enum Event {
         qos: QoS,
         /// The reason code of the final acknowledgement (Success in 3.x).
         reason_code: ReasonCode,
+        /// The properties of the final acknowledgement (5.0): Reason String and User
+        /// Properties; empty in 3.x and for a message dropped as too large.
+        properties: AckProperties,
     },
     /// Server: a SUBSCRIBE; answer with [`ServerSession::suback`](crate::ServerSession::suback).
     Subscribe(Subscribe),

@@ -84,7 +84,7 @@
 //!     payload: "21.5".into(),
 //!     ..Publish::default()
 //! };
-//! let packet_id = client.publish(now, publish)?.expect("QoS 1 has a packet identifier");
+//! let packet_id = client.publish(now, &publish)?.expect("QoS 1 has a packet identifier");
 //! client.poll_transmit(&mut wire);
 //! server.handle_input(now, &mut wire);
 //! let Some(Event::Publish { publish, .. }) = server.poll_event() else { panic!() };

@@ -614,6 +614,14 @@ impl ServerSession {
         self.core.ack(packet_id, reason)
     }
 
+    /// Tells the engine that the driver stopped (`reading == false`) or resumed reading the
+    /// peer's bytes, e.g. under back-pressure or a rate limit. While reads are held back the
+    /// keep-alive checks of the peer are suspended (the server's 1.5 × Keep Alive deadline
+    /// [MQTT-3.1.2-22], the client's wait for PINGRESP) and start again from `now` on resuming.
+    pub fn set_reading(&mut self, now: Instant, reading: bool) {
+        self.core.set_reading(now, reading);
+    }
+
     /// Delivers a routed message with the subscriber's options: No Local, Retain As Published,
     /// QoS downgraded to `granted_qos` [MQTT-3.8.4-8], the subscription identifiers (5.0)
     /// [MQTT-3.3.4-3], Message Expiry (expired dropped, remaining interval rewritten), the
@@ -661,13 +669,14 @@ impl ServerSession {
                 Err(_) => DeliverOutcome::Dropped(DropReason::PacketTooLarge),
             };
         }
+        let mut publish = publish;
         if connected
             && self.core.state.queued.is_empty()
             && self.core.inflight() < self.core.window()
         {
-            match self.core.send_publish(publish.clone()) {
+            match self.core.send_publish(publish) {
                 Ok(id) => return DeliverOutcome::Sent(id),
-                Err(PublishError::Blocked) => {}
+                Err((PublishError::Blocked, back)) => publish = back,
                 Err(_) => return DeliverOutcome::Dropped(DropReason::PacketTooLarge),
             }
         }

@@ -128,7 +128,7 @@ fn qos2_flow_both_directions_delivers_once() {
     ] {
         let (mut c, mut s) = connected_pair(v, now);
         let pid = c
-            .publish(now, publish("t", QoS::ExactlyOnce))
+            .publish(now, &publish("t", QoS::ExactlyOnce))
             .unwrap()
             .unwrap();
         pump(now, &mut c, &mut s);
@@ -140,7 +140,7 @@ fn qos2_flow_both_directions_delivers_once() {
             1
         );
         assert!(matches!(events_client(&mut c).as_slice(),
-            [Event::PublishAcknowledged { packet_id, qos: QoS::ExactlyOnce, reason_code: ReasonCode::Success }] if *packet_id == pid));
+            [Event::PublishAcknowledged { packet_id, qos: QoS::ExactlyOnce, reason_code: ReasonCode::Success, .. }] if *packet_id == pid));
         assert!(s.state().awaiting_pubrel.is_empty() && c.state().outgoing.is_empty());
 
         let m = Message {
@@ -259,11 +259,11 @@ fn resume_resends_with_dup_in_original_order() {
     s.accept(now, Accept::default()).unwrap();
     pump(now, &mut c, &mut s);
     let p1 = c
-        .publish(now, publish("a", QoS::ExactlyOnce))
+        .publish(now, &publish("a", QoS::ExactlyOnce))
         .unwrap()
         .unwrap();
     let p2 = c
-        .publish(now, publish("b", QoS::AtLeastOnce))
+        .publish(now, &publish("b", QoS::AtLeastOnce))
         .unwrap()
         .unwrap();
     pump(now, &mut c, &mut s);
@@ -330,18 +330,18 @@ fn receive_maximum_blocks_then_writable() {
     pump(now, &mut c, &mut s);
     assert_eq!(c.server_limits().receive_maximum, 1);
     let first = c
-        .publish(now, publish("t", QoS::AtLeastOnce))
+        .publish(now, &publish("t", QoS::AtLeastOnce))
         .unwrap()
         .unwrap();
     assert_eq!(
-        c.publish(now, publish("t", QoS::AtLeastOnce)),
+        c.publish(now, &publish("t", QoS::AtLeastOnce)),
         Err(PublishError::Blocked)
     );
     pump(now, &mut c, &mut s);
     s.ack(now, first, ReasonCode::Success).unwrap();
     pump(now, &mut c, &mut s);
     assert!(events_client(&mut c).contains(&Event::Writable));
-    assert!(c.publish(now, publish("t", QoS::AtLeastOnce)).is_ok());
+    assert!(c.publish(now, &publish("t", QoS::AtLeastOnce)).is_ok());
 }
 
 #[test]
@@ -474,7 +474,7 @@ fn client_picks_aliases_within_server_maximum() {
     pump(now, &mut c, &mut s);
     events_server(&mut s);
     for topic in ["sensors/one", "sensors/one", "sensors/two", "sensors/one"] {
-        c.publish(now, publish(topic, QoS::AtMostOnce)).unwrap();
+        c.publish(now, &publish(topic, QoS::AtMostOnce)).unwrap();
     }
     pump(now, &mut c, &mut s);
     let topics: Vec<_> = events_server(&mut s)

@@ -278,7 +278,7 @@ impl Sim {
     }
 
     /// Publishes from the client, recording identifier reuse.
-    pub fn client_publish(&mut self, publish: Publish) -> Result<Option<PacketId>, PublishError> {
+    pub fn client_publish(&mut self, publish: &Publish) -> Result<Option<PacketId>, PublishError> {
         let result = self.client.publish(self.now, publish);
         if let Ok(Some(id)) = result
             && !self.outstanding.insert(id.get())
@@ -601,7 +601,7 @@ impl Sim {
                 if !self.client.is_connected() {
                     break;
                 }
-                match self.client_publish(next.clone()) {
+                match self.client_publish(next) {
                     Ok(_) => {}
                     Err(PublishError::Blocked) => break,
                     Err(e) => panic!("publish failed: {e}"),

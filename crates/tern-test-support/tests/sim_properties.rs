@@ -316,7 +316,7 @@ proptest! {
                 expected_unsubs.push((pid.unwrap_or(tern_codec::PacketId::MIN), codes));
             }
             if q != QoS::AtMostOnce && sim.client.can_publish() {
-                let r = sim.client_publish(numbered("a/1", q, i as u32));
+                let r = sim.client_publish(&numbered("a/1", q, i as u32));
                 prop_assert!(r.is_ok(), "{:?}", r);
             }
             sim.step();
