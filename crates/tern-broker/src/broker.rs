@@ -199,6 +199,9 @@ fn engine_config(config: &Config) -> ServerConfig {
         max_inflight: config.session.max_inflight,
         max_queued_messages: config.session.max_queued_messages,
         max_queued_bytes: config.session.max_queued_bytes,
+        // The connection task bounds its output itself: it takes nothing from the mailbox
+        // while its write buffer is over `backpressure.write_buffer`.
+        max_transmit_backlog: usize::MAX,
         connect_timeout: (limits.connect_timeout > 0)
             .then(|| Duration::from_secs(limits.connect_timeout)),
     }

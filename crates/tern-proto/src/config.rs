@@ -86,6 +86,12 @@ pub struct ServerConfig {
     pub max_queued_messages: usize,
     /// Bytes (topic + payload) queued beyond the in-flight window, at most.
     pub max_queued_bytes: usize,
+    /// Bytes of PUBLISH packets waiting for `poll_transmit` beyond which a QoS 0 delivery is
+    /// dropped ([`DropReason::Backlog`](crate::DropReason)) rather than buffered: a driver
+    /// that stops draining output (a slow socket) does not grow the engine without bound.
+    /// One message is always taken when nothing waits, whatever its size. QoS 1/2 messages
+    /// are bounded by the in-flight window and the queue instead.
+    pub max_transmit_backlog: usize,
     /// How long a connection may take to be accepted, from `start` to `accept`/`reject`:
     /// CONNECT and any enhanced-authentication exchange; `None` waits for ever.
     pub connect_timeout: Option<Duration>,
@@ -104,6 +110,7 @@ impl Default for ServerConfig {
             max_inflight: u16::MAX,
             max_queued_messages: 1000,
             max_queued_bytes: 16 * 1024 * 1024,
+            max_transmit_backlog: 1024 * 1024,
             connect_timeout: None,
         }
     }

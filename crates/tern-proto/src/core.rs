@@ -110,6 +110,8 @@ pub(crate) struct Core {
     pub(crate) requests: Vec<(PacketId, PacketType, usize)>,
     pub(crate) decoder: Decoder,
     out: VecDeque<Packet>,
+    /// Bytes of the PUBLISH packets in `out`, for the server's QoS 0 backlog bound.
+    out_publish_bytes: usize,
     events: VecDeque<Event>,
     pub(crate) timers: TimerTable,
     now: Option<Instant>,
@@ -152,6 +154,7 @@ impl Core {
             requests: Vec::new(),
             decoder,
             out: VecDeque::new(),
+            out_publish_bytes: 0,
             events: VecDeque::new(),
             timers: TimerTable::default(),
             now: None,
@@ -196,6 +199,7 @@ impl Core {
     /// Forgets everything that belongs to one network connection.
     pub(crate) fn reset_connection(&mut self) {
         self.out.clear();
+        self.out_publish_bytes = 0;
         self.timers.stop_connection_timers();
         self.ping_outstanding = false;
         self.reads_paused = false;
@@ -236,6 +240,7 @@ impl Core {
     /// Appends every queued packet to `buf`; returns the bytes appended.
     pub(crate) fn poll_transmit(&mut self, buf: &mut BytesMut) -> usize {
         let start = buf.len();
+        self.out_publish_bytes = 0;
         while let Some(packet) = self.out.pop_front() {
             // Every packet queued was checked with `encoded_len` or built by the engine for
             // the version in force, so encoding cannot fail; a failure would be an engine bug
@@ -247,6 +252,11 @@ impl Core {
             );
         }
         buf.len() - start
+    }
+
+    /// Bytes of PUBLISH packets waiting for `poll_transmit`.
+    pub(crate) fn publish_backlog(&self) -> usize {
+        self.out_publish_bytes
     }
 
     pub(crate) fn has_transmit(&self) -> bool {
@@ -882,6 +892,7 @@ impl Core {
                 wire
             }
         };
+        self.out_publish_bytes += size;
         self.queue(Packet::Publish(with_alias(wire, alias)));
         Ok(id)
     }

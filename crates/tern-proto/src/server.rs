@@ -95,6 +95,10 @@ pub enum DropReason {
     QueueFull,
     /// A QoS 0 message while the client is not connected.
     Offline,
+    /// A QoS 0 message while more than
+    /// [`max_transmit_backlog`](crate::ServerConfig::max_transmit_backlog) bytes of PUBLISH
+    /// packets wait for `poll_transmit`.
+    Backlog,
 }
 
 /// The server side of one network connection.
@@ -663,6 +667,13 @@ impl ServerSession {
         if publish.qos == QoS::AtMostOnce {
             if !connected {
                 return DeliverOutcome::Dropped(DropReason::Offline);
+            }
+            let backlog = self.core.publish_backlog();
+            if backlog > 0
+                && backlog + publish.topic.len() + publish.payload.len()
+                    > self.config.max_transmit_backlog
+            {
+                return DeliverOutcome::Dropped(DropReason::Backlog);
             }
             return match self.core.send_publish(publish) {
                 Ok(id) => DeliverOutcome::Sent(id),

@@ -12,8 +12,8 @@ use tern_codec::{
     Ack, AckProperties, ConnAck, MqttString, Packet, ProtocolVersion, QoS, ReasonCode,
 };
 use tern_proto::{
-    Accept, AckMode, ClientConfig, ClientSession, ConnectionError, Event, OutgoingPhase,
-    PublishError, ServerConfig, ServerSession,
+    Accept, AckMode, ClientConfig, ClientSession, ConnectionError, DeliverOutcome, DeliveryOptions,
+    DropReason, Event, Message, OutgoingPhase, PublishError, ServerConfig, ServerSession,
 };
 
 use common::*;
@@ -298,4 +298,50 @@ fn an_unacknowledged_inbound_message_arrives_again_on_the_next_connection() {
     s.ack(now, pid, ReasonCode::Success).unwrap();
     assert_eq!(sent_by_server(&mut s), vec![Packet::PubAck(Ack::new(pid))]);
     assert_eq!(s.invariant_violation(), None);
+}
+
+#[test]
+fn qos0_output_is_bounded_when_the_driver_does_not_drain() {
+    // [MQTT-4.3.1] QoS 0 is "at most once": a server whose driver stops draining output drops
+    // QoS 0 deliveries past `max_transmit_backlog` (reported as Backlog) instead of buffering
+    // without bound; QoS 1 still goes out (bounded by the window and the queue), and once the
+    // output is drained QoS 0 flows again. One message always fits when nothing waits.
+    let now = t0();
+    let config = ServerConfig {
+        max_transmit_backlog: 3000,
+        ..ServerConfig::default()
+    };
+    let mut s = server_with(config, connect_packet(V5, "c", true), now);
+    let message = |qos, size: usize| Message {
+        publish: tern_codec::Publish {
+            qos,
+            topic: ms("t"),
+            payload: vec![0u8; size].into(),
+            ..tern_codec::Publish::default()
+        },
+        origin: None,
+        received_at: now,
+    };
+    let deliver = |s: &mut ServerSession, m: &Message| {
+        s.deliver(now, m, m.publish.qos, &[], DeliveryOptions::default())
+    };
+    let big = message(QoS::AtMostOnce, 5000);
+    assert_eq!(deliver(&mut s, &big), DeliverOutcome::Sent(None));
+    assert_eq!(
+        deliver(&mut s, &message(QoS::AtMostOnce, 10)),
+        DeliverOutcome::Dropped(DropReason::Backlog)
+    );
+    assert!(matches!(
+        deliver(&mut s, &message(QoS::AtLeastOnce, 10)),
+        DeliverOutcome::Sent(Some(_))
+    ));
+    let sent = sent_by_server(&mut s);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let small = message(QoS::AtMostOnce, 1000);
+    assert_eq!(deliver(&mut s, &small), DeliverOutcome::Sent(None));
+    assert_eq!(deliver(&mut s, &small), DeliverOutcome::Sent(None));
+    assert_eq!(
+        deliver(&mut s, &small),
+        DeliverOutcome::Dropped(DropReason::Backlog)
+    );
 }
