@@ -97,6 +97,16 @@ fn with_alias(mut publish: Publish, choice: Choice) -> Publish {
     publish
 }
 
+/// Frees a drained queue's storage when it holds more than a few entries' worth: an idle
+/// connection keeps no buffer sized for its busiest moment (a `Packet` is a few hundred bytes,
+/// so four of them already cost more than a whole idle session should).
+fn release_if_large<T>(queue: &mut VecDeque<T>) {
+    const KEEP: usize = 2;
+    if queue.is_empty() && queue.capacity() > KEEP {
+        *queue = VecDeque::new();
+    }
+}
+
 /// The shared engine.
 #[derive(Debug)]
 pub(crate) struct Core {
@@ -141,6 +151,9 @@ pub(crate) struct Core {
     /// The Session Expiry Interval CONNECT asked for (DISCONNECT may not raise it from 0).
     pub(crate) connect_session_expiry: u32,
     pub(crate) queue_limits: (usize, usize),
+    /// The weight of `state.queued` (see [`QueuedMessage::weight`]), kept as the queue
+    /// changes: summing it per message made a backed-up queue quadratic.
+    queued_bytes: usize,
 }
 
 impl Core {
@@ -175,6 +188,7 @@ impl Core {
             pending_will: None,
             connect_session_expiry: 0,
             queue_limits: (usize::MAX, usize::MAX),
+            queued_bytes: 0,
         }
     }
 
@@ -194,6 +208,12 @@ impl Core {
             self.ids.claim(o.packet_id);
         }
         self.state = state;
+        self.recount_queue();
+    }
+
+    /// Counts the queue's weight again after the state's queue was replaced wholesale.
+    pub(crate) fn recount_queue(&mut self) {
+        self.queued_bytes = self.state.queued_bytes();
     }
 
     /// Forgets everything that belongs to one network connection.
@@ -218,7 +238,11 @@ impl Core {
     }
 
     pub(crate) fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_none() {
+            release_if_large(&mut self.events);
+        }
+        event
     }
 
     /// Queues a packet for `poll_transmit`. A client re-arms its keepalive: the link is not
@@ -251,6 +275,7 @@ impl Core {
                 "engine queued an unencodable packet: {result:?}"
             );
         }
+        release_if_large(&mut self.out);
         buf.len() - start
     }
 
@@ -960,6 +985,7 @@ impl Core {
             let Some(queued) = self.state.queued.pop_front() else {
                 break;
             };
+            self.queued_bytes -= queued.weight();
             let Some(publish) = self.unexpired(queued.publish.clone(), queued.received_at) else {
                 continue;
             };
@@ -968,6 +994,7 @@ impl Core {
                 | Err((PublishError::PacketTooLarge { .. }, _))
                 | Err((PublishError::User(_), _)) => {}
                 Err((PublishError::Blocked, _)) => {
+                    self.queued_bytes += queued.weight();
                     self.state.queued.push_front(queued);
                     break;
                 }
@@ -994,11 +1021,11 @@ impl Core {
     /// Queues a message beyond the window (server side), within the broker's limits.
     pub(crate) fn enqueue(&mut self, message: QueuedMessage) -> bool {
         let (max_count, max_bytes) = self.queue_limits;
-        if self.state.queued.len() >= max_count
-            || self.state.queued_bytes() + message.weight() > max_bytes
+        if self.state.queued.len() >= max_count || self.queued_bytes + message.weight() > max_bytes
         {
             return false;
         }
+        self.queued_bytes += message.weight();
         self.state.queued.push_back(message);
         true
     }
@@ -1083,7 +1110,10 @@ impl Core {
             return Some("more unacknowledged inbound messages than the Receive Maximum");
         }
         let (max_count, max_bytes) = self.queue_limits;
-        if self.state.queued.len() > max_count || self.state.queued_bytes() > max_bytes {
+        if self.queued_bytes != self.state.queued_bytes() {
+            return Some("the queue's byte count is off");
+        }
+        if self.state.queued.len() > max_count || self.queued_bytes > max_bytes {
             return Some("the queue exceeds its limits");
         }
         if self.phase == Phase::Closed

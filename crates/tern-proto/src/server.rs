@@ -362,6 +362,7 @@ impl ServerSession {
             ..SessionState::new()
         }));
         self.core.state.queued.extend(early);
+        self.core.recount_queue();
         let expiry = if v5 {
             props
                 .session_expiry_interval
