@@ -33,6 +33,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::broker::{Shared, TaskGuard};
 use crate::limits::{InboundRate, topic_within};
+use crate::read_buffer::ReadBuffer;
 use crate::router::{Routed, Subscription, Target};
 use crate::session::{Delivery, Previous, Released, SessionHandle, Wake};
 use crate::storage::{StoredSession, StoredSubscription};
@@ -199,7 +200,7 @@ impl Connection {
         }
         let high_water = self.shared.config.backpressure.write_buffer;
         let stall = self.shared.config.backpressure.stall_timeout();
-        let mut read_buf = BytesMut::new();
+        let mut read_buf = ReadBuffer::new();
         self.session.start(now());
         loop {
             if self.mailbox_pending && self.out.len() < high_water {
@@ -232,10 +233,6 @@ impl Connection {
                 .poll_timeout()
                 .map(tokio::time::Instant::from_std);
             let handle = self.handle.clone();
-            // Sized lazily: nothing until the first read, then grown as packets need it.
-            if can_read && read_buf.capacity() - read_buf.len() < 512 {
-                read_buf.reserve(4096);
-            }
             let (waiting, blocked_until) = blocked.unzip();
             // At most what the byte rate allows.
             let mut limited = (&mut *reader).take(read_limit);
@@ -280,18 +277,22 @@ impl Connection {
                     self.on_write_stall();
                 }
                 _ = tokio::time::sleep_until(paused_until.unwrap_or_else(far_future)), if paused_until.is_some() => {}
-                read = limited.read_buf(&mut read_buf), if can_read => match read {
+                // Sized to what the client sends (see `ReadBuffer`): a few hundred bytes while
+                // it idles.
+                read = async { limited.read_buf(read_buf.for_read()).await }, if can_read => match read {
                     Ok(0) => self.session.handle_transport_closed(now()),
                     Ok(n) => {
                         self.shared.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
                         self.rate.on_bytes(n);
-                        self.session.handle_input(now(), &mut read_buf);
+                        read_buf.filled(n);
+                        self.session.handle_input(now(), read_buf.data());
                         // What reading costs: at most one packet (the decoder reserves the rest
                         // of a packet once its header is read) and what came after it.
                         self.shared
                             .stats
                             .read_buffer_peak_bytes
                             .fetch_max(read_buf.capacity() as u64, Ordering::Relaxed);
+                        read_buf.settle();
                     }
                     Err(e) => {
                         tracing::debug!(conn = self.id, "read failed: {e}");

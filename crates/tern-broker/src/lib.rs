@@ -89,6 +89,7 @@ mod connection;
 mod limits;
 mod listener;
 pub mod metrics;
+mod read_buffer;
 mod retained;
 mod router;
 mod session;
