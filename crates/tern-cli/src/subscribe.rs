@@ -87,6 +87,10 @@ pub(crate) async fn run(args: SubArgs) -> Result<(), Failure> {
                 .subscribe(filter, args.qos)
                 .await
                 .map_err(|e| Failure::other(format!("subscribe {filter:?}: {e}")))?;
+            if args.conn.debug {
+                // mosquitto_sub -d prints a line per SUBACK too.
+                eprintln!("Subscribed ({filter}): {}", sub.granted_qos().as_u8());
+            }
             tokio::spawn(async move { while sub.recv().await.is_some() {} });
         }
         if args.exit_after_sub {
