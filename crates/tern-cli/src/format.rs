@@ -11,7 +11,7 @@
 //! | `%l` | the payload length in bytes |
 //! | `%q` | the QoS |
 //! | `%r` | the retain flag, 0 or 1 |
-//! | `%m` | the packet identifier (0 for QoS 0) |
+//! | `%m` (or `%i`) | the packet identifier (0 for QoS 0) |
 //! | `%c` | the client identifier of this subscriber |
 //! | `%U` | the receipt time, Unix seconds with nanoseconds |
 //! | `%I` | the receipt time, ISO 8601 in UTC (`2026-12-02T01:02:03+0000`) |
@@ -82,7 +82,7 @@ pub(crate) fn formatted(
                 Some('l') => put(out, &message.payload().len().to_string()),
                 Some('q') => put(out, &message.qos().as_u8().to_string()),
                 Some('r') => out.push(if message.retain() { b'1' } else { b'0' }),
-                Some('m') => put(out, &packet_id(message).to_string()),
+                Some('m' | 'i') => put(out, &packet_id(message).to_string()),
                 Some('c') => put(out, client_id),
                 Some('U') => {
                     let t = now.duration_since(UNIX_EPOCH).unwrap_or_default();

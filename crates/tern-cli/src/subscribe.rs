@@ -37,7 +37,10 @@ pub(crate) struct SubArgs {
     /// Do not print messages with the retain flag (stale ones).
     #[arg(short = 'R', long = "no-stale")]
     no_stale: bool,
-    /// Print messages as this format (see the `%` placeholders in the README).
+    /// Print messages as this format: %t topic, %p payload, %x/%X payload in hex, %l length,
+    /// %q QoS, %r retain, %m (%i) packet id, %c client id, %U Unix time, %I ISO 8601 time,
+    /// %j/%J JSON, %C %D %E %F %R %S %P MQTT 5.0 properties, %% a percent sign; escapes \n
+    /// \t \r \0 \a \e \v \\.
     #[arg(short = 'F', long = "format")]
     format: Option<String>,
     /// No newline after each message.
