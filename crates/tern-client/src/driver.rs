@@ -48,6 +48,9 @@ type PublishReply = oneshot::Sender<Result<PublishAck, Error>>;
 
 /// Outgoing bytes beyond which the driver takes no new message from the queue.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
+
+/// Messages taken from the offline queue per wake-up of the driver at most.
+const PUBLISH_BATCH: usize = 256;
 /// Bytes reserved for each socket read.
 const READ_CHUNK: usize = 8 * 1024;
 /// How long a final DISCONNECT may take to leave.
@@ -410,7 +413,7 @@ impl Driver {
                 }
                 Wake::Read(Ok(_)) => self.session.handle_input(now, &mut input),
                 Wake::Command(command) => self.command(command),
-                Wake::Publish(Some(publish)) => self.outbox.push_back(publish),
+                Wake::Publish(Some(publish)) => self.take_publishes(publish, &mut output),
                 Wake::Publish(None) => self.pub_closed = true,
                 Wake::Capacity => {}
                 Wake::Timer => self.session.handle_timeout(now),
@@ -460,11 +463,7 @@ impl Driver {
             self.send_requests();
             self.pump_outbox();
             self.process_deliveries();
-            let n = self.session.poll_transmit(output);
-            self.queued_bytes += n as u64;
-            for reply in self.new_qos0.drain(..) {
-                self.qos0_waiters.push_back((self.queued_bytes, reply));
-            }
+            let n = self.transmit(output);
             if !moved && n == 0 {
                 break;
             }
@@ -812,6 +811,41 @@ impl Driver {
                 }
                 Err(e) => {
                     let _ = command.reply.send(Err(Error::Publish(e)));
+                }
+            }
+        }
+    }
+
+    /// Encodes what the session has to send into `output`; QoS 0 messages now encoded
+    /// resolve once the bytes up to theirs are written. Returns the bytes added.
+    fn transmit(&mut self, output: &mut BytesMut) -> usize {
+        let n = self.session.poll_transmit(output);
+        self.queued_bytes += n as u64;
+        for reply in self.new_qos0.drain(..) {
+            self.qos0_waiters.push_back((self.queued_bytes, reply));
+        }
+        n
+    }
+
+    /// Takes `first` and, while the session accepts them and the output is below its high
+    /// water mark, up to [`PUBLISH_BATCH`] more messages already waiting in the offline
+    /// queue: one wake-up and one write for many messages. As with one message, the outbox
+    /// holds at most the one the session could not take.
+    fn take_publishes(&mut self, first: PublishCommand, output: &mut BytesMut) {
+        self.outbox.push_back(first);
+        for _ in 0..PUBLISH_BATCH {
+            self.pump_outbox();
+            // Encoded now, so that the high water mark sees them.
+            self.transmit(output);
+            if self.blocked || !self.outbox.is_empty() || output.len() >= WRITE_HIGH_WATER {
+                return;
+            }
+            match self.pub_rx.try_recv() {
+                Ok(next) => self.outbox.push_back(next),
+                Err(mpsc::error::TryRecvError::Empty) => return,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    self.pub_closed = true;
+                    return;
                 }
             }
         }
