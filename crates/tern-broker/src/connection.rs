@@ -20,10 +20,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tern_codec::{
-    AckProperties, ConnAckProperties, Connect, Disconnect, MqttString, PacketId, ProtocolVersion,
-    Publish, QoS, ReasonCode, RetainHandling, Subscribe, SubscriptionOptions, Unsubscribe,
+    AckProperties, Auth, AuthProperties, ConnAckProperties, Connect, Disconnect, MqttString,
+    PacketId, ProtocolVersion, Publish, QoS, ReasonCode, RetainHandling, Subscribe,
+    SubscriptionOptions, Unsubscribe,
 };
 use tern_proto::{
     Accept, ConnectionError, DeliverOutcome, DeliveryOptions, Event, Message, ServerSession,
@@ -31,6 +32,7 @@ use tern_proto::{
 use tern_topic::{SubscriptionFilter, TopicFilter};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::auth::{Access, AuthExchange, AuthMethod, AuthStep, ConnectInfo, Decision, Identity};
 use crate::broker::{Shared, TaskGuard};
 use crate::limits::{InboundRate, topic_within};
 use crate::router::{Routed, Subscription, Target};
@@ -60,7 +62,11 @@ pub(crate) fn route(
     if message.publish.retain {
         shared.retained.update(message, Some(&*shared.storage));
     }
-    let routed = shared.router.route(message, now, scratch, congested);
+    // Each delivery needs read access to the topic (see `crate::auth`).
+    let readable = shared.auth.readable(&message.publish.topic);
+    let routed = shared
+        .router
+        .route(message, now, scratch, congested, &readable);
     shared
         .stats
         .deliveries
@@ -102,6 +108,8 @@ where
         queued_adds: 0,
         unflushed: false,
         info,
+        identity: None,
+        exchange: None,
     };
     tracing::debug!(%peer, conn = id, transport = %conn.info.transport, "connection opened");
     let (mut reader, mut writer) = tokio::io::split(stream);
@@ -184,6 +192,10 @@ struct Connection {
     unflushed: bool,
     /// What the transport knows: peer, transport, certificate identity.
     info: ConnectionInfo,
+    /// Who the client is for the authorizer, once CONNECT was accepted.
+    identity: Option<Arc<Identity>>,
+    /// An enhanced authentication exchange in progress (CONNECT or re-authentication).
+    exchange: Option<Exchange>,
 }
 
 impl Connection {
@@ -471,6 +483,7 @@ impl Connection {
                     let origin = self.session.client_id().clone();
                     publish_will(&self.shared, origin, will, &mut self.scratch);
                 }
+                Event::Auth(auth) => self.on_auth(auth).await,
                 Event::Disconnected(reason) => self.on_disconnected(&reason),
                 other => tracing::trace!(conn = self.id, event = ?other, "event ignored"),
             }
@@ -506,13 +519,9 @@ impl Connection {
     }
 
     async fn on_connect(&mut self, connect: Box<Connect>) {
-        let now = now();
         let v5 = connect.protocol.is_v5();
         let limits = &self.shared.config.limits;
-        let refusal = if connect.properties.authentication_method.is_some() {
-            // No enhanced authentication method is configured.
-            Some(ReasonCode::BadAuthenticationMethod)
-        } else if connect.client_id.is_empty() && connect.protocol == ProtocolVersion::V3_1 {
+        let refusal = if connect.client_id.is_empty() && connect.protocol == ProtocolVersion::V3_1 {
             // MQTT 3.1 client identifiers are 1 to 23 characters.
             Some(ReasonCode::ClientIdentifierNotValid)
         } else if self.info.username(connect.username.as_ref()).is_err() {
@@ -552,22 +561,46 @@ impl Connection {
             None
         };
         if let Some(reason) = refusal {
-            tracing::info!(
-                conn = self.id,
-                client_id = %connect.client_id,
-                version = %version_name(connect.protocol),
-                peer = %self.peer,
-                listener = %listener_name(self.listener),
-                %reason,
-                "connect refused"
-            );
-            self.refusal_logged = true;
-            if let Err(e) = self.session.reject(now, reason) {
-                tracing::error!(conn = self.id, "cannot refuse CONNECT: {e}");
-                self.session.handle_transport_closed(now);
-            }
+            self.refuse(&connect, reason);
             return;
         }
+        // Authentication (see `crate::auth`): enhanced, or username and password.
+        let Some(authenticated) = self.authenticate(connect).await else {
+            return;
+        };
+        self.complete_connect(authenticated).await;
+    }
+
+    /// Refuses the CONNECT with `reason`, logged at info.
+    fn refuse(&mut self, connect: &Connect, reason: ReasonCode) {
+        let now = now();
+        tracing::info!(
+            conn = self.id,
+            client_id = %connect.client_id,
+            username = connect.username.as_ref().map_or("-", |u| u.as_str()),
+            version = %version_name(connect.protocol),
+            peer = %self.peer,
+            listener = %listener_name(self.listener),
+            %reason,
+            "connect refused"
+        );
+        self.refusal_logged = true;
+        if let Err(e) = self.session.reject(now, reason) {
+            tracing::error!(conn = self.id, "cannot refuse CONNECT: {e}");
+            self.session.handle_transport_closed(now);
+        }
+    }
+
+    /// Accepts an authenticated CONNECT: claims the session and sends CONNACK.
+    async fn complete_connect(&mut self, authenticated: Authenticated) {
+        let Authenticated {
+            connect,
+            username: auth_username,
+            data: auth_data,
+        } = authenticated;
+        let now = now();
+        let v5 = connect.protocol.is_v5();
+        let limits = &self.shared.config.limits;
         // An empty identifier gets one of the broker's [MQTT-3.1.3-6]; a 5.0 client is told
         // which [MQTT-3.2.2-16]. (3.1.1 requires Clean Session 1 for it [MQTT-3.1.3-7], refused
         // by the engine otherwise [MQTT-3.1.3-8].)
@@ -578,11 +611,23 @@ impl Connection {
             .clone()
             .unwrap_or_else(|| connect.client_id.clone());
         let server_keep_alive = self.keep_alive(&connect).unwrap_or(None);
-        // CONNECT's, or the client certificate's identity (`use_identity_as_username`).
-        let username = self
-            .info
-            .username(connect.username.as_ref())
-            .unwrap_or(None);
+        // CONNECT's, the client certificate's identity (`use_identity_as_username`), or the
+        // one enhanced authentication established.
+        let username = auth_username;
+        let identity = Identity::new(client_id.to_string(), username.clone());
+        if let Some(will) = &connect.will
+            && !self
+                .shared
+                .auth
+                .allows(Some(&identity), Access::Write, &will.topic)
+        {
+            // A Will the client may not publish: refused, as mosquitto does, so it is never
+            // published.
+            tracing::info!(conn = self.id, %client_id, topic = %will.topic, "will topic not authorized");
+            self.refuse(&connect, ReasonCode::NotAuthorized);
+            return;
+        }
+        self.identity = Some(Arc::new(identity));
         let shared = self.shared.clone();
         let claim = shared.registry.claim(
             &client_id,
@@ -637,6 +682,7 @@ impl Connection {
                 (!limits.subscription_identifiers_available).then_some(false);
             properties.shared_subscription_available =
                 (!limits.shared_subscription_available).then_some(false);
+            properties.authentication_data = auth_data;
         }
         self.handle = Some(claim.handle.clone());
         if let Err(e) = self.session.accept(
@@ -655,7 +701,7 @@ impl Connection {
             self.id,
             ClientInfo {
                 client_id: client_id.to_string(),
-                username: username.map(|u| u.to_string()),
+                username,
                 peer: self.info.peer,
                 transport: self.info.transport,
                 tls_identity: self.info.tls_identity.clone(),
@@ -704,7 +750,12 @@ impl Connection {
             }
             return;
         }
-        let reason = if publish.topic.starts_with('$') {
+        let reason = if !self.allowed(Access::Write, &publish.topic) {
+            // Not authorized: never routed. 5.0: PUBACK/PUBREC 0x87 (QoS 0: dropped); 3.1.1
+            // has no way to say it: a positive acknowledgement [MQTT-3.3.5-2].
+            tracing::debug!(conn = self.id, client_id = %self.session.client_id(), topic = %publish.topic, "publish not authorized");
+            ReasonCode::NotAuthorized
+        } else if publish.topic.starts_with('$') {
             // Topics starting with `$` are the server's: it prevents clients from exchanging
             // messages on them (section 4.7.2).
             tracing::debug!(conn = self.id, topic = %publish.topic, "publish to a $ topic refused");
@@ -810,6 +861,16 @@ impl Connection {
                 });
                 continue;
             }
+            if !self.allowed(Access::Subscribe, filter.topic_filter().as_str()) {
+                tracing::debug!(conn = self.id, client_id = %handle.client_id, filter = %request.filter, "subscription not authorized");
+                codes.push(if v5 {
+                    ReasonCode::NotAuthorized
+                } else {
+                    // 3.1.1: 0x80 Failure [MQTT-3.9.3-2].
+                    ReasonCode::UnspecifiedError
+                });
+                continue;
+            }
             let shared = matches!(filter, SubscriptionFilter::Shared(_));
             if shared && !limits.shared_subscription_available {
                 // Announced as not available (section 3.2.2.3.13).
@@ -841,6 +902,7 @@ impl Connection {
                     session: handle.clone(),
                     options,
                     identifier,
+                    identity: self.identity.clone(),
                 },
             );
             handle.record_subscription(StoredSubscription::new(
@@ -881,6 +943,10 @@ impl Connection {
             };
             let messages = std::mem::take(&mut self.retained);
             for message in &messages {
+                // Retained messages need read access like any delivery.
+                if !self.allowed(Access::Read, &message.publish.topic) {
+                    continue;
+                }
                 let delivery = Delivery {
                     message: message.clone(),
                     qos: options.qos,
@@ -973,6 +1039,226 @@ impl Connection {
                 tokio::spawn(keep_offline(shared, handle, n, expiry));
             }
         }
+    }
+}
+
+/// A CONNECT that passed authentication.
+struct Authenticated {
+    connect: Box<Connect>,
+    /// The username the authorizer uses.
+    username: Option<String>,
+    /// CONNACK's Authentication Data (enhanced authentication).
+    data: Option<Bytes>,
+}
+
+/// An enhanced authentication exchange in progress.
+struct Exchange {
+    method: Arc<dyn AuthMethod>,
+    steps: Box<dyn AuthExchange>,
+    /// The CONNECT it decides on; `None` for a re-authentication.
+    connect: Option<Box<Connect>>,
+}
+
+// ----- authentication (see `crate::auth`) -----
+impl Connection {
+    /// The CONNECT as the authentication hooks see it.
+    fn connect_info<'a>(
+        &'a self,
+        connect: &'a Connect,
+        username: Option<&'a str>,
+    ) -> ConnectInfo<'a> {
+        ConnectInfo {
+            client_id: connect.client_id.as_str(),
+            username,
+            password: connect.password.as_deref(),
+            peer: self.info.peer,
+            listener: self.listener,
+            protocol: connect.protocol,
+            tls_identity: self.info.tls_identity.as_deref(),
+        }
+    }
+
+    /// Authenticates a CONNECT: `Some` to accept it now, `None` when it was refused or an
+    /// enhanced authentication exchange continues.
+    async fn authenticate(&mut self, connect: Box<Connect>) -> Option<Authenticated> {
+        // CONNECT's, or the client certificate's identity (`use_identity_as_username`).
+        let username = self
+            .info
+            .username(connect.username.as_ref())
+            .unwrap_or(None)
+            .map(|u| u.to_string());
+        if let Some(name) = connect.properties.authentication_method.clone() {
+            let Some(method) = self.shared.auth.method(&name).cloned() else {
+                // Not offered [MQTT-4.12.0-1] (the server "MAY send a CONNACK with 0x8C").
+                self.refuse(&connect, ReasonCode::BadAuthenticationMethod);
+                return None;
+            };
+            let mut steps = method.start(&self.connect_info(&connect, username.as_deref()));
+            let step = steps.step(connect.properties.authentication_data.as_deref());
+            self.exchange = Some(Exchange {
+                method,
+                steps,
+                connect: Some(connect),
+            });
+            return self.on_auth_step(step);
+        }
+        let allow_anonymous = self
+            .info
+            .allow_anonymous
+            .unwrap_or(self.shared.auth.allow_anonymous);
+        if username.is_none() && !allow_anonymous {
+            tracing::info!(conn = self.id, client_id = %connect.client_id, peer = %self.peer, "anonymous client not allowed");
+            self.refuse(&connect, ReasonCode::NotAuthorized);
+            return None;
+        }
+        // A client identified by its certificate needs no password.
+        if !self.info.identity_as_username
+            && let Some(authenticator) = self.shared.auth.authenticator.clone()
+        {
+            let decision =
+                authenticator.authenticate(&self.connect_info(&connect, username.as_deref()));
+            let refusal = match decision {
+                Decision::Allow => None,
+                Decision::BadCredentials => Some(ReasonCode::BadUserNameOrPassword),
+                _ => Some(ReasonCode::NotAuthorized),
+            };
+            if let Some(reason) = refusal {
+                tracing::info!(conn = self.id, client_id = %connect.client_id, username = username.as_deref().unwrap_or("-"), peer = %self.peer, "authentication failed");
+                self.refuse(&connect, reason);
+                return None;
+            }
+        }
+        Some(Authenticated {
+            connect,
+            username,
+            data: None,
+        })
+    }
+
+    /// Answers the client with what the exchange said; `Some` when a CONNECT is accepted.
+    fn on_auth_step(&mut self, step: AuthStep) -> Option<Authenticated> {
+        let now = now();
+        let reauth = self.exchange.as_ref().is_some_and(|e| e.connect.is_none());
+        match step {
+            AuthStep::Continue(data) => {
+                let auth = Auth {
+                    reason_code: ReasonCode::ContinueAuthentication,
+                    properties: AuthProperties {
+                        authentication_data: Some(data),
+                        ..AuthProperties::default()
+                    },
+                };
+                if let Err(e) = self.session.auth(now, auth) {
+                    tracing::error!(conn = self.id, "cannot send AUTH: {e}");
+                    self.session.handle_transport_closed(now);
+                }
+                None
+            }
+            AuthStep::Success { username, data } => {
+                let exchange = self.exchange.take()?;
+                match exchange.connect {
+                    Some(connect) => Some(Authenticated {
+                        connect,
+                        username,
+                        data,
+                    }),
+                    None => {
+                        // Re-authentication: the identity may not change.
+                        if self
+                            .identity
+                            .as_ref()
+                            .is_some_and(|i| i.username != username)
+                        {
+                            tracing::info!(conn = self.id, client_id = %self.session.client_id(), "re-authentication as another user: refused");
+                            self.close(ReasonCode::NotAuthorized);
+                            return None;
+                        }
+                        let auth = Auth {
+                            reason_code: ReasonCode::Success,
+                            properties: AuthProperties {
+                                authentication_data: data,
+                                ..AuthProperties::default()
+                            },
+                        };
+                        if let Err(e) = self.session.auth(now, auth) {
+                            tracing::error!(conn = self.id, "cannot send AUTH: {e}");
+                            self.session.handle_transport_closed(now);
+                        }
+                        None
+                    }
+                }
+            }
+            _ => {
+                let exchange = self.exchange.take()?;
+                tracing::info!(conn = self.id, method = exchange.method.name(), peer = %self.peer, reauth, "enhanced authentication failed");
+                match exchange.connect {
+                    // [MQTT-4.12.0-4]: CONNACK with a reason code of 0x80 or above, then close.
+                    Some(connect) => self.refuse(&connect, ReasonCode::NotAuthorized),
+                    // A failed re-authentication: DISCONNECT 0x87 [MQTT-4.12.1-2].
+                    None => self.close(ReasonCode::NotAuthorized),
+                }
+                None
+            }
+        }
+    }
+
+    /// An AUTH from the client: the next step of the exchange, or a re-authentication.
+    async fn on_auth(&mut self, auth: Auth) {
+        if auth.reason_code == ReasonCode::ReAuthenticate {
+            // The engine checked that it names CONNECT's method [MQTT-4.12.1-1].
+            let method = self
+                .exchange
+                .as_ref()
+                .map(|e| e.method.clone())
+                .or_else(|| {
+                    let name = self
+                        .session
+                        .connect_request()?
+                        .properties
+                        .authentication_method
+                        .clone()?;
+                    self.shared.auth.method(&name).cloned()
+                });
+            let (Some(method), true) = (method, self.accepted) else {
+                self.close(ReasonCode::ProtocolError);
+                return;
+            };
+            let client_id = self.session.client_id().to_string();
+            let username = self.identity.as_ref().and_then(|i| i.username.clone());
+            let info = ConnectInfo {
+                client_id: &client_id,
+                username: username.as_deref(),
+                password: None,
+                peer: self.info.peer,
+                listener: self.listener,
+                protocol: self.session.version(),
+                tls_identity: self.info.tls_identity.as_deref(),
+            };
+            let steps = method.start(&info);
+            self.exchange = Some(Exchange {
+                method,
+                steps,
+                connect: None,
+            });
+        }
+        let Some(exchange) = self.exchange.as_mut() else {
+            // AUTH Continue with no exchange in progress.
+            self.close(ReasonCode::ProtocolError);
+            return;
+        };
+        let step = exchange
+            .steps
+            .step(auth.properties.authentication_data.as_deref());
+        if let Some(authenticated) = self.on_auth_step(step) {
+            self.complete_connect(authenticated).await;
+        }
+    }
+
+    /// Whether this client may do `access` on `topic`.
+    fn allowed(&self, access: Access, topic: &str) -> bool {
+        self.shared
+            .auth
+            .allows(self.identity.as_deref(), access, topic)
     }
 }
 
