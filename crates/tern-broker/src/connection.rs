@@ -110,6 +110,7 @@ where
         info,
         identity: None,
         exchange: None,
+        auth_method: None,
     };
     tracing::debug!(%peer, conn = id, transport = %conn.info.transport, "connection opened");
     let (mut reader, mut writer) = tokio::io::split(stream);
@@ -196,6 +197,8 @@ struct Connection {
     identity: Option<Arc<Identity>>,
     /// An enhanced authentication exchange in progress (CONNECT or re-authentication).
     exchange: Option<Exchange>,
+    /// The enhanced authentication method CONNECT used, for re-authentication.
+    auth_method: Option<Arc<dyn AuthMethod>>,
 }
 
 impl Connection {
@@ -1156,6 +1159,7 @@ impl Connection {
             }
             AuthStep::Success { username, data } => {
                 let exchange = self.exchange.take()?;
+                self.auth_method = Some(exchange.method);
                 match exchange.connect {
                     Some(connect) => Some(Authenticated {
                         connect,
@@ -1206,19 +1210,7 @@ impl Connection {
     async fn on_auth(&mut self, auth: Auth) {
         if auth.reason_code == ReasonCode::ReAuthenticate {
             // The engine checked that it names CONNECT's method [MQTT-4.12.1-1].
-            let method = self
-                .exchange
-                .as_ref()
-                .map(|e| e.method.clone())
-                .or_else(|| {
-                    let name = self
-                        .session
-                        .connect_request()?
-                        .properties
-                        .authentication_method
-                        .clone()?;
-                    self.shared.auth.method(&name).cloned()
-                });
+            let method = self.auth_method.clone();
             let (Some(method), true) = (method, self.accepted) else {
                 self.close(ReasonCode::ProtocolError);
                 return;

@@ -1,0 +1,695 @@
+//! Authentication and authorisation over real loopback sockets: password files written by
+//! the real `mosquitto_passwd` (and by `ternd passwd`), anonymous rules, ACL files, and
+//! SCRAM-SHA-256 enhanced authentication with tern-client.
+
+mod interop;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use interop::{Peer, require};
+use support::*;
+use tern_broker::auth::{ScramClient, ScramSha256};
+use tern_broker::config::ListenerConfig;
+use tern_broker::{Broker, BrokerHandle, Config};
+use tern_codec::{Auth, Packet, ProtocolVersion, QoS, ReasonCode};
+
+fn ternd_passwd(args: &[&str]) {
+    let status = Command::new(env!("CARGO_BIN_EXE_ternd"))
+        .arg("passwd")
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success(), "ternd passwd {args:?}: {status:?}");
+}
+
+fn mosquitto_passwd(args: &[&str]) {
+    let status = Command::new("mosquitto_passwd")
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mosquitto_passwd {args:?}: {status:?}");
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// A broker with these `[auth]` files on an ephemeral port.
+async fn auth_broker(password_file: Option<PathBuf>, acl_file: Option<PathBuf>) -> BrokerHandle {
+    let mut config = config();
+    config.sys_interval = 0;
+    config.auth.password_file = password_file;
+    config.auth.acl_file = acl_file;
+    broker_with(config).await
+}
+
+/// CONNECT with credentials.
+fn login(
+    version: ProtocolVersion,
+    client_id: &str,
+    user: Option<&str>,
+    password: Option<&'static str>,
+) -> tern_codec::Connect {
+    let mut c = connect(version, client_id, true);
+    c.username = user.map(s);
+    c.password = password.map(|p| Bytes::from_static(p.as_bytes()));
+    c
+}
+
+async fn connack_code(
+    addr: std::net::SocketAddr,
+    version: ProtocolVersion,
+    user: Option<&str>,
+    password: Option<&'static str>,
+) -> ReasonCode {
+    let (_client, connack) = Client::connect_with(addr, login(version, "c", user, password)).await;
+    connack.reason_code
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn password_file_from_mosquitto_passwd_is_accepted() {
+    if !require(Peer::MosquittoPasswd) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("passwd");
+    let f = path_str(&file);
+    // mosquitto 2's default ($7$, PBKDF2-SHA512), its older format ($6$, SHA-512), and one
+    // line written by `ternd passwd` (argon2id) in the same file.
+    mosquitto_passwd(&["-c", "-b", f, "alice", "wonderland"]);
+    mosquitto_passwd(&["-H", "sha512", "-b", f, "bob", "builder"]);
+    ternd_passwd(&["-b", f, "carol", "c4r0l"]);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("alice:$7$"), "{text}");
+    assert!(text.contains("bob:$6$"), "{text}");
+    assert!(text.contains("carol:$argon2id$"), "{text}");
+
+    let broker = auth_broker(Some(file.clone()), None).await;
+    let addr = broker.local_addrs()[0];
+    for version in [ProtocolVersion::V5, ProtocolVersion::V3_1_1] {
+        for (user, password) in [
+            ("alice", "wonderland"),
+            ("bob", "builder"),
+            ("carol", "c4r0l"),
+        ] {
+            let code = connack_code(addr, version, Some(user), Some(password)).await;
+            assert_eq!(code, ReasonCode::Success, "{user} {version:?}");
+        }
+        // A wrong password, an unknown user, a user without password: CONNACK 0x86 (5.0,
+        // section 3.2.2.2) / return code 4 (3.1.1, section 3.2.2.3).
+        for (user, password) in [
+            ("alice", Some("builder")),
+            ("mallory", Some("x")),
+            ("bob", None),
+        ] {
+            let code = connack_code(addr, version, Some(user), password).await;
+            assert_eq!(
+                code,
+                ReasonCode::BadUserNameOrPassword,
+                "{user} {version:?}"
+            );
+        }
+        // No username with a password file: anonymous is off by default; 0x87 / return
+        // code 5 Not authorized.
+        let code = connack_code(addr, version, None, None).await;
+        assert_eq!(code, ReasonCode::NotAuthorized, "{version:?}");
+    }
+    assert!(broker.shutdown().await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ternd_passwd_adds_changes_deletes_and_upgrades() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("passwd");
+    let f = path_str(&file);
+    ternd_passwd(&["-c", "-b", f, "alice", "one"]);
+    ternd_passwd(&["-b", f, "bob", "two"]);
+    ternd_passwd(&["-b", f, "alice", "three"]);
+    ternd_passwd(&["-D", f, "bob"]);
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, "dave:d4ve\n").unwrap();
+    ternd_passwd(&["-U", path_str(&plain)]);
+    assert!(!std::fs::read_to_string(&plain).unwrap().contains("d4ve"));
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        !text.contains("three") && text.lines().count() == 1,
+        "{text}"
+    );
+
+    let broker = auth_broker(Some(file), None).await;
+    let addr = broker.local_addrs()[0];
+    let v5 = ProtocolVersion::V5;
+    assert_eq!(
+        connack_code(addr, v5, Some("alice"), Some("three")).await,
+        ReasonCode::Success
+    );
+    assert_eq!(
+        connack_code(addr, v5, Some("alice"), Some("one")).await,
+        ReasonCode::BadUserNameOrPassword
+    );
+    assert_eq!(
+        connack_code(addr, v5, Some("bob"), Some("two")).await,
+        ReasonCode::BadUserNameOrPassword
+    );
+    // 3.1.1: return code 4 (section 3.2.2.3).
+    assert_eq!(
+        connack_code(addr, ProtocolVersion::V3_1_1, Some("alice"), Some("one")).await,
+        ReasonCode::BadUserNameOrPassword
+    );
+    assert!(broker.shutdown().await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn allow_anonymous_per_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("passwd");
+    ternd_passwd(&["-c", "-b", path_str(&file), "alice", "a"]);
+    let mut config = Config::default();
+    config.sys_interval = 0;
+    config.auth.password_file = Some(file);
+    let mut open = ListenerConfig::new("127.0.0.1:0".parse().unwrap());
+    open.allow_anonymous = Some(true);
+    config.listeners = vec![ListenerConfig::new("127.0.0.1:0".parse().unwrap()), open];
+    let broker = broker_with(config).await;
+    let [closed, open] = broker.local_addrs() else {
+        panic!()
+    };
+    let v5 = ProtocolVersion::V5;
+    assert_eq!(
+        connack_code(*closed, v5, None, None).await,
+        ReasonCode::NotAuthorized
+    );
+    assert_eq!(
+        connack_code(*open, v5, None, None).await,
+        ReasonCode::Success
+    );
+    // A username still needs its password on the open listener.
+    assert_eq!(
+        connack_code(*open, v5, Some("alice"), Some("b")).await,
+        ReasonCode::BadUserNameOrPassword
+    );
+    assert_eq!(
+        connack_code(*open, v5, Some("alice"), Some("a")).await,
+        ReasonCode::Success
+    );
+    assert!(broker.shutdown().await);
+
+    // Without a password file anonymous clients are allowed unless said otherwise.
+    let mut config = config_on_loopback();
+    config.auth.allow_anonymous = Some(false);
+    let broker = broker_with(config).await;
+    let addr = broker.local_addrs()[0];
+    assert_eq!(
+        connack_code(addr, v5, None, None).await,
+        ReasonCode::NotAuthorized
+    );
+    assert_eq!(
+        connack_code(addr, v5, Some("anyone"), None).await,
+        ReasonCode::Success
+    );
+    assert!(broker.shutdown().await);
+}
+
+fn config_on_loopback() -> Config {
+    let mut config = config();
+    config.sys_interval = 0;
+    config
+}
+
+const ACL: &str = "\
+# anonymous clients
+topic read public/#
+
+user alice
+topic readwrite home/alice/#
+topic deny home/alice/secret
+topic write public/#
+
+user bob
+topic read home/#
+topic read public/#
+
+pattern readwrite devices/%c/#
+pattern read inbox/%u
+";
+
+/// A broker with the ACL above and users alice and bob (passwords `a` and `b`), anonymous
+/// clients allowed.
+async fn acl_broker() -> (BrokerHandle, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("passwd");
+    ternd_passwd(&["-c", "-b", path_str(&pw), "alice", "a"]);
+    ternd_passwd(&["-b", path_str(&pw), "bob", "b"]);
+    let acl = dir.path().join("acl");
+    std::fs::write(&acl, ACL).unwrap();
+    let mut config = config_on_loopback();
+    config.auth.password_file = Some(pw);
+    config.auth.acl_file = Some(acl);
+    config.auth.allow_anonymous = Some(true);
+    (broker_with(config).await, dir)
+}
+
+async fn as_user(
+    addr: std::net::SocketAddr,
+    version: ProtocolVersion,
+    client_id: &str,
+    user: Option<(&str, &'static str)>,
+) -> Client {
+    let (client, connack) = Client::connect_with(
+        addr,
+        login(version, client_id, user.map(|u| u.0), user.map(|u| u.1)),
+    )
+    .await;
+    assert_eq!(connack.reason_code, ReasonCode::Success, "{connack:?}");
+    client
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acl_subscribe_refusals_carry_0x87_or_0x80() {
+    let (broker, _dir) = acl_broker().await;
+    let addr = broker.local_addrs()[0];
+    for (version, denied) in [
+        // [MQTT-3.9.3-1]-style reason codes per filter: 0x87 Not authorized in 5.0 ...
+        (ProtocolVersion::V5, ReasonCode::NotAuthorized),
+        // ... 0x80 Failure in 3.1.1 (section 3.9.3).
+        (ProtocolVersion::V3_1_1, ReasonCode::UnspecifiedError),
+    ] {
+        let mut bob = as_user(addr, version, "bob-1", Some(("bob", "b"))).await;
+        let suback = bob
+            .subscribe_with(
+                1,
+                &[
+                    ("home/#", opts(QoS::AtLeastOnce)),
+                    ("#", opts(QoS::AtLeastOnce)),
+                    ("home/+/kitchen", opts(QoS::AtMostOnce)),
+                    ("devices/bob-1/#", opts(QoS::AtMostOnce)),
+                    ("devices/other/#", opts(QoS::AtMostOnce)),
+                    ("inbox/bob", opts(QoS::AtMostOnce)),
+                    ("$SYS/#", opts(QoS::AtMostOnce)),
+                ],
+                None,
+            )
+            .await;
+        // One reason code per filter, in order [MQTT-3.9.3-1].
+        assert_eq!(
+            suback.reason_codes,
+            [
+                ReasonCode::GrantedQoS1,
+                denied,
+                ReasonCode::Success,
+                ReasonCode::Success,
+                denied,
+                ReasonCode::Success,
+                denied,
+            ],
+            "{version:?}"
+        );
+        bob.disconnect().await;
+        // Anonymous: only what the lines before any `user` grant.
+        let mut anon = as_user(addr, version, "anon-1", None).await;
+        let suback = anon
+            .subscribe_with(
+                1,
+                &[
+                    ("public/#", opts(QoS::AtMostOnce)),
+                    ("home/#", opts(QoS::AtMostOnce)),
+                ],
+                None,
+            )
+            .await;
+        assert_eq!(
+            suback.reason_codes,
+            [ReasonCode::Success, denied],
+            "{version:?}"
+        );
+        anon.disconnect().await;
+    }
+    assert!(broker.shutdown().await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acl_publish_refusals_are_never_delivered() {
+    let (broker, _dir) = acl_broker().await;
+    let addr = broker.local_addrs()[0];
+    let mut bob = as_user(addr, ProtocolVersion::V5, "bob-1", Some(("bob", "b"))).await;
+    let suback = bob.subscribe(1, "home/#", opts(QoS::AtLeastOnce)).await;
+    assert_eq!(suback.reason_codes, [ReasonCode::GrantedQoS1]);
+
+    // 5.0: PUBACK 0x87 for a topic alice may not write; 0x00/0x10 for one she may.
+    let mut alice = as_user(addr, ProtocolVersion::V5, "alice-1", Some(("alice", "a"))).await;
+    let denied = alice
+        .publish_qos1(1, "home/bob/kitchen", "not alice's", false)
+        .await;
+    assert_eq!(denied.reason_code, ReasonCode::NotAuthorized);
+    let denied = alice
+        .publish_qos1(2, "home/alice/secret", "deny wins", false)
+        .await;
+    assert_eq!(denied.reason_code, ReasonCode::NotAuthorized);
+    // PUBREC 0x87 for QoS 2.
+    alice
+        .send(Packet::Publish(publish(
+            "home/bob/x",
+            "q2",
+            QoS::ExactlyOnce,
+            Some(3),
+        )))
+        .await;
+    match alice.recv().await {
+        Packet::PubRec(ack) => assert_eq!(ack.reason_code, ReasonCode::NotAuthorized),
+        other => panic!("expected PUBREC, got {other:?}"),
+    }
+    // QoS 0: dropped without a word; the connection stays.
+    alice
+        .send(Packet::Publish(publish(
+            "home/bob/y",
+            "q0",
+            QoS::AtMostOnce,
+            None,
+        )))
+        .await;
+    let ok = alice
+        .publish_qos1(4, "home/alice/kitchen", "allowed", false)
+        .await;
+    assert_eq!(ok.reason_code, ReasonCode::Success);
+    // The first message bob gets is the allowed one: none of the refused ones was routed.
+    let got = bob.expect_publish().await;
+    assert_eq!(
+        (got.topic.as_str(), &got.payload[..]),
+        ("home/alice/kitchen", &b"allowed"[..])
+    );
+
+    // 3.1.1: a positive acknowledgement and a silent drop [MQTT-3.3.5-2].
+    let mut alice3 = as_user(
+        addr,
+        ProtocolVersion::V3_1_1,
+        "alice-3",
+        Some(("alice", "a")),
+    )
+    .await;
+    let ack = alice3
+        .publish_qos1(1, "home/bob/kitchen", "dropped", false)
+        .await;
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+    let ack = alice3
+        .publish_qos1(2, "home/alice/hall", "through", false)
+        .await;
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+    let got = bob.expect_publish().await;
+    assert_eq!(got.topic.as_str(), "home/alice/hall");
+    assert!(broker.shutdown().await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acl_read_is_checked_on_delivery_and_on_retained_messages() {
+    let (broker, _dir) = acl_broker().await;
+    let addr = broker.local_addrs()[0];
+    // Retained messages on a topic bob may read and on one he may not (the broker's own
+    // publish is not checked; the delivery is).
+    for (topic, payload) in [("home/alice/secret", "hidden"), ("home/alice/door", "open")] {
+        broker
+            .publish(tern_codec::Publish {
+                topic: s(topic),
+                payload: payload.into(),
+                retain: true,
+                ..tern_codec::Publish::default()
+            })
+            .unwrap();
+    }
+    // Alice may subscribe to her whole tree, but the denied topic inside it is not delivered
+    // to her, retained or live.
+    let mut alice = as_user(addr, ProtocolVersion::V5, "alice-1", Some(("alice", "a"))).await;
+    let suback = alice
+        .subscribe(1, "home/alice/#", opts(QoS::AtMostOnce))
+        .await;
+    assert_eq!(suback.reason_codes, [ReasonCode::Success]);
+    let got = alice.expect_publish().await;
+    assert_eq!(got.topic.as_str(), "home/alice/door");
+    assert!(got.retain);
+    // Bob reads all of home/#, the secret included.
+    let mut bob = as_user(addr, ProtocolVersion::V5, "bob-1", Some(("bob", "b"))).await;
+    bob.subscribe(1, "home/#", opts(QoS::AtMostOnce)).await;
+    let mut retained: Vec<String> = Vec::new();
+    for _ in 0..2 {
+        retained.push(bob.expect_publish().await.topic.to_string());
+    }
+    retained.sort();
+    assert_eq!(retained, ["home/alice/door", "home/alice/secret"]);
+    // Live: the broker publishes on both; alice gets only the readable one.
+    for topic in ["home/alice/secret", "home/alice/window"] {
+        broker
+            .publish(tern_codec::Publish {
+                topic: s(topic),
+                payload: "live".into(),
+                ..tern_codec::Publish::default()
+            })
+            .unwrap();
+    }
+    assert_eq!(
+        alice.expect_publish().await.topic.as_str(),
+        "home/alice/window"
+    );
+    assert_eq!(
+        bob.expect_publish().await.topic.as_str(),
+        "home/alice/secret"
+    );
+    assert_eq!(
+        bob.expect_publish().await.topic.as_str(),
+        "home/alice/window"
+    );
+    // Patterns: each client its own devices/%c/#.
+    let mut dev = as_user(addr, ProtocolVersion::V5, "dev-7", None).await;
+    assert_eq!(
+        dev.subscribe(1, "devices/dev-7/#", opts(QoS::AtMostOnce))
+            .await
+            .reason_codes,
+        [ReasonCode::Success]
+    );
+    let ack = dev
+        .publish_qos1(2, "devices/dev-8/cmd", "other's", false)
+        .await;
+    assert_eq!(ack.reason_code, ReasonCode::NotAuthorized);
+    let ack = dev.publish_qos1(3, "devices/dev-7/cmd", "own", false).await;
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+    assert_eq!(
+        dev.expect_publish().await.topic.as_str(),
+        "devices/dev-7/cmd"
+    );
+    assert!(broker.shutdown().await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_will_on_a_topic_not_writable_is_refused_and_never_published() {
+    let (broker, _dir) = acl_broker().await;
+    let addr = broker.local_addrs()[0];
+    let mut bob = as_user(addr, ProtocolVersion::V5, "bob-1", Some(("bob", "b"))).await;
+    bob.subscribe(1, "home/#", opts(QoS::AtMostOnce)).await;
+    for (version, code) in [
+        (ProtocolVersion::V5, ReasonCode::NotAuthorized),
+        (ProtocolVersion::V3_1_1, ReasonCode::NotAuthorized),
+    ] {
+        let mut c = login(version, "alice-w", Some("alice"), Some("a"));
+        c.will = Some(will("home/bob/will", "not hers"));
+        let (mut client, connack) = Client::connect_with(addr, c).await;
+        assert_eq!(connack.reason_code, code, "{version:?}");
+        client.expect_closed().await;
+    }
+    // A writable Will connects and is published when the client goes away uncleanly.
+    let mut c = login(ProtocolVersion::V5, "alice-w", Some("alice"), Some("a"));
+    c.will = Some(will("home/alice/will", "hers"));
+    let (client, connack) = Client::connect_with(addr, c).await;
+    assert_eq!(connack.reason_code, ReasonCode::Success);
+    client.drop_connection();
+    assert_eq!(bob.expect_publish().await.topic.as_str(), "home/alice/will");
+    assert!(broker.shutdown().await);
+}
+
+/// The client half of SCRAM-SHA-256 as a tern-client enhanced authentication hook.
+struct Scram {
+    user: &'static str,
+    password: &'static str,
+    client: Option<ScramClient>,
+}
+
+impl tern_client::AuthHandler for Scram {
+    fn initial_data(&mut self) -> Option<Bytes> {
+        let client = ScramClient::new(self.user, self.password);
+        let first = client.client_first();
+        self.client = Some(client);
+        Some(Bytes::from(first))
+    }
+
+    fn step(&mut self, auth: &Auth) -> Result<Option<Bytes>, String> {
+        let client = self.client.as_mut().ok_or("no exchange")?;
+        let data = auth
+            .properties
+            .authentication_data
+            .as_deref()
+            .unwrap_or_default();
+        client
+            .client_final(data)
+            .map(|d| Some(Bytes::from(d)))
+            .map_err(|e| e.to_string())
+    }
+
+    fn success(&mut self, data: Option<&Bytes>) -> Result<(), String> {
+        let client = self.client.as_ref().ok_or("no exchange")?;
+        client
+            .verify_server_final(data.map_or(&[][..], |d| &d[..]))
+            .map_err(|e| e.to_string())
+    }
+}
+
+async fn scram_broker() -> BrokerHandle {
+    // Enhanced authentication in place of passwords; no anonymous clients.
+    let mut config = config_on_loopback();
+    config.auth.allow_anonymous = Some(false);
+    Broker::new(config)
+        .with_auth_method(Arc::new(ScramSha256::new().with_user("alice", "pencil")))
+        .start()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scram_sha_256_over_a_socket_with_tern_client() {
+    let broker = scram_broker().await;
+    let url = format!("mqtt://{}", broker.local_addrs()[0]);
+    let client = tokio::time::timeout(
+        TIMEOUT,
+        tern_client::Client::builder(&url)
+            .unwrap()
+            .client_id("scram-1")
+            .authentication(
+                "SCRAM-SHA-256",
+                Scram {
+                    user: "alice",
+                    password: "pencil",
+                    client: None,
+                },
+            )
+            .reconnect(tern_client::ReconnectOptions::disabled())
+            .connect(),
+    )
+    .await
+    .expect("in time")
+    .expect("SCRAM accepted, server signature verified");
+    assert_eq!(
+        broker
+            .clients()
+            .iter()
+            .find(|c| c.client_id == "scram-1")
+            .and_then(|c| c.username.clone()),
+        Some("alice".to_owned())
+    );
+    // Re-authentication (section 4.12.1) runs the exchange again on the open connection.
+    tokio::time::timeout(TIMEOUT, client.reauthenticate())
+        .await
+        .expect("in time")
+        .unwrap();
+    let ack = tokio::time::timeout(TIMEOUT, client.publish("a/b", QoS::AtLeastOnce, "after"))
+        .await
+        .expect("in time");
+    assert!(ack.is_ok(), "{ack:?}");
+    client.disconnect().await;
+
+    // A wrong password: the proof does not verify, CONNACK 0x87 [MQTT-4.12.0-4].
+    let err = tokio::time::timeout(
+        TIMEOUT,
+        tern_client::Client::builder(&url)
+            .unwrap()
+            .authentication(
+                "SCRAM-SHA-256",
+                Scram {
+                    user: "alice",
+                    password: "pen",
+                    client: None,
+                },
+            )
+            .reconnect(tern_client::ReconnectOptions::disabled())
+            .connect(),
+    )
+    .await
+    .expect("in time")
+    .unwrap_err();
+    let reason = err.reason().expect("a refusal");
+    assert_eq!(
+        reason.refused(),
+        Some(ReasonCode::NotAuthorized),
+        "{reason:?}"
+    );
+    assert!(broker.shutdown().await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scram_on_the_wire_and_unknown_methods() {
+    let broker = scram_broker().await;
+    let addr = broker.local_addrs()[0];
+    // The raw exchange: CONNECT (client-first), AUTH 0x18 (server-first) [MQTT-4.12.0-2],
+    // AUTH 0x18 (client-final) [MQTT-4.12.0-3], CONNACK 0x00 with the server-final message
+    // and the Authentication Method of CONNECT [MQTT-4.12.0-5].
+    let mut scram = ScramClient::new("alice", "pencil");
+    let mut c = connect(ProtocolVersion::V5, "raw", true);
+    c.properties.authentication_method = Some(s("SCRAM-SHA-256"));
+    c.properties.authentication_data = Some(Bytes::from(scram.client_first()));
+    let mut client = Client::open(addr, ProtocolVersion::V5).await;
+    client.send(Packet::Connect(c.clone())).await;
+    let Packet::Auth(challenge) = client.recv().await else {
+        panic!("expected AUTH")
+    };
+    assert_eq!(challenge.reason_code, ReasonCode::ContinueAuthentication);
+    assert_eq!(
+        challenge
+            .properties
+            .authentication_method
+            .as_ref()
+            .map(|m| m.as_str()),
+        Some("SCRAM-SHA-256")
+    );
+    let last = scram
+        .client_final(challenge.properties.authentication_data.as_deref().unwrap())
+        .unwrap();
+    let mut answer = Auth {
+        reason_code: ReasonCode::ContinueAuthentication,
+        properties: Default::default(),
+    };
+    answer.properties.authentication_method = Some(s("SCRAM-SHA-256"));
+    answer.properties.authentication_data = Some(Bytes::from(last));
+    client.send(Packet::Auth(answer.clone())).await;
+    let connack = client.connack().await;
+    assert_eq!(connack.reason_code, ReasonCode::Success);
+    assert_eq!(
+        connack
+            .properties
+            .authentication_method
+            .as_ref()
+            .map(|m| m.as_str()),
+        Some("SCRAM-SHA-256")
+    );
+    scram
+        .verify_server_final(connack.properties.authentication_data.as_deref().unwrap())
+        .unwrap();
+
+    // Garbage as client-final: CONNACK 0x87 and a close [MQTT-4.12.0-4].
+    let mut client = Client::open(addr, ProtocolVersion::V5).await;
+    let scram = ScramClient::new("alice", "pencil");
+    c.properties.authentication_data = Some(Bytes::from(scram.client_first()));
+    client.send(Packet::Connect(c.clone())).await;
+    assert!(matches!(client.recv().await, Packet::Auth(_)));
+    answer.properties.authentication_data = Some(Bytes::from_static(b"c=biws,r=x,p=AAAA"));
+    client.send(Packet::Auth(answer)).await;
+    assert_eq!(
+        client.connack().await.reason_code,
+        ReasonCode::NotAuthorized
+    );
+    client.expect_closed().await;
+
+    // A method the broker does not offer: 0x8C Bad authentication method [MQTT-4.12.0-1].
+    c.properties.authentication_method = Some(s("KERBEROS"));
+    let (_client, connack) = Client::connect_with(addr, c).await;
+    assert_eq!(connack.reason_code, ReasonCode::BadAuthenticationMethod);
+    assert!(broker.shutdown().await);
+}
