@@ -580,7 +580,7 @@ impl Connection {
         tracing::info!(
             conn = self.id,
             client_id = %connect.client_id,
-            username = connect.username.as_ref().map_or("-", |u| u.as_str()),
+            username = %connect.username.as_ref().map_or("-", |u| u.as_str()),
             version = %version_name(connect.protocol),
             peer = %self.peer,
             listener = %listener_name(self.listener),
@@ -1126,7 +1126,7 @@ impl Connection {
                 _ => Some(ReasonCode::NotAuthorized),
             };
             if let Some(reason) = refusal {
-                tracing::info!(conn = self.id, client_id = %connect.client_id, username = username.as_deref().unwrap_or("-"), peer = %self.peer, "authentication failed");
+                tracing::info!(conn = self.id, client_id = %connect.client_id, username = %username.as_deref().unwrap_or("-"), peer = %self.peer, "authentication failed");
                 self.refuse(&connect, reason);
                 return None;
             }
