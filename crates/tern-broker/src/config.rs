@@ -980,6 +980,31 @@ mod tests {
     }
 
     #[test]
+    fn auth_example_parses() {
+        // The "Authentication" example of this module, without its `//! ` prefixes.
+        let source = include_str!("config.rs");
+        let example: String = source
+            .lines()
+            .skip_while(|l| *l != "//! # Authentication")
+            .skip_while(|l| *l != "//! ```toml")
+            .skip(1)
+            .take_while(|l| *l != "//! ```")
+            .map(|l| format!("{}\n", l.trim_start_matches("//!").trim_start()))
+            .collect();
+        let config = Config::from_toml_str(&example).unwrap();
+        config.validate().unwrap();
+        assert_eq!(
+            config.auth.password_file.as_deref(),
+            Some(Path::new("/etc/ternd/passwd"))
+        );
+        assert_eq!(config.auth.acl_file.as_deref(), Some(Path::new("/etc/ternd/acl")));
+        assert_eq!(config.auth.allow_anonymous, Some(false));
+        assert_eq!(config.listeners[0].allow_anonymous, Some(true));
+        let err = Config::from_toml_str("[auth]\npasword_file = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("pasword_file"), "{err}");
+    }
+
+    #[test]
     fn documented_example_is_the_default() {
         // The example at the top of this module, without its `//! ` prefixes.
         let source = include_str!("config.rs");

@@ -120,7 +120,6 @@ impl AclFile {
             None => &self.anonymous,
         };
         let mut granted = false;
-        let mut scratch: Vec<&str> = Vec::new();
         for (rule, pattern) in own
             .iter()
             .map(|r| (r, false))
@@ -129,31 +128,15 @@ impl AclFile {
             if !rule.grant.covers(access) || (granted && rule.grant != Grant::Deny) {
                 continue;
             }
-            scratch.clear();
-            let mut usable = true;
-            for level in &rule.levels {
-                let value = match level.as_str() {
-                    "%c" if pattern => Some(client.client_id.as_str()),
-                    "%u" if pattern => client.username.as_deref(),
-                    other => {
-                        scratch.push(other);
-                        continue;
-                    }
-                };
-                match value {
-                    Some(v) if !v.is_empty() && !v.contains(['+', '#', '/']) => scratch.push(v),
-                    _ => {
-                        usable = false;
-                        break;
-                    }
-                }
-            }
-            if !usable {
-                continue;
-            }
+            // A pattern's %c and %u levels stand for the client's identifier and username.
+            let levels = rule.levels.iter().map(|level| match level.as_str() {
+                "%c" if pattern => usable(Some(client.client_id.as_str())),
+                "%u" if pattern => usable(client.username.as_deref()),
+                other => Some(other),
+            });
             let hit = match access {
-                Access::Subscribe => covers(&scratch, topic),
-                Access::Read | Access::Write => matches(&scratch, topic),
+                Access::Subscribe => covers(levels, topic),
+                Access::Read | Access::Write => matches(levels, topic),
             };
             if hit {
                 if rule.grant == Grant::Deny {
@@ -186,39 +169,52 @@ fn parse_rule(rest: &str) -> Result<Rule, &'static str> {
     })
 }
 
-/// Whether the rule (as levels) matches the topic name, with the `$` rule.
-fn matches(rule: &[&str], topic: &str) -> bool {
+/// A substituted level: `None` (matching nothing) for a missing value or one that would
+/// widen the rule.
+fn usable(value: Option<&str>) -> Option<&str> {
+    value.filter(|v| !v.is_empty() && !v.contains(['+', '#', '/']))
+}
+
+/// Whether the rule's levels match the topic name, with the `$` rule. A `None` level
+/// matches nothing.
+fn matches<'a>(rule: impl Iterator<Item = Option<&'a str>>, topic: &str) -> bool {
     let mut levels = topic.split('/');
-    for (i, want) in rule.iter().enumerate() {
-        if *want == "#" {
+    for (i, want) in rule.enumerate() {
+        let Some(want) = want else {
+            return false;
+        };
+        if want == "#" {
             return !(i == 0 && topic.starts_with('$'));
         }
         let Some(level) = levels.next() else {
             return false;
         };
-        if *want == "+" {
+        if want == "+" {
             if i == 0 && level.starts_with('$') {
                 return false;
             }
-        } else if *want != level {
+        } else if want != level {
             return false;
         }
     }
     levels.next().is_none()
 }
 
-/// Whether every topic the filter matches is matched by the rule.
-fn covers(rule: &[&str], filter: &str) -> bool {
+/// Whether every topic the filter matches is matched by the rule's levels.
+fn covers<'a>(rule: impl Iterator<Item = Option<&'a str>>, filter: &str) -> bool {
     let mut levels = filter.split('/');
-    for (i, want) in rule.iter().enumerate() {
+    for (i, want) in rule.enumerate() {
+        let Some(want) = want else {
+            return false;
+        };
         let dollar = i == 0 && filter.starts_with('$');
-        if *want == "#" {
+        if want == "#" {
             return !dollar;
         }
         let Some(level) = levels.next() else {
             return false;
         };
-        match (*want, level) {
+        match (want, level) {
             (_, "#") => return false,
             ("+", _) if dollar => return false,
             ("+", _) => {}
