@@ -997,7 +997,10 @@ mod tests {
             config.auth.password_file.as_deref(),
             Some(Path::new("/etc/ternd/passwd"))
         );
-        assert_eq!(config.auth.acl_file.as_deref(), Some(Path::new("/etc/ternd/acl")));
+        assert_eq!(
+            config.auth.acl_file.as_deref(),
+            Some(Path::new("/etc/ternd/acl"))
+        );
         assert_eq!(config.auth.allow_anonymous, Some(false));
         assert_eq!(config.listeners[0].allow_anonymous, Some(true));
         let err = Config::from_toml_str("[auth]\npasword_file = \"x\"\n").unwrap_err();

@@ -693,3 +693,108 @@ async fn scram_on_the_wire_and_unknown_methods() {
     assert_eq!(connack.reason_code, ReasonCode::BadAuthenticationMethod);
     assert!(broker.shutdown().await);
 }
+
+/// `mosquitto_pub` / `mosquitto_sub` with debug output against `broker`, as `user`.
+fn mosquitto_client(
+    bin: &str,
+    broker: &interop::TestBroker,
+    version: &str,
+    user: &str,
+    password: &str,
+) -> Command {
+    let mut c = Command::new("stdbuf");
+    c.args(["-oL", bin, "-h", "127.0.0.1", "-p", &broker.port_arg()]);
+    c.args(["-V", version, "-d", "-u", user, "-P", password]);
+    c
+}
+
+#[test]
+fn mosquitto_clients_with_a_mosquitto_password_file_and_acl() {
+    if !require(Peer::Mosquitto) || !require(Peer::MosquittoPasswd) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("passwd");
+    mosquitto_passwd(&["-c", "-b", path_str(&pw), "alice", "wonderland"]);
+    let acl = dir.path().join("acl");
+    std::fs::write(
+        &acl,
+        "user alice\ntopic readwrite sensors/#\ntopic read secret/#\n",
+    )
+    .unwrap();
+    let mut config = Config::with_listeners(["127.0.0.1:0".parse().unwrap()]);
+    config.sys_interval = 0;
+    config.auth.password_file = Some(pw);
+    config.auth.acl_file = Some(acl);
+    let broker = interop::TestBroker::with_config(config);
+    for version in ["mqttv311", "mqttv5"] {
+        let mut sub = interop::Child::spawn(
+            "mosquitto_sub",
+            mosquitto_client("mosquitto_sub", &broker, version, "alice", "wonderland").args([
+                "-t",
+                "sensors/#",
+                "-t",
+                "secret/#",
+                "-q",
+                "1",
+                "-C",
+                "1",
+                "-F",
+                "MSG|%t|%p",
+            ]),
+        );
+        sub.wait_for_line("received SUBACK");
+        // secret/# is readable but not writable: her own publish there is refused (3.1.1:
+        // acknowledged and dropped [MQTT-3.3.5-2]; 5.0: PUBACK 0x87) and never delivered.
+        let refused = interop::Child::spawn(
+            "mosquitto_pub",
+            mosquitto_client("mosquitto_pub", &broker, version, "alice", "wonderland").args([
+                "-q",
+                "1",
+                "-t",
+                "secret/plan",
+                "-m",
+                "leak",
+            ]),
+        )
+        .wait();
+        assert!(
+            refused.stdout.iter().any(|l| l.contains("received PUBACK")),
+            "{version}: {:?}",
+            refused.stdout
+        );
+        interop::Child::spawn(
+            "mosquitto_pub",
+            mosquitto_client("mosquitto_pub", &broker, version, "alice", "wonderland").args([
+                "-q",
+                "1",
+                "-t",
+                "sensors/t1",
+                "-m",
+                "21.5",
+            ]),
+        )
+        .success();
+        let out = sub.success();
+        let got: Vec<_> = out.iter().filter(|l| l.starts_with("MSG|")).collect();
+        assert_eq!(got, ["MSG|sensors/t1|21.5"], "{version}: {out:?}");
+
+        // A wrong password: refused, and the client says why.
+        let wrong = interop::Child::spawn(
+            "mosquitto_pub",
+            mosquitto_client("mosquitto_pub", &broker, version, "alice", "alice").args([
+                "-t",
+                "sensors/t1",
+                "-m",
+                "x",
+            ]),
+        )
+        .wait();
+        assert!(!wrong.status.success(), "{version}");
+        let said = format!("{}\n{}", wrong.stdout.join("\n"), wrong.stderr).to_lowercase();
+        assert!(
+            said.contains("bad user name or password"),
+            "{version}: {said}"
+        );
+    }
+}
