@@ -687,6 +687,9 @@ impl Connection {
                 (!limits.shared_subscription_available).then_some(false);
             properties.authentication_data = auth_data;
         }
+        if let Some(identity) = &self.identity {
+            claim.handle.set_identity(identity.clone());
+        }
         self.handle = Some(claim.handle.clone());
         if let Err(e) = self.session.accept(
             now,
@@ -905,7 +908,6 @@ impl Connection {
                     session: handle.clone(),
                     options,
                     identifier,
-                    identity: self.identity.clone(),
                 },
             );
             handle.record_subscription(StoredSubscription::new(

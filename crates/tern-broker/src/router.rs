@@ -13,7 +13,6 @@ use tern_codec::{QoS, SubscriptionOptions};
 use tern_proto::{DeliveryOptions, Message};
 use tern_topic::{Match, SubscriptionFilter, SubscriptionTree};
 
-use crate::auth::Identity;
 use crate::session::{Delivery, Pushed, SessionHandle};
 
 /// One subscription, as the tree holds it.
@@ -22,8 +21,6 @@ pub(crate) struct Subscription {
     pub(crate) session: Arc<SessionHandle>,
     pub(crate) options: SubscriptionOptions,
     pub(crate) identifier: Option<NonZeroU32>,
-    /// Who subscribed, for the read check on each delivery (see `crate::auth`).
-    pub(crate) identity: Option<Arc<Identity>>,
 }
 
 #[derive(Debug, Default)]

@@ -798,3 +798,42 @@ fn mosquitto_clients_with_a_mosquitto_password_file_and_acl() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resumed_session_reads_with_its_new_users_rights() {
+    let (broker, _dir) = acl_broker().await;
+    let addr = broker.local_addrs()[0];
+    let mut c = login(ProtocolVersion::V5, "shared-id", Some("bob"), Some("b"));
+    c.clean_start = false;
+    c.properties.session_expiry_interval = Some(60);
+    let (mut bob, connack) = Client::connect_with(addr, c.clone()).await;
+    assert_eq!(connack.reason_code, ReasonCode::Success);
+    assert_eq!(
+        bob.subscribe(1, "home/#", opts(QoS::AtMostOnce))
+            .await
+            .reason_codes,
+        [ReasonCode::Success]
+    );
+    bob.disconnect().await;
+    // Alice takes the session (and its home/# subscription) over: deliveries are checked
+    // against her rights, not bob's.
+    c.username = Some(s("alice"));
+    c.password = Some(Bytes::from_static(b"a"));
+    let (mut alice, connack) = Client::connect_with(addr, c).await;
+    assert_eq!(connack.reason_code, ReasonCode::Success);
+    assert!(connack.session_present);
+    for topic in ["home/bob/diary", "home/alice/diary"] {
+        broker
+            .publish(tern_codec::Publish {
+                topic: s(topic),
+                payload: "x".into(),
+                ..tern_codec::Publish::default()
+            })
+            .unwrap();
+    }
+    assert_eq!(
+        alice.expect_publish().await.topic.as_str(),
+        "home/alice/diary"
+    );
+    assert!(broker.shutdown().await);
+}

@@ -401,7 +401,11 @@ impl AuthState {
     ) -> impl Fn(&crate::router::Subscription) -> bool + 'a {
         move |subscription| {
             self.authorizer.is_none()
-                || self.allows(subscription.identity.as_deref(), Access::Read, topic)
+                || self.allows(
+                    subscription.session.identity().as_deref(),
+                    Access::Read,
+                    topic,
+                )
         }
     }
 
