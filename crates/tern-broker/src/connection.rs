@@ -872,7 +872,7 @@ impl Connection {
                 codes.push(if v5 {
                     ReasonCode::NotAuthorized
                 } else {
-                    // 3.1.1: 0x80 Failure [MQTT-3.9.3-2].
+                    // 3.1.1: 0x80 Failure (section 3.9.3).
                     ReasonCode::UnspecifiedError
                 });
                 continue;

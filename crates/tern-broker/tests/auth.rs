@@ -273,7 +273,7 @@ async fn acl_subscribe_refusals_carry_0x87_or_0x80() {
     let (broker, _dir) = acl_broker().await;
     let addr = broker.local_addrs()[0];
     for (version, denied) in [
-        // [MQTT-3.9.3-1]-style reason codes per filter: 0x87 Not authorized in 5.0 ...
+        // A refused filter: 0x87 Not authorized in 5.0 (section 3.9.3) ...
         (ProtocolVersion::V5, ReasonCode::NotAuthorized),
         // ... 0x80 Failure in 3.1.1 (section 3.9.3).
         (ProtocolVersion::V3_1_1, ReasonCode::UnspecifiedError),

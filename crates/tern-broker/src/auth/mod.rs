@@ -456,6 +456,36 @@ mod tests {
         assert_eq!(auth.summary(), (2, true));
     }
 
+    proptest::proptest! {
+        // Bad input never panics: any text as a password or ACL file, any bytes as SCRAM
+        // messages.
+        #[test]
+        fn parsers_never_panic(text in "(?s).{0,200}", topic in "[a-z/+#$%cu]{0,20}") {
+            let _ = PasswordFile::parse(&text);
+            let _ = password::upgrade_plaintext(&text).map(|f| f.len());
+            if let Ok(acl) = AclFile::parse(&text) {
+                let client = Identity::new("c", Some("u".into()));
+                for access in [Access::Read, Access::Write, Access::Subscribe] {
+                    let _ = acl.allows(&client, access, &topic);
+                }
+            }
+        }
+
+        #[test]
+        fn scram_never_panics(first in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+                              last in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let mut method = ScramSha256::new();
+            method.add_credentials("u", scram::ScramCredentials::derive(b"p", b"salt", 1));
+            let mut exchange = method.start(&ConnectInfo::test("c"));
+            let _ = exchange.step(Some(&first));
+            let _ = exchange.step(Some(&last));
+            let _ = exchange.step(None);
+            let mut client = ScramClient::new("u", "p");
+            let _ = client.client_final(&first);
+            let _ = client.verify_server_final(&last);
+        }
+    }
+
     #[test]
     fn anonymous_default_follows_the_password_file() {
         let mut config = AuthConfig::default();
