@@ -259,6 +259,9 @@ fn auth_state(config: &Config, hooks: AuthHooks) -> Result<AuthState, ConfigErro
         methods: hooks.methods,
         files,
         allow_anonymous: config.auth.anonymous_default(),
+        checks: Arc::new(tokio::sync::Semaphore::new(
+            config.auth.max_concurrent_checks.max(1),
+        )),
     })
 }
 

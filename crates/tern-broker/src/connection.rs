@@ -1120,12 +1120,16 @@ impl Connection {
         if !self.info.identity_as_username
             && let Some(authenticator) = self.shared.auth.authenticator.clone()
         {
-            let decision =
-                authenticator.authenticate(&self.connect_info(&connect, username.as_deref()));
-            let refusal = match decision {
-                Decision::Allow => None,
-                Decision::BadCredentials => Some(ReasonCode::BadUserNameOrPassword),
-                _ => Some(ReasonCode::NotAuthorized),
+            let refusal = match self
+                .check_password(authenticator, &connect, &username)
+                .await
+            {
+                Some(Decision::Allow) => None,
+                Some(Decision::BadCredentials) => Some(ReasonCode::BadUserNameOrPassword),
+                Some(_) => Some(ReasonCode::NotAuthorized),
+                // Too many checks waiting: 0x89 Server busy (3.1.1: 3 Server unavailable).
+                None if connect.protocol.is_v5() => Some(ReasonCode::ServerBusy),
+                None => Some(ReasonCode::ServerUnavailable),
             };
             if let Some(reason) = refusal {
                 tracing::info!(conn = self.id, client_id = %connect.client_id, username = %username.as_deref().unwrap_or("-"), peer = %self.peer, "authentication failed");
@@ -1138,6 +1142,49 @@ impl Connection {
             username,
             data: None,
         })
+    }
+
+    /// Runs the authenticator on a blocking thread (a password hash costs milliseconds),
+    /// at most `auth.max_concurrent_checks` at once; `None` if no slot freed up within the
+    /// connect timeout.
+    fn check_password(
+        &self,
+        authenticator: Arc<dyn crate::auth::Authenticator>,
+        connect: &Connect,
+        username: &Option<String>,
+    ) -> impl Future<Output = Option<Decision>> + Send + 'static {
+        let wait = self.shared.config.limits.connect_timeout;
+        let checks = self.shared.auth.checks.clone();
+        let client_id = connect.client_id.to_string();
+        let username = username.clone();
+        let password = connect.password.clone();
+        let (peer, listener, protocol) = (self.info.peer, self.listener, connect.protocol);
+        let tls_identity = self.info.tls_identity.clone();
+        async move {
+            let permit = if wait > 0 {
+                tokio::time::timeout(Duration::from_secs(wait), checks.acquire_owned())
+                    .await
+                    .ok()?
+            } else {
+                checks.acquire_owned().await
+            }
+            .ok()?;
+            let decision = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                authenticator.authenticate(&ConnectInfo {
+                    client_id: &client_id,
+                    username: username.as_deref(),
+                    password: password.as_deref(),
+                    peer,
+                    listener,
+                    protocol,
+                    tls_identity: tls_identity.as_deref(),
+                })
+            })
+            .await;
+            // A panicking authenticator refuses the client.
+            Some(decision.unwrap_or(Decision::NotAuthorized))
+        }
     }
 
     /// Answers the client with what the exchange said; `Some` when a CONNECT is accepted.

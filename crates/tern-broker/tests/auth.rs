@@ -837,3 +837,101 @@ async fn a_resumed_session_reads_with_its_new_users_rights() {
     );
     assert!(broker.shutdown().await);
 }
+
+/// An application's authenticator that holds the user `slow` until released, and an
+/// authorizer that keeps everyone out of `private/#`.
+#[derive(Debug)]
+struct Gate {
+    entered: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl tern_broker::Authenticator for Gate {
+    fn authenticate(&self, client: &tern_broker::auth::ConnectInfo<'_>) -> tern_broker::Decision {
+        if client.username == Some("slow") {
+            self.entered.lock().unwrap().send(()).unwrap();
+            let _ = self.release.lock().unwrap().recv();
+        }
+        if client.password == Some(&b"ok"[..]) {
+            tern_broker::Decision::Allow
+        } else {
+            tern_broker::Decision::BadCredentials
+        }
+    }
+}
+
+#[derive(Debug)]
+struct NoPrivate;
+
+impl tern_broker::Authorizer for NoPrivate {
+    fn allows(&self, _: &tern_broker::Identity, _: tern_broker::Access, topic: &str) -> bool {
+        !topic.starts_with("private/")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn application_hooks_and_the_bound_on_concurrent_checks() {
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel();
+    let mut config = config_on_loopback();
+    config.auth.max_concurrent_checks = 1;
+    // How long a CONNECT may wait for a check slot.
+    config.limits.connect_timeout = 1;
+    let broker = Broker::new(config)
+        .with_authenticator(Arc::new(Gate {
+            entered: std::sync::Mutex::new(entered_tx),
+            release: std::sync::Mutex::new(release_rx),
+        }))
+        .with_authorizer(Arc::new(NoPrivate))
+        .start()
+        .await
+        .unwrap();
+    let addr = broker.local_addrs()[0];
+    let slow = tokio::spawn(async move {
+        Client::connect_with(
+            addr,
+            login(ProtocolVersion::V5, "slow", Some("slow"), Some("ok")),
+        )
+        .await
+    });
+    let entered = tokio::task::spawn_blocking(move || entered_rx.recv_timeout(TIMEOUT));
+    tokio::time::timeout(TIMEOUT, entered)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    // The only slot is taken: the next CONNECT waits its connect timeout, then 0x89.
+    assert_eq!(
+        connack_code(addr, ProtocolVersion::V5, Some("fast"), Some("ok")).await,
+        ReasonCode::ServerBusy
+    );
+    // 3.1.1: return code 3 Server unavailable.
+    assert_eq!(
+        connack_code(addr, ProtocolVersion::V3_1_1, Some("fast"), Some("ok")).await,
+        ReasonCode::ServerUnavailable
+    );
+    release_tx.send(()).unwrap();
+    let (mut slow, connack) = tokio::time::timeout(TIMEOUT, slow).await.unwrap().unwrap();
+    assert_eq!(connack.reason_code, ReasonCode::Success);
+    assert_eq!(
+        connack_code(addr, ProtocolVersion::V5, Some("fast"), Some("no")).await,
+        ReasonCode::BadUserNameOrPassword
+    );
+    let suback = slow
+        .subscribe_with(
+            1,
+            &[
+                ("public/#", opts(QoS::AtMostOnce)),
+                ("private/#", opts(QoS::AtMostOnce)),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(
+        suback.reason_codes,
+        [ReasonCode::Success, ReasonCode::NotAuthorized]
+    );
+    let ack = slow.publish_qos1(2, "private/x", "no", false).await;
+    assert_eq!(ack.reason_code, ReasonCode::NotAuthorized);
+    assert!(broker.shutdown().await);
+}

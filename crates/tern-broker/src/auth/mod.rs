@@ -28,6 +28,12 @@
 //! | SUBSCRIBE filter not readable | SUBACK 0x87 | SUBACK 0x80 |
 //! | PUBLISH topic not writable | PUBACK/PUBREC 0x87 (QoS 0: dropped) | acknowledged as usual, dropped [MQTT-3.3.5-2] |
 //!
+//! A client that passed enhanced authentication is authenticated: the anonymous rule and the
+//! [`Authenticator`] do not apply to it, and the username its method established is the one
+//! the [`Authorizer`] sees. A client identified by its certificate (`use_identity_as_username`)
+//! needs no password either. The broker's own messages ([`BrokerHandle::publish`](crate::BrokerHandle::publish),
+//! `$SYS`) are not checked for write; their deliveries are checked for read like any other.
+//!
 //! A refused client is logged at `info` with its client identifier, username and address,
 //! never its password.
 
@@ -50,7 +56,7 @@ pub use password::{PasswordFile, PasswordHashKind};
 pub use scram::{ScramClient, ScramError, ScramSha256};
 
 /// The `[auth]` table of the configuration. See [the keys](crate::config#authentication).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct AuthConfig {
@@ -62,6 +68,22 @@ pub struct AuthConfig {
     /// [`ListenerConfig::allow_anonymous`](crate::config::ListenerConfig)). Default: true,
     /// false when a password file is configured.
     pub allow_anonymous: Option<bool>,
+    /// Password checks (of the [`Authenticator`]) run at once, each on a blocking thread: an
+    /// argon2id check takes tens of milliseconds and 19 MiB. A CONNECT beyond it waits, at
+    /// most `limits.connect_timeout`, then gets CONNACK 0x89 Server busy (3.1.1: return
+    /// code 3). At least 1.
+    pub max_concurrent_checks: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            password_file: None,
+            acl_file: None,
+            allow_anonymous: None,
+            max_concurrent_checks: 4,
+        }
+    }
 }
 
 impl AuthConfig {
@@ -373,7 +395,7 @@ impl Authorizer for FileAuth {
 }
 
 /// What the broker installed: shared by every connection.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct AuthState {
     pub(crate) authenticator: Option<Arc<dyn Authenticator>>,
     pub(crate) authorizer: Option<Arc<dyn Authorizer>>,
@@ -382,6 +404,8 @@ pub(crate) struct AuthState {
     pub(crate) files: Option<Arc<FileAuth>>,
     /// Whether anonymous clients may connect where the listener does not say.
     pub(crate) allow_anonymous: bool,
+    /// Bounds the password checks running at once (`auth.max_concurrent_checks`).
+    pub(crate) checks: Arc<tokio::sync::Semaphore>,
 }
 
 impl AuthState {
