@@ -11,9 +11,31 @@
 //! The broker stores no password: per user a salt, the iteration count, StoredKey and
 //! ServerKey. [`ScramClient`] is the client's half, for tests and for applications that
 //! plug it into their client's enhanced-authentication hook.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tern_broker::auth::{ScramClient, ScramSha256};
+//! use tern_broker::{Broker, Config};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::with_listeners(["127.0.0.1:0".parse()?]);
+//! let scram = ScramSha256::new().with_user("alice", "pencil");
+//! let broker = Broker::new(config).with_auth_method(Arc::new(scram)).start().await?;
+//!
+//! // A client sends `client.client_first()` in CONNECT (Authentication Method
+//! // "SCRAM-SHA-256"), answers the broker's AUTH with `client.client_final(..)` and checks
+//! // CONNACK's Authentication Data with `client.verify_server_final(..)`.
+//! let client = ScramClient::new("alice", "pencil");
+//! assert!(client.client_first().starts_with(b"n,,n=alice,r="));
+//! assert!(broker.shutdown().await);
+//! # Ok(())
+//! # }
+//! ```
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -91,7 +113,8 @@ impl ScramCredentials {
 /// [`Broker::with_auth_method`](crate::Broker::with_auth_method).
 #[derive(Clone, Debug, Default)]
 pub struct ScramSha256 {
-    users: HashMap<String, ScramCredentials>,
+    /// Shared by every exchange started from it.
+    users: Arc<HashMap<String, ScramCredentials>>,
 }
 
 impl ScramSha256 {
@@ -112,7 +135,7 @@ impl ScramSha256 {
 
     /// Adds (or replaces) a user with credentials derived elsewhere.
     pub fn add_credentials(&mut self, username: &str, credentials: ScramCredentials) {
-        self.users.insert(username.to_owned(), credentials);
+        Arc::make_mut(&mut self.users).insert(username.to_owned(), credentials);
     }
 
     /// [`add_user`](Self::add_user), by value.
@@ -151,7 +174,7 @@ enum ServerState {
 
 /// One SCRAM exchange on the server.
 struct ServerExchange {
-    users: HashMap<String, ScramCredentials>,
+    users: Arc<HashMap<String, ScramCredentials>>,
     state: ServerState,
     nonce: String,
 }
@@ -437,7 +460,7 @@ mod tests {
         let salt = STANDARD.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
         let credentials = ScramCredentials::derive(b"pencil", &salt, 4096);
         let mut exchange = ServerExchange {
-            users: HashMap::from([("user".to_owned(), credentials)]),
+            users: Arc::new(HashMap::from([("user".to_owned(), credentials)])),
             state: ServerState::Start,
             nonce: "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0".to_owned(),
         };
