@@ -342,9 +342,11 @@ async fn acl_publish_refusals_are_never_delivered() {
     // 5.0: PUBACK 0x87 for a topic alice may not write; 0x00/0x10 for one she may.
     let mut alice = as_user(addr, ProtocolVersion::V5, "alice-1", Some(("alice", "a"))).await;
     let denied = alice
-        .publish_qos1(1, "home/bob/kitchen", "not alice's", false)
+        .publish_qos1(1, "home/bob/kitchen", "not alice's", true)
         .await;
     assert_eq!(denied.reason_code, ReasonCode::NotAuthorized);
+    // Nor retained.
+    assert_eq!(broker.stats().retained, 0);
     let denied = alice
         .publish_qos1(2, "home/alice/secret", "deny wins", false)
         .await;
