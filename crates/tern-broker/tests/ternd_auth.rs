@@ -278,3 +278,49 @@ fn check_config_reads_the_auth_files() {
         "{stderr}"
     );
 }
+
+#[test]
+fn ternd_passwd_refuses_what_mosquitto_passwd_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("passwd");
+    passwd(&file, "alice", "a", true);
+    let run = |args: &[&str]| {
+        let output = ternd()
+            .arg("passwd")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let f = file.to_str().unwrap();
+    // -c and -D together, -U with a username, a password without -b.
+    assert!(!run(&["-c", "-D", f, "alice"]).0);
+    assert!(!run(&["-U", f, "alice"]).0);
+    assert!(!run(&[f, "alice", "pw"]).0);
+    // No terminal to prompt on: -b is needed.
+    let (ok, stderr) = run(&[f, "bob"]);
+    assert!(!ok && stderr.contains("-b"), "{stderr}");
+    // Deleting a user that is not there; editing a file that does not exist without -c.
+    assert!(!run(&["-D", f, "nobody"]).0);
+    let missing = dir.path().join("missing");
+    assert!(!run(&["-b", missing.to_str().unwrap(), "bob", "b"]).0);
+    assert!(!missing.exists());
+    // A username with ':' would break the format.
+    assert!(!run(&["-b", f, "a:b", "pw"]).0);
+    // The file is intact and readable by its owner only.
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.starts_with("alice:$argon2id$") && text.lines().count() == 1,
+        "{text}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

@@ -25,6 +25,7 @@
 //! | Will topic not writable | CONNACK 0x87 | return code 5 |
 //! | enhanced authentication failed | CONNACK 0x87 | - |
 //! | unknown authentication method | CONNACK 0x8C | - |
+//! | no password check slot within the connect timeout | CONNACK 0x89 | return code 3 |
 //! | SUBSCRIBE filter not readable | SUBACK 0x87 | SUBACK 0x80 |
 //! | PUBLISH topic not writable | PUBACK/PUBREC 0x87 (QoS 0: dropped) | acknowledged as usual, dropped [MQTT-3.3.5-2] |
 //!
