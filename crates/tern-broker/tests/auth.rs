@@ -3,6 +3,7 @@
 //! SCRAM-SHA-256 enhanced authentication with tern-client.
 
 mod interop;
+mod pki;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -935,5 +936,62 @@ async fn application_hooks_and_the_bound_on_concurrent_checks() {
     );
     let ack = slow.publish_qos1(2, "private/x", "no", false).await;
     assert_eq!(ack.reason_code, ReasonCode::NotAuthorized);
+    assert!(broker.shutdown().await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_identity_needs_no_password_and_meets_the_acl() {
+    let pki = pki::Pki::new();
+    let pw = pki.path("passwd");
+    ternd_passwd(&["-c", "-b", path_str(&pw), "alice", "a"]);
+    let acl = pki.path("acl");
+    std::fs::write(
+        &acl,
+        format!("user {}\ntopic readwrite certs/#\n", pki::CLIENT_CN),
+    )
+    .unwrap();
+    let text = format!(
+        "sys_interval = 0\n[auth]\npassword_file = {:?}\nacl_file = {:?}\n\
+         [[listener]]\nbind = \"127.0.0.1:0\"\n{}",
+        pw,
+        acl,
+        pki.mtls_table("use_identity_as_username = true\n")
+    );
+    let broker = Broker::new(Config::from_toml_str(&text).unwrap())
+        .start()
+        .await
+        .unwrap();
+    let url = format!("mqtts://localhost:{}", broker.local_addrs()[0].port());
+    // Authenticated by its certificate: CONNECT's username and password are not checked.
+    let client = tokio::time::timeout(
+        TIMEOUT,
+        tern_client::Client::builder(&url)
+            .unwrap()
+            .client_id("by-cert")
+            .credentials("claimed-name", "not a password")
+            .ca_pem(pki.ca_pem.clone())
+            .client_cert_files(&pki.client.cert_file, &pki.client.key_file)
+            .reconnect(tern_client::ReconnectOptions::disabled())
+            .connect(),
+    )
+    .await
+    .expect("in time")
+    .expect("accepted by certificate");
+    // The ACL applies to the certificate's CN.
+    let ok = tokio::time::timeout(TIMEOUT, client.publish("certs/a", QoS::AtLeastOnce, "x"))
+        .await
+        .unwrap();
+    assert!(ok.is_ok(), "{ok:?}");
+    let denied = tokio::time::timeout(TIMEOUT, client.publish("other/a", QoS::AtLeastOnce, "x"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            denied,
+            Err(tern_client::Error::Refused(ReasonCode::NotAuthorized))
+        ),
+        "{denied:?}"
+    );
+    client.disconnect().await;
     assert!(broker.shutdown().await);
 }
