@@ -675,6 +675,37 @@ async fn scram_on_the_wire_and_unknown_methods() {
     scram
         .verify_server_final(connack.properties.authentication_data.as_deref().unwrap())
         .unwrap();
+    // Re-authentication (section 4.12.1): AUTH 0x19 with a new client-first message, the
+    // challenge, then a proof that does not verify: DISCONNECT 0x87 [MQTT-4.12.1-2].
+    let again = ScramClient::with_nonce("alice", "pencil", "reauth-nonce-1");
+    let mut reauth = Auth {
+        reason_code: ReasonCode::ReAuthenticate,
+        properties: Default::default(),
+    };
+    reauth.properties.authentication_method = Some(s("SCRAM-SHA-256"));
+    reauth.properties.authentication_data = Some(Bytes::from(again.client_first()));
+    client.send(Packet::Auth(reauth)).await;
+    let Packet::Auth(challenge) = client.recv().await else {
+        panic!("expected AUTH")
+    };
+    assert_eq!(challenge.reason_code, ReasonCode::ContinueAuthentication);
+    // The same nonce with the wrong password: a well-formed proof that does not verify.
+    let mut forged = ScramClient::with_nonce("alice", "not pencil", "reauth-nonce-1");
+    let wrong = forged
+        .client_final(challenge.properties.authentication_data.as_deref().unwrap())
+        .unwrap();
+    let mut answer_wrong = Auth {
+        reason_code: ReasonCode::ContinueAuthentication,
+        properties: Default::default(),
+    };
+    answer_wrong.properties.authentication_method = Some(s("SCRAM-SHA-256"));
+    answer_wrong.properties.authentication_data = Some(Bytes::from(wrong));
+    client.send(Packet::Auth(answer_wrong)).await;
+    assert_eq!(
+        client.expect_disconnect().await.reason_code,
+        ReasonCode::NotAuthorized
+    );
+    client.expect_closed().await;
 
     // Garbage as client-final: CONNACK 0x87 and a close [MQTT-4.12.0-4].
     let mut client = Client::open(addr, ProtocolVersion::V5).await;
