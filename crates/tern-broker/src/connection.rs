@@ -486,7 +486,14 @@ impl Connection {
                 Event::Unsubscribe(unsubscribe) => self.on_unsubscribe(unsubscribe),
                 Event::Will(will) => {
                     let origin = self.session.client_id().clone();
-                    publish_will(&self.shared, origin, will, &mut self.scratch);
+                    let identity = self.identity.clone();
+                    publish_will(
+                        &self.shared,
+                        origin,
+                        identity.as_deref(),
+                        will,
+                        &mut self.scratch,
+                    );
                 }
                 Event::Auth(auth) => self.on_auth(auth).await,
                 Event::Disconnected(reason) => self.on_disconnected(&reason),
@@ -619,19 +626,8 @@ impl Connection {
         // CONNECT's, the client certificate's identity (`use_identity_as_username`), or the
         // one enhanced authentication established.
         let username = auth_username;
+        // Who the client is for the authorizer (a Will is checked when it is published).
         let identity = Identity::new(client_id.to_string(), username.clone());
-        if let Some(will) = &connect.will
-            && !self
-                .shared
-                .auth
-                .allows(Some(&identity), Access::Write, &will.topic)
-        {
-            // A Will the client may not publish: refused, as mosquitto does, so it is never
-            // published.
-            tracing::info!(conn = self.id, %client_id, topic = %will.topic, "will topic not authorized");
-            self.refuse(&connect, ReasonCode::NotAuthorized);
-            return;
-        }
         self.identity = Some(Arc::new(identity));
         let shared = self.shared.clone();
         let claim = shared.registry.claim(
@@ -1087,7 +1083,19 @@ fn granted(qos: QoS) -> ReasonCode {
     }
 }
 
-fn publish_will(shared: &Shared, origin: MqttString, will: Publish, scratch: &mut Vec<Target>) {
+/// Publishes a Will, if its client may write its topic (checked now, against the ACL in
+/// force, as mosquitto does: a denied Will is dropped, the CONNECT was accepted).
+fn publish_will(
+    shared: &Shared,
+    origin: MqttString,
+    identity: Option<&Identity>,
+    will: Publish,
+    scratch: &mut Vec<Target>,
+) {
+    if !shared.auth.allows(identity, Access::Write, &will.topic) {
+        tracing::info!(client_id = %origin, topic = %will.topic, "will not authorized: not published");
+        return;
+    }
     tracing::debug!(client_id = %origin, topic = %will.topic, "publishing will");
     let now = now();
     let message = Arc::new(Message {
@@ -1138,7 +1146,14 @@ async fn keep_offline(shared: Arc<Shared>, handle: Arc<SessionHandle>, offline: 
             return;
         };
         for will in wills {
-            publish_will(&shared, handle.client_id.clone(), will, &mut scratch);
+            let identity = handle.identity();
+            publish_will(
+                &shared,
+                handle.client_id.clone(),
+                identity.as_deref(),
+                will,
+                &mut scratch,
+            );
         }
         if expires_at.is_some_and(|e| e <= tokio::time::Instant::now())
             && shared.registry.expire(&handle, offline)

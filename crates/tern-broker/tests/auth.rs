@@ -485,28 +485,64 @@ async fn acl_read_is_checked_on_delivery_and_on_retained_messages() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_will_on_a_topic_not_writable_is_refused_and_never_published() {
+async fn a_will_on_a_topic_not_writable_is_never_published() {
     let (broker, _dir) = acl_broker().await;
     let addr = broker.local_addrs()[0];
     let mut bob = as_user(addr, ProtocolVersion::V5, "bob-1", Some(("bob", "b"))).await;
     bob.subscribe(1, "home/#", opts(QoS::AtMostOnce)).await;
-    for (version, code) in [
-        (ProtocolVersion::V5, ReasonCode::NotAuthorized),
-        (ProtocolVersion::V3_1_1, ReasonCode::NotAuthorized),
-    ] {
+    for version in [ProtocolVersion::V5, ProtocolVersion::V3_1_1] {
+        // As mosquitto does: the CONNECT is accepted, the Will is checked when it is due.
         let mut c = login(version, "alice-w", Some("alice"), Some("a"));
         c.will = Some(will("home/bob/will", "not hers"));
-        let (mut client, connack) = Client::connect_with(addr, c).await;
-        assert_eq!(connack.reason_code, code, "{version:?}");
-        client.expect_closed().await;
+        let (client, connack) = Client::connect_with(addr, c).await;
+        assert_eq!(connack.reason_code, ReasonCode::Success, "{version:?}");
+        // Gone uncleanly: the Will is due [MQTT-3.1.2-8], but alice may not write there.
+        client.drop_connection();
+        wait_for_stats(&broker, "the will's client to be gone", |s| {
+            s.clients_connected == 1
+        })
+        .await;
     }
-    // A writable Will connects and is published when the client goes away uncleanly.
+    // A writable Will is published; it is the first message bob gets.
     let mut c = login(ProtocolVersion::V5, "alice-w", Some("alice"), Some("a"));
     c.will = Some(will("home/alice/will", "hers"));
     let (client, connack) = Client::connect_with(addr, c).await;
     assert_eq!(connack.reason_code, ReasonCode::Success);
     client.drop_connection();
-    assert_eq!(bob.expect_publish().await.topic.as_str(), "home/alice/will");
+    let got = bob.expect_publish().await;
+    assert_eq!(
+        (got.topic.as_str(), &got.payload[..]),
+        ("home/alice/will", &b"hers"[..])
+    );
+    assert!(broker.shutdown().await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delayed_will_is_checked_when_it_is_due() {
+    let (broker, _dir) = acl_broker().await;
+    let addr = broker.local_addrs()[0];
+    let mut bob = as_user(addr, ProtocolVersion::V5, "bob-1", Some(("bob", "b"))).await;
+    bob.subscribe(1, "home/#", opts(QoS::AtMostOnce)).await;
+    // Wills published by the offline session's keeper, after a Will Delay of 1 second
+    // (section 3.1.3.2.2): the denied one first, then the allowed one.
+    for (client_id, topic) in [
+        ("alice-d1", "home/bob/late"),
+        ("alice-d2", "home/alice/late"),
+    ] {
+        let mut c = login(ProtocolVersion::V5, client_id, Some("alice"), Some("a"));
+        c.properties.session_expiry_interval = Some(60);
+        let mut w = will(topic, "late");
+        w.properties.will_delay_interval = Some(1);
+        c.will = Some(w);
+        let (client, connack) = Client::connect_with(addr, c).await;
+        assert_eq!(connack.reason_code, ReasonCode::Success);
+        client.drop_connection();
+        wait_for_stats(&broker, "the will's client to be gone", |s| {
+            s.clients_connected == 1
+        })
+        .await;
+    }
+    assert_eq!(bob.expect_publish().await.topic.as_str(), "home/alice/late");
     assert!(broker.shutdown().await);
 }
 

@@ -17,8 +17,8 @@
 //!
 //! With an ACL file, whatever is not granted is denied. Read access is checked on SUBSCRIBE
 //! (a rule must cover every topic the filter can match) and again on each delivery (the
-//! message's topic, retained messages included); write access on PUBLISH and on the Will at
-//! CONNECT. Matching follows the `$` rule: a rule starting with a wildcard does not grant
+//! message's topic, retained messages included); write access on PUBLISH and on the Will
+//! when it is published (a denied Will is dropped). Matching follows the `$` rule: a rule starting with a wildcard does not grant
 //! `$SYS/...` (grant it with a rule such as `topic read $SYS/#`). A client identifier or
 //! username containing `+`, `#` or `/` never matches a `%c` / `%u` level.
 

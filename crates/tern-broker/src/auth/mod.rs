@@ -22,12 +22,15 @@
 //! | --- | --- | --- |
 //! | anonymous client, anonymous not allowed | CONNACK 0x87 | return code 5 |
 //! | unknown user or wrong password | CONNACK 0x86 | return code 4 |
-//! | Will topic not writable | CONNACK 0x87 | return code 5 |
 //! | enhanced authentication failed | CONNACK 0x87 | - |
 //! | unknown authentication method | CONNACK 0x8C | - |
 //! | no password check slot within the connect timeout | CONNACK 0x89 | return code 3 |
 //! | SUBSCRIBE filter not readable | SUBACK 0x87 | SUBACK 0x80 |
 //! | PUBLISH topic not writable | PUBACK/PUBREC 0x87 (QoS 0: dropped) | acknowledged as usual, dropped [MQTT-3.3.5-2] |
+//!
+//! A Will whose topic the client may not write is not published (checked when it is due,
+//! against the ACL in force then); the CONNECT that carried it is accepted, as mosquitto
+//! does.
 //!
 //! A client that passed enhanced authentication is authenticated: the anonymous rule and the
 //! [`Authenticator`] do not apply to it, and the username its method established is the one
@@ -207,7 +210,7 @@ pub enum Access {
     Subscribe,
 }
 
-/// Decides on each PUBLISH, SUBSCRIBE, Will and delivery.
+/// Decides on each PUBLISH, SUBSCRIBE, Will (when it is published) and delivery.
 pub trait Authorizer: Send + Sync + fmt::Debug {
     /// Whether `client` may do `access` on `topic`.
     fn allows(&self, client: &Identity, access: Access, topic: &str) -> bool;
