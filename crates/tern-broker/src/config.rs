@@ -123,7 +123,8 @@
 //! allow_anonymous = true              # this listener's own rule (default: auth's)
 //! ```
 //!
-//! With a password file, a client that sends a username must send its password: an unknown
+//! Relative paths are taken from the working directory. With a password file, a client that
+//! sends a username must send its password: an unknown
 //! user or a wrong password gets CONNACK 0x86 (3.1.1: return code 4). A client without a
 //! username where anonymous clients are not allowed gets CONNACK 0x87 (3.1.1: 5). A client
 //! authenticated by its certificate (`use_identity_as_username`) needs no password. With an
