@@ -8,6 +8,7 @@
 #[path = "ternd/passwd.rs"]
 mod passwd;
 
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -147,15 +148,21 @@ async fn serve(config: Config) -> ExitCode {
         .iter()
         .map(ToString::to_string)
         .collect();
-    println!(
+    // Written with errors ignored: a closed stdout (a supervisor that read the first line
+    // and went away) must not bring the broker down, as `println!` would by panicking.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
         "ternd {} listening on {}",
         env!("CARGO_PKG_VERSION"),
         addrs.join(", ")
     );
     // Then one line per listener: its address and transport.
     for (addr, listener) in broker.local_addrs().iter().zip(&listeners) {
-        println!("  {addr}  {}", describe(listener));
+        let _ = writeln!(out, "  {addr}  {}", describe(listener));
     }
+    let _ = out.flush();
+    drop(out);
     let mut signals = signals;
     while signals.wait().await == Signal::Reload {
         // A bad file is logged and the files in use stay (see `BrokerHandle::reload_auth`).
