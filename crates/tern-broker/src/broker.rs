@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
+use crate::auth::{AuthFileError, AuthMethod, AuthState, Authenticator, Authorizer};
 use crate::config::{Config, ConfigError};
 use crate::connection;
 use crate::limits::{ConnectionCount, Refused};
@@ -31,6 +32,16 @@ use crate::transport::{Acceptor, ClientInfo, ClientTable, ConnectionInfo, Transp
 pub struct Broker {
     config: Config,
     storage: Arc<dyn Storage>,
+    /// The application's hooks (see [`crate::auth`]).
+    auth: AuthHooks,
+}
+
+/// What [`Broker::with_authenticator`] and the like installed.
+#[derive(Debug, Default)]
+struct AuthHooks {
+    authenticator: Option<Arc<dyn Authenticator>>,
+    authorizer: Option<Arc<dyn Authorizer>>,
+    methods: Vec<Arc<dyn AuthMethod>>,
 }
 
 /// Why a broker could not start.
@@ -59,7 +70,29 @@ impl Broker {
         Broker {
             config,
             storage: Arc::new(MemoryStorage::new()),
+            auth: AuthHooks::default(),
         }
+    }
+
+    /// Decides on each CONNECT with `authenticator`, in place of the `[auth]` password file.
+    pub fn with_authenticator(mut self, authenticator: Arc<dyn Authenticator>) -> Self {
+        self.auth.authenticator = Some(authenticator);
+        self
+    }
+
+    /// Decides on each PUBLISH, SUBSCRIBE, Will and delivery with `authorizer`, in place of
+    /// the `[auth]` ACL file.
+    pub fn with_authorizer(mut self, authorizer: Arc<dyn Authorizer>) -> Self {
+        self.auth.authorizer = Some(authorizer);
+        self
+    }
+
+    /// Offers an MQTT 5.0 enhanced authentication method (chosen by the Authentication
+    /// Method of CONNECT), e.g. [`ScramSha256`](crate::auth::ScramSha256). A CONNECT naming
+    /// a method not offered gets CONNACK 0x8C Bad authentication method.
+    pub fn with_auth_method(mut self, method: Arc<dyn AuthMethod>) -> Self {
+        self.auth.methods.push(method);
+        self
     }
 
     /// Uses `storage` for sessions and retained messages.
@@ -108,18 +141,34 @@ impl Broker {
             .iter()
             .map(|l| l.max_connections)
             .collect();
+        // Per listener: its own anonymous rule, if any.
+        let anonymous: Vec<Option<bool>> = self
+            .config
+            .listener_configs()
+            .iter()
+            .map(|l| l.allow_anonymous)
+            .collect();
         let handle = self.start_without_listeners()?;
         let unbound = |source| StartError::Bind {
             addr: "0.0.0.0:0".parse().expect("valid"),
             source,
         };
         let mut addrs = Vec::new();
-        for ((listener, acceptor), max) in listeners.into_iter().zip(acceptors).zip(limits) {
+        for (((listener, acceptor), max), anonymous) in listeners
+            .into_iter()
+            .zip(acceptors)
+            .zip(limits)
+            .zip(anonymous)
+        {
             let count = (max > 0).then(|| ConnectionCount::new(max));
             let served = match acceptor {
-                None => handle.serve_counted(listener, count),
+                None => handle.serve_with(listener, count, move |shared, tcp, mut info, guard| {
+                    info.allow_anonymous = anonymous;
+                    connection::run(shared, tcp, info, guard)
+                }),
                 Some(acceptor) => {
-                    handle.serve_with(listener, count, move |shared, tcp, info, guard| {
+                    handle.serve_with(listener, count, move |shared, tcp, mut info, guard| {
+                        info.allow_anonymous = anonymous;
                         acceptor.clone().run(shared, tcp, info, guard)
                     })
                 }
@@ -147,6 +196,7 @@ impl Broker {
     /// [`StartError`] if the configuration is invalid or the storage cannot be read.
     pub fn start_without_listeners(self) -> Result<BrokerHandle, StartError> {
         self.config.validate()?;
+        let auth = auth_state(&self.config, self.auth)?;
         let retained = RetainedStore::default();
         for message in self.storage.load_retained()? {
             retained.load(message);
@@ -173,6 +223,7 @@ impl Broker {
             done: tokio::sync::Mutex::new(task_rx),
             next_conn: AtomicU64::new(1),
             nonce,
+            auth,
         });
         if shared.config.sys_interval > 0 {
             tokio::spawn(crate::sys::run(shared.clone()));
@@ -183,6 +234,35 @@ impl Broker {
             metrics_addr: None,
         })
     }
+}
+
+/// The hooks in force: the application's, else those of the `[auth]` files.
+fn auth_state(config: &Config, hooks: AuthHooks) -> Result<AuthState, ConfigError> {
+    let files = config.auth.load()?.map(Arc::new);
+    if let Some(files) = &files {
+        let (users, acl) = files.summary();
+        tracing::info!(users, acl, "authentication files loaded");
+    }
+    Ok(AuthState {
+        authenticator: hooks.authenticator.or_else(|| {
+            files
+                .clone()
+                .filter(|_| config.auth.password_file.is_some())
+                .map(|f| f as Arc<dyn Authenticator>)
+        }),
+        authorizer: hooks.authorizer.or_else(|| {
+            files
+                .clone()
+                .filter(|_| config.auth.acl_file.is_some())
+                .map(|f| f as Arc<dyn Authorizer>)
+        }),
+        methods: hooks.methods,
+        files,
+        allow_anonymous: config.auth.anonymous_default(),
+        checks: Arc::new(tokio::sync::Semaphore::new(
+            config.auth.max_concurrent_checks.max(1),
+        )),
+    })
 }
 
 fn engine_config(config: &Config) -> ServerConfig {
@@ -231,6 +311,8 @@ pub(crate) struct Shared {
     done: tokio::sync::Mutex<mpsc::Receiver<()>>,
     next_conn: AtomicU64,
     nonce: u64,
+    /// Authentication and authorisation hooks.
+    pub(crate) auth: AuthState,
 }
 
 /// Held by a connection task while it runs; shutdown waits until every guard is dropped.
@@ -525,6 +607,20 @@ impl BrokerHandle {
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         self.shared.stats()
+    }
+
+    /// Reads the `[auth]` password and ACL files again and uses them if both are valid (a
+    /// bad file leaves the ones in use in place). Connections stay open. Returns whether
+    /// there were files to reload.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthFileError`] naming the file and line that cannot be used.
+    pub fn reload_auth(&self) -> Result<bool, AuthFileError> {
+        match &self.shared.auth.files {
+            Some(files) => files.reload().map(|()| true),
+            None => Ok(false),
+        }
     }
 
     /// Shuts down gracefully: stops accepting, sends MQTT 5.0 clients DISCONNECT 0x8B Server

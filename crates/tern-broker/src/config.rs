@@ -103,6 +103,38 @@
 //! them, CONNECT has `limits.connect_timeout` of its own). A WebSocket message may be at most
 //! `limits.maximum_packet_size` (plus 5 bytes of fixed header) long.
 //!
+//! # Authentication
+//!
+//! ```toml
+//! [auth]
+//! password_file = "/etc/ternd/passwd" # mosquitto's format: `user:$7$...` (PBKDF2-SHA512),
+//!                                     # `user:$6$...` (SHA-512) or `user:$argon2id$...`;
+//!                                     # written by `ternd passwd` or mosquitto_passwd
+//! acl_file = "/etc/ternd/acl"         # mosquitto's format: `user`, `topic [read|write|
+//!                                     # readwrite|deny]`, `pattern` with %c and %u
+//! allow_anonymous = false             # clients without a username; default true, false
+//!                                     # when password_file is set
+//! max_concurrent_checks = 4           # password checks at once (each on a blocking
+//!                                     # thread; argon2id: ~25 ms, 19 MiB); a CONNECT
+//!                                     # waits at most connect_timeout, then gets 0x89
+//!
+//! [[listener]]
+//! bind = "127.0.0.1:1883"
+//! allow_anonymous = true              # this listener's own rule (default: auth's)
+//! ```
+//!
+//! Relative paths are taken from the working directory. With a password file, a client that
+//! sends a username must send its password: an unknown
+//! user or a wrong password gets CONNACK 0x86 (3.1.1: return code 4). A client without a
+//! username where anonymous clients are not allowed gets CONNACK 0x87 (3.1.1: 5). A client
+//! authenticated by its certificate (`use_identity_as_username`) needs no password. With an
+//! ACL file, whatever it does not grant is denied; see [`crate::auth`] for the rules and what
+//! each refusal looks like. Both files are read at start (a bad one is a start-up error
+//! naming file and line; `ternd --check-config` reads them too) and again, together, by
+//! [`BrokerHandle::reload_auth`](crate::BrokerHandle::reload_auth) (`ternd`: on SIGHUP): a
+//! bad file on reload is logged and the files in use are kept. Connections stay open across
+//! a reload; what they do next is checked against the new files.
+//!
 //! # Memory bounds and slow consumers
 //!
 //! What a client costs the broker is bounded whatever the client does:
@@ -190,6 +222,8 @@ pub struct Config {
     pub shutdown: Shutdown,
     /// The Prometheus metrics endpoint.
     pub metrics: MetricsConfig,
+    /// Password and ACL files, anonymous clients. See [Authentication](self#authentication).
+    pub auth: crate::auth::AuthConfig,
 }
 
 impl Default for Config {
@@ -203,6 +237,7 @@ impl Default for Config {
             backpressure: Backpressure::default(),
             shutdown: Shutdown::default(),
             metrics: MetricsConfig::default(),
+            auth: crate::auth::AuthConfig::default(),
         }
     }
 }
@@ -265,7 +300,7 @@ impl Config {
         }
     }
 
-    /// Reads every listener's certificate and key files, as [`Broker::start`](crate::Broker::start)
+    /// Reads every listener's certificate and key files and the password and ACL files, as [`Broker::start`](crate::Broker::start)
     /// does, without binding anything (for `ternd --check-config`).
     ///
     /// # Errors
@@ -275,6 +310,7 @@ impl Config {
         for (index, listener) in self.listener_configs().iter().enumerate() {
             crate::transport::Acceptor::new(index, listener, &self.limits)?;
         }
+        self.auth.load()?;
         Ok(())
     }
 
@@ -334,6 +370,9 @@ impl Config {
         if self.backpressure.stall_timeout == 0 {
             return invalid("backpressure.stall_timeout", "must be at least 1 second");
         }
+        if self.auth.max_concurrent_checks == 0 {
+            return invalid("auth.max_concurrent_checks", "must be at least 1");
+        }
         for (index, listener) in self.listeners.iter().enumerate() {
             listener.validate(index)?;
         }
@@ -368,6 +407,10 @@ pub struct ListenerConfig {
     /// connection is closed at once.
     #[serde(default)]
     pub max_connections: usize,
+    /// Whether clients without a username may connect on this listener; `None`: as
+    /// `auth.allow_anonymous` says. See [Authentication](self#authentication).
+    #[serde(default)]
+    pub allow_anonymous: Option<bool>,
 }
 
 /// The WebSocket path when none is configured.
@@ -382,6 +425,7 @@ impl ListenerConfig {
             path: None,
             tls: None,
             max_connections: 0,
+            allow_anonymous: None,
         }
     }
 
@@ -771,6 +815,9 @@ pub enum ConfigError {
         /// What is wrong (for a file: its path and why it cannot be used).
         reason: String,
     },
+    /// The password or ACL file of `[auth]` cannot be used.
+    #[error("auth: {0}")]
+    Auth(#[from] crate::auth::AuthFileError),
     /// A value is out of range.
     #[error("{key}: {reason}")]
     Invalid {
@@ -937,6 +984,34 @@ mod tests {
                 other => panic!("{text}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn auth_example_parses() {
+        // The "Authentication" example of this module, without its `//! ` prefixes.
+        let source = include_str!("config.rs");
+        let example: String = source
+            .lines()
+            .skip_while(|l| *l != "//! # Authentication")
+            .skip_while(|l| *l != "//! ```toml")
+            .skip(1)
+            .take_while(|l| *l != "//! ```")
+            .map(|l| format!("{}\n", l.trim_start_matches("//!").trim_start()))
+            .collect();
+        let config = Config::from_toml_str(&example).unwrap();
+        config.validate().unwrap();
+        assert_eq!(
+            config.auth.password_file.as_deref(),
+            Some(Path::new("/etc/ternd/passwd"))
+        );
+        assert_eq!(
+            config.auth.acl_file.as_deref(),
+            Some(Path::new("/etc/ternd/acl"))
+        );
+        assert_eq!(config.auth.allow_anonymous, Some(false));
+        assert_eq!(config.listeners[0].allow_anonymous, Some(true));
+        let err = Config::from_toml_str("[auth]\npasword_file = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("pasword_file"), "{err}");
     }
 
     #[test]

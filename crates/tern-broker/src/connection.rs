@@ -31,6 +31,7 @@ use tern_proto::{
 use tern_topic::{SubscriptionFilter, TopicFilter};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::auth::{Access, AuthMethod, Identity};
 use crate::broker::{Shared, TaskGuard};
 use crate::limits::{InboundRate, topic_within};
 use crate::read_buffer::ReadBuffer;
@@ -38,6 +39,9 @@ use crate::router::{Routed, Subscription, Target};
 use crate::session::{Delivery, Previous, Released, SessionHandle, Wake};
 use crate::storage::{StoredSession, StoredSubscription};
 use crate::transport::{ClientInfo, ConnectionInfo, Transport};
+
+mod auth_hooks;
+use auth_hooks::{Authenticated, Exchange};
 
 /// The driver's clock: tokio's, so that tests can pause it.
 fn now() -> Instant {
@@ -61,7 +65,11 @@ pub(crate) fn route(
     if message.publish.retain {
         shared.retained.update(message, Some(&*shared.storage));
     }
-    let routed = shared.router.route(message, now, scratch, congested);
+    // Each delivery needs read access to the topic (see `crate::auth`).
+    let readable = shared.auth.readable(&message.publish.topic);
+    let routed = shared
+        .router
+        .route(message, now, scratch, congested, &readable);
     shared
         .stats
         .deliveries
@@ -103,6 +111,9 @@ where
         queued_adds: 0,
         unflushed: false,
         info,
+        identity: None,
+        exchange: None,
+        auth_method: None,
     };
     tracing::debug!(%peer, conn = id, transport = %conn.info.transport, "connection opened");
     let (mut reader, mut writer) = tokio::io::split(stream);
@@ -185,6 +196,12 @@ struct Connection {
     unflushed: bool,
     /// What the transport knows: peer, transport, certificate identity.
     info: ConnectionInfo,
+    /// Who the client is for the authorizer, once CONNECT was accepted.
+    identity: Option<Arc<Identity>>,
+    /// An enhanced authentication exchange in progress (CONNECT or re-authentication).
+    exchange: Option<Exchange>,
+    /// The enhanced authentication method CONNECT used, for re-authentication.
+    auth_method: Option<Arc<dyn AuthMethod>>,
 }
 
 impl Connection {
@@ -467,8 +484,16 @@ impl Connection {
                 Event::Unsubscribe(unsubscribe) => self.on_unsubscribe(unsubscribe),
                 Event::Will(will) => {
                     let origin = self.session.client_id().clone();
-                    publish_will(&self.shared, origin, will, &mut self.scratch);
+                    let identity = self.identity.clone();
+                    publish_will(
+                        &self.shared,
+                        origin,
+                        identity.as_deref(),
+                        will,
+                        &mut self.scratch,
+                    );
                 }
+                Event::Auth(auth) => self.on_auth(auth).await,
                 Event::Disconnected(reason) => self.on_disconnected(&reason),
                 other => tracing::trace!(conn = self.id, event = ?other, "event ignored"),
             }
@@ -504,13 +529,9 @@ impl Connection {
     }
 
     async fn on_connect(&mut self, connect: Box<Connect>) {
-        let now = now();
         let v5 = connect.protocol.is_v5();
         let limits = &self.shared.config.limits;
-        let refusal = if connect.properties.authentication_method.is_some() {
-            // No enhanced authentication method is configured.
-            Some(ReasonCode::BadAuthenticationMethod)
-        } else if connect.client_id.is_empty() && connect.protocol == ProtocolVersion::V3_1 {
+        let refusal = if connect.client_id.is_empty() && connect.protocol == ProtocolVersion::V3_1 {
             // MQTT 3.1 client identifiers are 1 to 23 characters.
             Some(ReasonCode::ClientIdentifierNotValid)
         } else if self.info.username(connect.username.as_ref()).is_err() {
@@ -550,22 +571,46 @@ impl Connection {
             None
         };
         if let Some(reason) = refusal {
-            tracing::info!(
-                conn = self.id,
-                client_id = %connect.client_id,
-                version = %version_name(connect.protocol),
-                peer = %self.peer,
-                listener = %listener_name(self.listener),
-                %reason,
-                "connect refused"
-            );
-            self.refusal_logged = true;
-            if let Err(e) = self.session.reject(now, reason) {
-                tracing::error!(conn = self.id, "cannot refuse CONNECT: {e}");
-                self.session.handle_transport_closed(now);
-            }
+            self.refuse(&connect, reason);
             return;
         }
+        // Authentication (see `crate::auth`): enhanced, or username and password.
+        let Some(authenticated) = self.authenticate(connect).await else {
+            return;
+        };
+        self.complete_connect(authenticated).await;
+    }
+
+    /// Refuses the CONNECT with `reason`, logged at info.
+    fn refuse(&mut self, connect: &Connect, reason: ReasonCode) {
+        let now = now();
+        tracing::info!(
+            conn = self.id,
+            client_id = %connect.client_id,
+            username = %connect.username.as_ref().map_or("-", |u| u.as_str()),
+            version = %version_name(connect.protocol),
+            peer = %self.peer,
+            listener = %listener_name(self.listener),
+            %reason,
+            "connect refused"
+        );
+        self.refusal_logged = true;
+        if let Err(e) = self.session.reject(now, reason) {
+            tracing::error!(conn = self.id, "cannot refuse CONNECT: {e}");
+            self.session.handle_transport_closed(now);
+        }
+    }
+
+    /// Accepts an authenticated CONNECT: claims the session and sends CONNACK.
+    async fn complete_connect(&mut self, authenticated: Authenticated) {
+        let Authenticated {
+            connect,
+            username: auth_username,
+            data: auth_data,
+        } = authenticated;
+        let now = now();
+        let v5 = connect.protocol.is_v5();
+        let limits = &self.shared.config.limits;
         // An empty identifier gets one of the broker's [MQTT-3.1.3-6]; a 5.0 client is told
         // which [MQTT-3.2.2-16]. (3.1.1 requires Clean Session 1 for it [MQTT-3.1.3-7], refused
         // by the engine otherwise [MQTT-3.1.3-8].)
@@ -576,11 +621,12 @@ impl Connection {
             .clone()
             .unwrap_or_else(|| connect.client_id.clone());
         let server_keep_alive = self.keep_alive(&connect).unwrap_or(None);
-        // CONNECT's, or the client certificate's identity (`use_identity_as_username`).
-        let username = self
-            .info
-            .username(connect.username.as_ref())
-            .unwrap_or(None);
+        // CONNECT's, the client certificate's identity (`use_identity_as_username`), or the
+        // one enhanced authentication established.
+        let username = auth_username;
+        // Who the client is for the authorizer (a Will is checked when it is published).
+        let identity = Identity::new(client_id.to_string(), username.clone());
+        self.identity = Some(Arc::new(identity));
         let shared = self.shared.clone();
         let claim = shared.registry.claim(
             &client_id,
@@ -635,6 +681,10 @@ impl Connection {
                 (!limits.subscription_identifiers_available).then_some(false);
             properties.shared_subscription_available =
                 (!limits.shared_subscription_available).then_some(false);
+            properties.authentication_data = auth_data;
+        }
+        if let Some(identity) = &self.identity {
+            claim.handle.set_identity(identity.clone());
         }
         self.handle = Some(claim.handle.clone());
         if let Err(e) = self.session.accept(
@@ -653,7 +703,7 @@ impl Connection {
             self.id,
             ClientInfo {
                 client_id: client_id.to_string(),
-                username: username.map(|u| u.to_string()),
+                username,
                 peer: self.info.peer,
                 transport: self.info.transport,
                 tls_identity: self.info.tls_identity.clone(),
@@ -702,7 +752,12 @@ impl Connection {
             }
             return;
         }
-        let reason = if publish.topic.starts_with('$') {
+        let reason = if !self.allowed(Access::Write, &publish.topic) {
+            // Not authorized: never routed. 5.0: PUBACK/PUBREC 0x87 (QoS 0: dropped); 3.1.1
+            // has no way to say it: a positive acknowledgement [MQTT-3.3.5-2].
+            tracing::debug!(conn = self.id, client_id = %self.session.client_id(), topic = %publish.topic, "publish not authorized");
+            ReasonCode::NotAuthorized
+        } else if publish.topic.starts_with('$') {
             // Topics starting with `$` are the server's: it prevents clients from exchanging
             // messages on them (section 4.7.2).
             tracing::debug!(conn = self.id, topic = %publish.topic, "publish to a $ topic refused");
@@ -808,6 +863,16 @@ impl Connection {
                 });
                 continue;
             }
+            if !self.allowed(Access::Subscribe, filter.topic_filter().as_str()) {
+                tracing::debug!(conn = self.id, client_id = %handle.client_id, filter = %request.filter, "subscription not authorized");
+                codes.push(if v5 {
+                    ReasonCode::NotAuthorized
+                } else {
+                    // 3.1.1: 0x80 Failure (section 3.9.3).
+                    ReasonCode::UnspecifiedError
+                });
+                continue;
+            }
             let shared = matches!(filter, SubscriptionFilter::Shared(_));
             if shared && !limits.shared_subscription_available {
                 // Announced as not available (section 3.2.2.3.13).
@@ -879,6 +944,10 @@ impl Connection {
             };
             let messages = std::mem::take(&mut self.retained);
             for message in &messages {
+                // Retained messages need read access like any delivery.
+                if !self.allowed(Access::Read, &message.publish.topic) {
+                    continue;
+                }
                 let delivery = Delivery {
                     message: message.clone(),
                     qos: options.qos,
@@ -1012,7 +1081,19 @@ fn granted(qos: QoS) -> ReasonCode {
     }
 }
 
-fn publish_will(shared: &Shared, origin: MqttString, will: Publish, scratch: &mut Vec<Target>) {
+/// Publishes a Will, if its client may write its topic (checked now, against the ACL in
+/// force, as mosquitto does: a denied Will is dropped, the CONNECT was accepted).
+fn publish_will(
+    shared: &Shared,
+    origin: MqttString,
+    identity: Option<&Identity>,
+    will: Publish,
+    scratch: &mut Vec<Target>,
+) {
+    if !shared.auth.allows(identity, Access::Write, &will.topic) {
+        tracing::info!(client_id = %origin, topic = %will.topic, "will not authorized: not published");
+        return;
+    }
     tracing::debug!(client_id = %origin, topic = %will.topic, "publishing will");
     let now = now();
     let message = Arc::new(Message {
@@ -1063,7 +1144,14 @@ async fn keep_offline(shared: Arc<Shared>, handle: Arc<SessionHandle>, offline: 
             return;
         };
         for will in wills {
-            publish_will(&shared, handle.client_id.clone(), will, &mut scratch);
+            let identity = handle.identity();
+            publish_will(
+                &shared,
+                handle.client_id.clone(),
+                identity.as_deref(),
+                will,
+                &mut scratch,
+            );
         }
         if expires_at.is_some_and(|e| e <= tokio::time::Instant::now())
             && shared.registry.expire(&handle, offline)

@@ -48,6 +48,10 @@
 //!   connection's task, bounded by `limits.connect_timeout`, and every transport feeds the
 //!   same connection code as a byte stream. [`BrokerHandle::clients`] lists the connected
 //!   clients with their transport and certificate identity.
+//! - **Authentication and authorisation** ([`auth`]): a password file and an ACL file in
+//!   mosquitto's formats (`[auth]`, reloaded by [`BrokerHandle::reload_auth`]), or any
+//!   [`Authenticator`] / [`Authorizer`] of the application's; MQTT 5.0 enhanced
+//!   authentication with [`AuthMethod`]s, SCRAM-SHA-256 built in.
 //! - **Storage** ([`Storage`], [`MemoryStorage`]) receives retained messages and offline
 //!   sessions, and gives retained messages back at start.
 //!
@@ -83,6 +87,7 @@
 //! # }
 //! ```
 
+pub mod auth;
 mod broker;
 pub mod config;
 mod connection;
@@ -97,6 +102,7 @@ mod storage;
 mod sys;
 mod transport;
 
+pub use auth::{Access, AuthMethod, Authenticator, Authorizer, Decision, FileAuth, Identity};
 pub use broker::{Broker, BrokerHandle, PublishError, StartError, Stats};
 pub use config::{Config, ConfigError};
 pub use listener::Listener;

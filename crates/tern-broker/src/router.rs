@@ -99,27 +99,34 @@ impl Router {
     /// subscription identifier [MQTT-3.3.4-2], [MQTT-3.3.4-4]; once per matching shared group
     /// to one member, round robin (MQTT 5.0 section 4.8.2). `scratch` is reused across calls.
     /// The sessions whose mailbox took the message beyond its limits are appended to
-    /// `congested`.
+    /// `congested`. A subscription for which `readable` is false does not receive it.
     pub(crate) fn route(
         &self,
         message: &Arc<Message>,
         now: Instant,
         scratch: &mut Vec<Target>,
         congested: &mut Vec<Arc<SessionHandle>>,
+        readable: &dyn Fn(&Subscription) -> bool,
     ) -> Routed {
         scratch.clear();
         {
             let tables = self.tables.read();
             let topic = message.publish.topic.as_str();
             tables.tree.for_each_match(topic, |m| match m {
-                Match::Subscription { value, .. } => scratch.push(Target::new(value, false)),
+                Match::Subscription { value, .. } => {
+                    if readable(value) {
+                        scratch.push(Target::new(value, false));
+                    }
+                }
                 Match::Shared(group) => {
                     let cursor = tables
                         .cursors
                         .get(group.share_name())
                         .and_then(|filters| filters.get(group.filter().as_str()));
                     let turn = cursor.map_or(0, |c| c.fetch_add(1, Ordering::Relaxed));
-                    if let Some((_, value)) = group.get(turn % group.len().max(1)) {
+                    if let Some((_, value)) = group.get(turn % group.len().max(1))
+                        && readable(value)
+                    {
                         scratch.push(Target::new(value, true));
                     }
                 }

@@ -39,6 +39,7 @@ use tern_codec::{MqttString, QoS};
 use tern_proto::{DeliverOutcome, DeliveryOptions, DropReason, Message, ServerSession};
 use tokio::sync::{Notify, oneshot};
 
+use crate::auth::Identity;
 use crate::broker::StatsCounters;
 use crate::config::MailboxLimits;
 use crate::storage::StoredSubscription;
@@ -153,6 +154,9 @@ pub(crate) struct SessionHandle {
     queued: AtomicUsize,
     /// The session's subscriptions by filter, as the storage keeps them.
     subscriptions: Mutex<BTreeMap<String, StoredSubscription>>,
+    /// Who its client is, as its latest connection authenticated (see `crate::auth`): each
+    /// delivery's read check uses it.
+    identity: Mutex<Option<Arc<Identity>>>,
 }
 
 /// What a connection task finds when it looks at its mailbox.
@@ -194,7 +198,18 @@ impl SessionHandle {
             stats,
             queued: AtomicUsize::new(0),
             subscriptions: Mutex::new(BTreeMap::new()),
+            identity: Mutex::new(None),
         }
+    }
+
+    /// Sets who the session's client is (at each accepted CONNECT).
+    pub(crate) fn set_identity(&self, identity: Arc<Identity>) {
+        *self.identity.lock() = Some(identity);
+    }
+
+    /// Who the session's client is, once a connection was accepted.
+    pub(crate) fn identity(&self) -> Option<Arc<Identity>> {
+        self.identity.lock().clone()
     }
 
     /// Records a subscription for the storage.

@@ -169,9 +169,10 @@ impl Sys {
         }
         let mut scratch = Vec::new();
         let mut congested = Vec::new();
+        let readable = shared.auth.readable(&message.publish.topic);
         let routed = shared
             .router
-            .route(&message, now, &mut scratch, &mut congested);
+            .route(&message, now, &mut scratch, &mut congested, &readable);
         shared
             .stats
             .deliveries

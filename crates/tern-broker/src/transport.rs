@@ -79,6 +79,8 @@ pub(crate) struct ConnectionInfo {
     /// The local address of the listener that accepted it (`None` for
     /// [`serve_connection`](crate::BrokerHandle::serve_connection)), for the logs.
     pub(crate) listener: Option<SocketAddr>,
+    /// The listener's `allow_anonymous` (`None`: the broker's default).
+    pub(crate) allow_anonymous: Option<bool>,
 }
 
 impl ConnectionInfo {
@@ -90,6 +92,7 @@ impl ConnectionInfo {
             tls_identity: None,
             identity_as_username: false,
             listener: None,
+            allow_anonymous: None,
         }
     }
 

@@ -2,13 +2,17 @@
 //!
 //! Without a configuration it listens on 127.0.0.1:1883 only; `-c FILE` reads a TOML
 //! configuration (see `tern_broker::config`), `-p`/`--listen` add or replace listeners. It
-//! serves until SIGINT or SIGTERM, then shuts down gracefully.
+//! serves until SIGINT or SIGTERM, then shuts down gracefully; SIGHUP reloads the password
+//! and ACL files. `ternd passwd` manages a password file like mosquitto_passwd.
+
+#[path = "ternd/passwd.rs"]
+mod passwd;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use tern_broker::config::{ListenerConfig, TlsVersion};
 use tern_broker::{Broker, Config};
 use tracing_subscriber::EnvFilter;
@@ -32,9 +36,18 @@ struct Cli {
     /// disconnected (reason), refused (reason).
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     verbose: u8,
-    /// Check the configuration and exit.
+    /// Check the configuration (certificate, password and ACL files included) and exit.
     #[arg(long = "check-config")]
     check_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage a password file: `ternd passwd [-c] [-D] [-b] [-U] passwordfile [username]
+    /// [password]`, as mosquitto_passwd.
+    Passwd(passwd::PasswdArgs),
 }
 
 /// Exit status of a configuration error.
@@ -42,6 +55,15 @@ const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Passwd(args)) = &cli.command {
+        return match passwd::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("ternd passwd: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let level = match cli.verbose {
         0 => "info",
         1 => "debug",
@@ -108,7 +130,7 @@ async fn serve(config: Config) -> ExitCode {
     let signals = match Signals::install() {
         Ok(signals) => signals,
         Err(e) => {
-            eprintln!("ternd: cannot watch SIGINT/SIGTERM: {e}");
+            eprintln!("ternd: cannot watch SIGINT/SIGTERM/SIGHUP: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -135,7 +157,15 @@ async fn serve(config: Config) -> ExitCode {
         banner.push_str(&format!("  {addr}  {}\n", describe(listener)));
     }
     announce(&banner);
-    signals.wait().await;
+    let mut signals = signals;
+    while signals.wait().await == Signal::Reload {
+        // A bad file is logged and the files in use stay (see `BrokerHandle::reload_auth`).
+        match broker.reload_auth() {
+            Ok(true) => tracing::info!("SIGHUP: password and ACL files reloaded"),
+            Ok(false) => tracing::info!("SIGHUP: no password or ACL file to reload"),
+            Err(e) => tracing::error!("SIGHUP: reload failed, keeping the files in use: {e}"),
+        }
+    }
     tracing::info!("shutting down");
     if !broker.shutdown().await {
         tracing::warn!("some connections did not close in time");
@@ -179,11 +209,21 @@ fn describe(listener: &ListenerConfig) -> String {
     text
 }
 
-/// SIGINT and SIGTERM, watched from before the broker starts until one arrives.
+/// What a signal asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Signal {
+    /// SIGINT or SIGTERM: shut down.
+    Stop,
+    /// SIGHUP: reload the password and ACL files.
+    Reload,
+}
+
+/// SIGINT, SIGTERM and SIGHUP, watched from before the broker starts until it stops.
 #[cfg(unix)]
 struct Signals {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
 }
 
 #[cfg(unix)]
@@ -193,13 +233,15 @@ impl Signals {
         Ok(Signals {
             interrupt: signal(SignalKind::interrupt())?,
             terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
         })
     }
 
-    async fn wait(mut self) {
+    async fn wait(&mut self) -> Signal {
         tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => Signal::Stop,
+            _ = self.terminate.recv() => Signal::Stop,
+            _ = self.hangup.recv() => Signal::Reload,
         }
     }
 }
@@ -214,7 +256,8 @@ impl Signals {
         Ok(Signals)
     }
 
-    async fn wait(self) {
+    async fn wait(&mut self) -> Signal {
         let _ = tokio::signal::ctrl_c().await;
+        Signal::Stop
     }
 }

@@ -29,6 +29,8 @@ pub enum Peer {
     Paho,
     /// MQTT.js 5 (`npm install mqtt`), found through `NODE_PATH`.
     MqttJs,
+    /// `mosquitto_passwd` (the mosquitto package).
+    MosquittoPasswd,
 }
 
 impl Peer {
@@ -38,6 +40,7 @@ impl Peer {
             Peer::Mosquitto => "mosquitto_pub/mosquitto_sub (mosquitto-clients)",
             Peer::Paho => "Python paho-mqtt 2.x",
             Peer::MqttJs => "MQTT.js (node + the `mqtt` npm package)",
+            Peer::MosquittoPasswd => "mosquitto_passwd (mosquitto)",
         }
     }
 
@@ -65,6 +68,8 @@ impl Peer {
                 ]);
                 runs(probe, true)
             }
+            // Without arguments it prints its usage and exits 1.
+            Peer::MosquittoPasswd => runs(Command::new("mosquitto_passwd"), false),
             Peer::MqttJs => {
                 let mut probe = node();
                 probe.args(["-e", "require('mqtt')"]);
