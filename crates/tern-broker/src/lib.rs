@@ -48,8 +48,11 @@
 //!   connection's task, bounded by `limits.connect_timeout`, and every transport feeds the
 //!   same connection code as a byte stream. [`BrokerHandle::clients`] lists the connected
 //!   clients with their transport and certificate identity.
-//! - **Storage** ([`Storage`], [`MemoryStorage`]) receives retained messages and offline
-//!   sessions, and gives retained messages back at start.
+//! - **Durable state** ([`storage`]): with a [`Storage`] ([`RedbStorage`] on disk, what
+//!   `ternd` uses unless `persistence = false`), retained messages and persistent sessions
+//!   (subscriptions, queued and in-flight QoS 1/2 messages) survive a restart or a crash. A
+//!   writer thread commits the operations in groups; a QoS 1/2 PUBLISH is acknowledged once
+//!   its durable copies are committed; sessions without expiry never touch the disk.
 //!
 //! # Example
 //!
@@ -92,12 +95,12 @@ pub mod metrics;
 mod retained;
 mod router;
 mod session;
-mod storage;
+pub mod storage;
 mod sys;
 mod transport;
 
 pub use broker::{Broker, BrokerHandle, PublishError, StartError, Stats};
 pub use config::{Config, ConfigError};
 pub use listener::Listener;
-pub use storage::{MemoryStorage, Storage, StorageError, StoredSession, StoredSubscription};
+pub use storage::{MemoryStorage, RedbStorage, Storage, StorageError};
 pub use transport::{ClientInfo, Transport};

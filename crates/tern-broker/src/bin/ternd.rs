@@ -2,7 +2,9 @@
 //!
 //! Without a configuration it listens on 127.0.0.1:1883 only; `-c FILE` reads a TOML
 //! configuration (see `tern_broker::config`), `-p`/`--listen` add or replace listeners. It
-//! serves until SIGINT or SIGTERM, then shuts down gracefully.
+//! keeps retained messages and persistent sessions in `tern-data/` (the `persistence` keys;
+//! `--data-dir DIR` elsewhere, `--memory` for none). It serves until SIGINT or SIGTERM, then
+//! shuts down gracefully.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -35,6 +37,12 @@ struct Cli {
     /// Check the configuration and exit.
     #[arg(long = "check-config")]
     check_config: bool,
+    /// Keep everything in memory: nothing survives a restart (`persistence = false`).
+    #[arg(long = "memory", conflicts_with = "data_dir")]
+    memory: bool,
+    /// Keep the durable state in this directory (`persistence_location`).
+    #[arg(long = "data-dir", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 /// Exit status of a configuration error.
@@ -97,6 +105,13 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
     if !listeners.is_empty() {
         config.listeners = listeners.into_iter().map(ListenerConfig::new).collect();
     }
+    if cli.memory {
+        config.persistence = false;
+    }
+    if let Some(dir) = &cli.data_dir {
+        config.persistence = true;
+        config.persistence_location = dir.clone();
+    }
     config.validate().map_err(|e| e.to_string())?;
     Ok(config)
 }
@@ -113,7 +128,18 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     let listeners = config.listener_configs();
-    let broker = match Broker::new(config).start().await {
+    let store = config.persistence.then(|| {
+        config
+            .persistence_location
+            .join(tern_broker::storage::DATABASE_FILE)
+    });
+    // A store that cannot be opened (corrupt, another version, permissions, in use) stops
+    // the start: it is never replaced.
+    let broker = match Broker::from_config(config) {
+        Ok(broker) => broker.start().await,
+        Err(e) => Err(e),
+    };
+    let broker = match broker {
         Ok(broker) => broker,
         Err(e) => {
             eprintln!("ternd: {e}");
@@ -125,14 +151,24 @@ async fn serve(config: Config) -> ExitCode {
         .iter()
         .map(ToString::to_string)
         .collect();
-    println!(
-        "ternd {} listening on {}",
+    let mut text = format!(
+        "ternd {} listening on {}\n",
         env!("CARGO_PKG_VERSION"),
         addrs.join(", ")
     );
-    // Then one line per listener: its address and transport.
+    // Then one line per listener: its address and transport, and one for the store.
     for (addr, listener) in broker.local_addrs().iter().zip(&listeners) {
-        println!("  {addr}  {}", describe(listener));
+        text.push_str(&format!("  {addr}  {}\n", describe(listener)));
+    }
+    match store {
+        Some(path) => text.push_str(&format!("  store  {}\n", path.display())),
+        None => text.push_str("  store  none (in memory)\n"),
+    }
+    // One write: a reader that takes the first line and closes the pipe gets all of it.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
     }
     signals.wait().await;
     tracing::info!("shutting down");
