@@ -119,6 +119,8 @@ pub(crate) struct Core {
     /// The Session Expiry Interval CONNECT asked for (DISCONNECT may not raise it from 0).
     pub(crate) connect_session_expiry: u32,
     pub(crate) queue_limits: (usize, usize),
+    /// `state.queued_bytes()`, kept up to date so that queueing stays O(1) per message.
+    pub(crate) queued_weight: usize,
 }
 
 impl Core {
@@ -150,6 +152,7 @@ impl Core {
             pending_will: None,
             connect_session_expiry: 0,
             queue_limits: (usize::MAX, usize::MAX),
+            queued_weight: 0,
         }
     }
 
@@ -169,6 +172,7 @@ impl Core {
             self.ids.claim(o.packet_id);
         }
         self.state = state;
+        self.queued_weight = self.state.queued_bytes();
     }
 
     /// Forgets everything that belongs to one network connection.
@@ -855,12 +859,14 @@ impl Core {
             let Some(queued) = self.state.queued.pop_front() else {
                 break;
             };
+            self.queued_weight -= queued.weight();
             let Some(publish) = self.unexpired(queued.publish.clone(), queued.received_at) else {
                 continue;
             };
             match self.send_publish(publish) {
                 Ok(_) | Err(PublishError::PacketTooLarge { .. }) | Err(PublishError::User(_)) => {}
                 Err(PublishError::Blocked) => {
+                    self.queued_weight += queued.weight();
                     self.state.queued.push_front(queued);
                     break;
                 }
@@ -887,11 +893,11 @@ impl Core {
     /// Queues a message beyond the window (server side), within the broker's limits.
     pub(crate) fn enqueue(&mut self, message: QueuedMessage) -> bool {
         let (max_count, max_bytes) = self.queue_limits;
-        if self.state.queued.len() >= max_count
-            || self.state.queued_bytes() + message.weight() > max_bytes
+        if self.state.queued.len() >= max_count || self.queued_weight + message.weight() > max_bytes
         {
             return false;
         }
+        self.queued_weight += message.weight();
         self.state.queued.push_back(message);
         true
     }
@@ -969,6 +975,9 @@ impl Core {
             return Some("more unacknowledged inbound messages than the Receive Maximum");
         }
         let (max_count, max_bytes) = self.queue_limits;
+        if self.queued_weight != self.state.queued_bytes() {
+            return Some("the queue's byte count is off");
+        }
         if self.state.queued.len() > max_count || self.state.queued_bytes() > max_bytes {
             return Some("the queue exceeds its limits");
         }

@@ -377,6 +377,7 @@ impl ServerSession {
             ..SessionState::new()
         }));
         self.core.state.queued.extend(early);
+        self.core.queued_weight = self.core.state.queued_bytes();
         let expiry = if v5 {
             props
                 .session_expiry_interval
