@@ -381,13 +381,23 @@ fn restore_session(
             now,
         );
     }
-    // Rewritten with the time the client went away, so that expiry keeps counting from it.
-    handle.snapshot_offline(offline, gone_at);
+    // Rewritten with the time the client went away, so that expiry keeps counting from it
+    // (the Will, if any, stays stored until it is sent).
+    let will = session.will.map(|w| {
+        let due = gone_at + Duration::from_secs(w.delay.into());
+        let wait = due.duration_since(now_wall).unwrap_or_default();
+        (w.publish, tokio::time::Instant::now() + wait)
+    });
+    if will.is_none() {
+        handle.snapshot_offline(offline, gone_at);
+    }
     tokio::spawn(connection::keep_offline(
         shared.clone(),
         handle,
         offline,
         remaining,
+        gone_at,
+        will,
     ));
 }
 

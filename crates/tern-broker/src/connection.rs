@@ -1164,7 +1164,14 @@ impl Connection {
             }
             Released::Offline(n) => {
                 handle.snapshot_offline(n, SystemTime::now());
-                tokio::spawn(keep_offline(shared, handle, n, expiry));
+                tokio::spawn(keep_offline(
+                    shared,
+                    handle,
+                    n,
+                    expiry,
+                    SystemTime::now(),
+                    None,
+                ));
             }
         }
     }
@@ -1251,11 +1258,17 @@ fn publish_will(shared: &Shared, origin: MqttString, will: Publish, scratch: &mu
 /// Watches an offline session: publishes its Will when the Will Delay passes and ends the
 /// session when its Session Expiry Interval passes (kept until then [MQTT-3.1.2-23]); stops as soon as a
 /// connection resumes it (another offline period gets another keeper).
+///
+/// `gone_at` is when the client went away (for the stored snapshot); `restored_will` is a
+/// Will read back from the storage at start, published when due or when the session ends,
+/// whichever comes first [MQTT-3.1.3-9].
 pub(crate) async fn keep_offline(
     shared: Arc<Shared>,
     handle: Arc<SessionHandle>,
     offline: u64,
     expiry: u32,
+    gone_at: SystemTime,
+    mut restored_will: Option<(Publish, tokio::time::Instant)>,
 ) {
     let expires_at = (expiry != u32::MAX)
         .then(|| tokio::time::Instant::now() + Duration::from_secs(expiry.into()));
@@ -1266,10 +1279,12 @@ pub(crate) async fn keep_offline(
             return;
         };
         let timer = timer.map(tokio::time::Instant::from_std);
-        let deadline = match (timer, expires_at) {
-            (Some(a), Some(b)) => a.min(b),
-            (Some(a), None) | (None, Some(a)) => a,
-            (None, None) => return,
+        let Some(deadline) = [timer, expires_at, restored_will.as_ref().map(|w| w.1)]
+            .into_iter()
+            .flatten()
+            .min()
+        else {
+            return;
         };
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => {}
@@ -1290,8 +1305,22 @@ pub(crate) async fn keep_offline(
         }) else {
             return;
         };
+        let mut wills = wills;
+        let ending = expires_at.is_some_and(|e| e <= tokio::time::Instant::now());
+        if restored_will
+            .as_ref()
+            .is_some_and(|w| ending || w.1 <= tokio::time::Instant::now())
+            && let Some((will, _)) = restored_will.take()
+        {
+            wills.push(will);
+        }
+        let published = !wills.is_empty();
         for will in wills {
             publish_will(&shared, handle.client_id.clone(), will, &mut scratch);
+        }
+        if published {
+            // Sent: the stored session must not send it again after a restart.
+            handle.snapshot_offline(offline, gone_at);
         }
         if expires_at.is_some_and(|e| e <= tokio::time::Instant::now())
             && shared.registry.expire(&handle, offline)

@@ -42,7 +42,9 @@ use tokio::sync::{Notify, oneshot};
 use crate::broker::StatsCounters;
 use crate::config::MailboxLimits;
 use crate::storage::writer::Persistence;
-use crate::storage::{StorageOp, StoredDelivery, StoredMessage, StoredSession, StoredSubscription};
+use crate::storage::{
+    StorageOp, StoredDelivery, StoredMessage, StoredSession, StoredSubscription, StoredWill,
+};
 
 /// A routed message for one session, as it waits in the mailbox.
 #[derive(Clone, Debug)]
@@ -620,15 +622,26 @@ impl SessionHandle {
         }
         stored.next_packet_id = state.next_packet_id;
         stored.session_expiry_interval = state.session_expiry_interval;
+        let mut session = StoredSession::new(
+            engine.version(),
+            stored,
+            self.subscriptions(),
+            delivered,
+            disconnected_at,
+        );
+        // A Will that waits for its delay after the client went away.
+        session.will = engine
+            .will()
+            .filter(|_| disconnected_at.is_some() && engine.is_closed())
+            .map(|w| {
+                StoredWill::new(
+                    tern_proto::will_to_publish(w),
+                    w.properties.will_delay_interval.unwrap_or(0),
+                )
+            });
         StorageOp::PutSession {
             client_id: self.client_id.to_string(),
-            session: StoredSession::new(
-                engine.version(),
-                stored,
-                self.subscriptions(),
-                delivered,
-                disconnected_at,
-            ),
+            session,
         }
     }
 

@@ -406,3 +406,41 @@ async fn retain_handling_and_clean_start_forget_the_stored_session() {
     assert_eq!(broker.stats().sessions, 1);
     assert!(broker.shutdown().await);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delayed_will_is_sent_after_a_restart_and_only_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path()).await;
+    let addr = broker.local_addrs()[0];
+    let mut c = v5_connect("mortal", true, 300);
+    let mut w = will("wills/mortal", "gone");
+    w.properties.will_delay_interval = Some(3);
+    c.will = Some(w);
+    let (client, connack) = Client::connect_with(addr, c).await;
+    assert_eq!(connack.reason_code, ReasonCode::Success);
+    // An unclean end: the Will waits for its delay [MQTT-3.1.3-9]; the broker stops first,
+    // with the Will stored.
+    client.drop_connection();
+    wait_for_stats(&broker, "the client gone", |s| s.clients_connected == 0).await;
+    assert!(broker.shutdown().await);
+    let stored = |dir: &Path| {
+        let recovered = RedbStorage::open(dir).unwrap().load().unwrap();
+        assert_eq!(recovered.sessions.len(), 1);
+        recovered.sessions[0].session.will.clone()
+    };
+    assert_eq!(stored(dir.path()).unwrap().delay, 3);
+    let broker = start(dir.path()).await;
+    let addr = broker.local_addrs()[0];
+    let mut watcher = Client::connected(addr, V5, "watcher", true).await;
+    watcher.subscribe(1, "wills/#", opts(QoS::AtMostOnce)).await;
+    let p = watcher.expect_publish().await;
+    assert_eq!(
+        (&p.topic[..], &p.payload[..]),
+        ("wills/mortal", &b"gone"[..])
+    );
+    assert!(watcher.ping().await.is_empty());
+    watcher.disconnect().await;
+    // Sent once: the stored session no longer has it.
+    assert!(broker.shutdown().await);
+    assert_eq!(stored(dir.path()), None);
+}

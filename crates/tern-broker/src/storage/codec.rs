@@ -7,6 +7,7 @@
 //! delivery = message qos:u8 ids:u32-count (u32)* options:u8
 //! session  = version:u8 expiry:u32 next_packet_id:u16 delivered:u64
 //!            disconnected_at_ms:opt_u64 subscriptions outgoing awaiting_pubrel
+//!            will:(0 | 1 delay:u32 publish)
 //! ```
 //!
 //! Decoding checks every length against what is left and rejects trailing bytes: a damaged
@@ -22,7 +23,9 @@ use tern_codec::{
 };
 use tern_proto::{DeliveryOptions, OutgoingPhase, OutgoingPublish, SessionState};
 
-use super::{StorageError, StoredDelivery, StoredMessage, StoredSession, StoredSubscription};
+use super::{
+    StorageError, StoredDelivery, StoredMessage, StoredSession, StoredSubscription, StoredWill,
+};
 
 fn corrupt(what: &str) -> StorageError {
     StorageError::new(format!("corrupt record: {what}"))
@@ -298,6 +301,14 @@ pub(crate) fn encode_session(session: &StoredSession) -> Result<Vec<u8>, Storage
     for id in &state.awaiting_pubrel {
         out.extend_from_slice(&id.get().to_le_bytes());
     }
+    match &session.will {
+        None => out.push(0),
+        Some(will) => {
+            out.push(1);
+            put_u32(&mut out, will.delay);
+            put_publish(&mut out, &will.publish)?;
+        }
+    }
     Ok(out)
 }
 
@@ -344,6 +355,17 @@ pub(crate) fn decode_session(buf: &[u8]) -> Result<StoredSession, StorageError> 
             .awaiting_pubrel
             .push(PacketId::new(r.u16()?).ok_or_else(|| corrupt("packet identifier"))?);
     }
+    let will = match r.u8()? {
+        0 => None,
+        1 => {
+            let delay = r.u32()?;
+            Some(StoredWill {
+                publish: get_publish(&mut r)?,
+                delay,
+            })
+        }
+        _ => return Err(corrupt("will")),
+    };
     r.end()?;
     Ok(StoredSession {
         version,
@@ -351,6 +373,7 @@ pub(crate) fn decode_session(buf: &[u8]) -> Result<StoredSession, StorageError> 
         subscriptions,
         delivered,
         disconnected_at,
+        will,
     })
 }
 
@@ -421,6 +444,10 @@ mod tests {
             }],
             delivered: 41,
             disconnected_at: Some(from_millis(5_000)),
+            will: Some(StoredWill {
+                publish: m.publish.clone(),
+                delay: 30,
+            }),
         };
         assert_eq!(decode_session(&encode_session(&s).unwrap()).unwrap(), s);
     }
@@ -447,6 +474,7 @@ mod tests {
             subscriptions: Vec::new(),
             delivered: 0,
             disconnected_at: None,
+            will: None,
         })
         .unwrap();
         let at = 1 + 4 + 2 + 8 + 1;

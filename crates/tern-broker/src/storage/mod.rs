@@ -129,6 +129,25 @@ pub struct StoredSession {
     pub delivered: u64,
     /// When the client went away; `None` while it was connected.
     pub disconnected_at: Option<SystemTime>,
+    /// The client's Will, waiting for its Will Delay Interval (or the session's end).
+    pub will: Option<StoredWill>,
+}
+
+/// A Will waiting for its delay, as stored with its session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoredWill {
+    /// The Will as the PUBLISH to send.
+    pub publish: Publish,
+    /// The Will Delay Interval in seconds, counted from [`StoredSession::disconnected_at`].
+    pub delay: u32,
+}
+
+impl StoredWill {
+    /// A stored Will.
+    pub fn new(publish: Publish, delay: u32) -> Self {
+        StoredWill { publish, delay }
+    }
 }
 
 impl StoredSession {
@@ -146,6 +165,7 @@ impl StoredSession {
             subscriptions,
             delivered,
             disconnected_at,
+            will: None,
         }
     }
 }
