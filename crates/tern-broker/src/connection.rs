@@ -120,6 +120,16 @@ where
     tracing::debug!(%peer, conn = id, transport = %conn.info.transport, "connection opened");
     let (mut reader, mut writer) = tokio::io::split(stream);
     conn.drive(&mut reader, &mut writer).await;
+    // Packets held for a snapshot (and the DISCONNECT behind them) leave once it is committed.
+    if let (Some(ticket), Some(store)) = (conn.hold.take(), conn.shared.persistence.clone()) {
+        let mut committed = store.subscribe();
+        let _ = tokio::time::timeout(stall, committed.wait_for(|c| c.upto >= ticket)).await;
+        if conn.session.has_transmit() {
+            let before = conn.out.len();
+            conn.session.poll_transmit(&mut conn.out);
+            conn.shared.stats.traffic.count_sent(&conn.out[before..]);
+        }
+    }
     // The session is settled (handed over, offline or ended) before the client sees the
     // close, so that a reconnect right after it finds the session where it should be.
     let out = std::mem::take(&mut conn.out);
