@@ -845,6 +845,38 @@ mod tests {
     }
 
     #[test]
+    fn persistence_keys_parse_and_embedded_configs_stay_in_memory() {
+        let config = Config::from_toml_str("").unwrap();
+        assert!(config.persistence);
+        assert_eq!(config.persistence_location, PathBuf::from("tern-data"));
+        let config = Config::from_toml_str(
+            "persistence = false\npersistence_location = \"/var/lib/ternd\"\n\
+             persistence_group_commit_ms = 5\npersistence_group_commit_ops = 10\n\
+             persistence_snapshot_ms = 50\n",
+        )
+        .unwrap();
+        assert!(!config.persistence);
+        assert_eq!(config.persistence_location, PathBuf::from("/var/lib/ternd"));
+        assert_eq!(
+            (
+                config.persistence_group_commit_ms,
+                config.persistence_group_commit_ops,
+                config.persistence_snapshot_ms
+            ),
+            (5, 10, 50)
+        );
+        assert!(!Config::with_listeners(["127.0.0.1:0".parse().unwrap()]).persistence);
+        let zero = Config::from_toml_str("persistence_group_commit_ops = 0").unwrap();
+        assert!(matches!(
+            zero.validate(),
+            Err(ConfigError::Invalid {
+                key: "persistence_group_commit_ops",
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn full_example_parses() {
         let text = "sys_interval = 3\n[[listener]]\nbind = \"0.0.0.0:1883\"\n[[listener]]\nbind = \"[::1]:1884\"\n\
                     [limits]\nmaximum_qos = 1\n[session]\nmax_queued_messages = 5\n\
