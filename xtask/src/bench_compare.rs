@@ -484,9 +484,10 @@ impl Broker {
     ) -> Result<Broker> {
         let config = work.join(format!("{}.conf", kind.name()));
         let text = match kind {
-            // Queues sized for the largest scenario, so that nothing is dropped.
+            // Queues sized for the largest scenario, so that nothing is dropped; in memory,
+            // like mosquitto below.
             BrokerKind::Ternd => format!(
-                "sys_interval = 0\n\
+                "sys_interval = 0\npersistence = false\n\
                  [[listener]]\nbind = \"127.0.0.1:{port}\"\n\
                  [session]\nmax_inflight = 65535\nmax_queued_messages = 2000000\n\
                  max_queued_bytes = 1073741824\n\

@@ -6,12 +6,12 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
-use tern_codec::{Publish, QoS};
-use tern_proto::{AckMode, Message, ServerConfig};
-use tern_topic::validate_topic_name;
+use tern_codec::{MqttString, Publish, QoS};
+use tern_proto::{AckMode, Message, ServerConfig, ServerSession};
+use tern_topic::{SubscriptionFilter, TopicFilter, validate_topic_name};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -22,18 +22,37 @@ use crate::connection;
 use crate::limits::{ConnectionCount, Refused};
 use crate::listener::Listener;
 use crate::retained::RetainedStore;
-use crate::router::Router;
-use crate::session::Registry;
-use crate::storage::{MemoryStorage, Storage, StorageError};
+use crate::router::{Router, Subscription};
+use crate::session::{Delivery, Registry};
+use crate::storage::writer::Persistence;
+use crate::storage::{Recovered, RedbStorage, Storage, StorageError, StorageOp};
 use crate::transport::{Acceptor, ClientInfo, ClientTable, ConnectionInfo, Transport};
 
-/// A broker not started yet: a configuration and a storage.
+/// A broker not started yet: a configuration and, for durable state, a storage.
 #[derive(Debug)]
 pub struct Broker {
     config: Config,
-    storage: Arc<dyn Storage>,
+    storage: Option<Arc<dyn Storage>>,
     /// The application's hooks (see [`crate::auth`]).
     auth: AuthHooks,
+}
+
+/// The wall-clock time of `at`, a time of the broker's clock (tokio's, see `connection`).
+pub(crate) fn wall_clock(at: Instant) -> SystemTime {
+    let age = tokio::time::Instant::now()
+        .into_std()
+        .saturating_duration_since(at);
+    SystemTime::now()
+        .checked_sub(age)
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+/// The broker's clock time of the wall-clock time `at` (not after now). A time before the
+/// monotonic clock's origin (the machine booted since) becomes that origin's nearest.
+pub(crate) fn from_wall_clock(at: SystemTime) -> Instant {
+    let now = tokio::time::Instant::now().into_std();
+    let age = SystemTime::now().duration_since(at).unwrap_or_default();
+    now.checked_sub(age).unwrap_or(now)
 }
 
 /// What [`Broker::with_authenticator`] and the like installed.
@@ -65,11 +84,12 @@ pub enum StartError {
 }
 
 impl Broker {
-    /// A broker with this configuration and in-memory storage.
+    /// A broker with this configuration, keeping everything in memory (the `persistence`
+    /// keys are not looked at; see [`from_config`](Self::from_config)).
     pub fn new(config: Config) -> Self {
         Broker {
             config,
-            storage: Arc::new(MemoryStorage::new()),
+            storage: None,
             auth: AuthHooks::default(),
         }
     }
@@ -95,9 +115,29 @@ impl Broker {
         self
     }
 
-    /// Uses `storage` for sessions and retained messages.
+    /// A broker as `ternd` runs it: with `persistence = true`, its durable state in a
+    /// [`RedbStorage`] in `persistence_location` (opened now), otherwise in memory.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError::Storage`] if the store cannot be opened (it is never replaced).
+    pub fn from_config(config: Config) -> Result<Self, StartError> {
+        let storage: Option<Arc<dyn Storage>> = if config.persistence {
+            Some(Arc::new(RedbStorage::open(&config.persistence_location)?))
+        } else {
+            None
+        };
+        Ok(Broker {
+            config,
+            storage,
+            auth: AuthHooks::default(),
+        })
+    }
+
+    /// Keeps retained messages and persistent sessions in `storage`: read back at start,
+    /// written through while running (see [`storage`](crate::storage)).
     pub fn with_storage(mut self, storage: Arc<dyn Storage>) -> Self {
-        self.storage = storage;
+        self.storage = Some(storage);
         self
     }
 
@@ -198,8 +238,44 @@ impl Broker {
         self.config.validate()?;
         let auth = auth_state(&self.config, self.auth)?;
         let retained = RetainedStore::default();
-        for message in self.storage.load_retained()? {
-            retained.load(message);
+        let started = Instant::now();
+        let (recovered, persistence) = match self.storage {
+            Some(storage) => {
+                let recovered = storage.load()?;
+                let persistence = Persistence::start(
+                    storage,
+                    Duration::from_millis(self.config.persistence_group_commit_ms),
+                    self.config.persistence_group_commit_ops,
+                )
+                .map_err(|e| StorageError::new(format!("cannot start the store's thread: {e}")))?;
+                (recovered, Some(persistence))
+            }
+            None => (Recovered::default(), None),
+        };
+        let Recovered {
+            retained: stored_retained,
+            sessions: stored_sessions,
+            last_commit,
+            ..
+        } = recovered;
+        let now_wall = SystemTime::now();
+        let retained_count = stored_retained.len();
+        for message in stored_retained {
+            if message.is_expired(now_wall) {
+                // Expired while the broker was down [MQTT-3.3.2-5].
+                if let Some(p) = &persistence {
+                    p.send(StorageOp::RemoveRetained(message.publish.topic.to_string()));
+                }
+                continue;
+            }
+            let Ok(origin) = message.origin.map(MqttString::try_from).transpose() else {
+                continue;
+            };
+            retained.load(Message {
+                received_at: from_wall_clock(message.received_at),
+                publish: message.publish,
+                origin,
+            });
         }
         let (task_tx, task_rx) = mpsc::channel(1);
         let (shutdown, _) = watch::channel(false);
@@ -215,7 +291,7 @@ impl Broker {
             router: Router::default(),
             retained,
             registry: Registry::default(),
-            storage: self.storage,
+            persistence,
             stats: Arc::new(StatsCounters::default()),
             clients: ClientTable::default(),
             shutdown,
@@ -225,6 +301,20 @@ impl Broker {
             nonce,
             auth,
         });
+        if let Some(store) = shared.persistence.clone() {
+            let sessions = stored_sessions.len();
+            let messages: usize = stored_sessions.iter().map(|s| s.deliveries.len()).sum();
+            for session in stored_sessions {
+                restore_session(&shared, &store, session, last_commit, now_wall);
+            }
+            tracing::info!(
+                retained = retained_count,
+                sessions,
+                messages,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "store recovered"
+            );
+        }
         if shared.config.sys_interval > 0 {
             tokio::spawn(crate::sys::run(shared.clone()));
         }
@@ -265,6 +355,136 @@ fn auth_state(config: &Config, hooks: AuthHooks) -> Result<AuthState, ConfigErro
     })
 }
 
+/// Puts a persistent session read from the store back: offline, with its subscriptions and
+/// queue, watched by a keeper for its remaining expiry; dropped if it expired while the
+/// broker was down.
+fn restore_session(
+    shared: &Arc<Shared>,
+    store: &Arc<Persistence>,
+    stored: crate::storage::RecoveredSession,
+    last_commit: Option<SystemTime>,
+    now_wall: SystemTime,
+) {
+    let crate::storage::RecoveredSession {
+        client_id,
+        session,
+        deliveries,
+        ..
+    } = stored;
+    // A session that was connected at the crash ended with the last commit.
+    let gone_at = session.disconnected_at.or(last_commit).unwrap_or(now_wall);
+    let expiry = session
+        .state
+        .session_expiry_interval
+        .min(shared.config.limits.max_session_expiry);
+    let away = now_wall.duration_since(gone_at).unwrap_or_default();
+    let expired = expiry == 0 || (expiry != u32::MAX && away.as_secs() >= u64::from(expiry));
+    let Ok(id) = MqttString::try_from(client_id.clone()) else {
+        tracing::warn!(%client_id, "stored session with an invalid client identifier dropped");
+        store.send(StorageOp::RemoveSession { client_id });
+        return;
+    };
+    if expired {
+        // Its Session Expiry Interval passed while the broker was down [MQTT-3.1.2-23].
+        tracing::debug!(%client_id, "stored session expired");
+        shared
+            .stats
+            .sessions_expired
+            .fetch_add(1, Ordering::Relaxed);
+        store.send(StorageOp::RemoveSession { client_id });
+        return;
+    }
+    let remaining = if expiry == u32::MAX {
+        u32::MAX
+    } else {
+        expiry - u32::try_from(away.as_secs()).unwrap_or(expiry)
+    };
+    let v5 = session.version.is_v5();
+    let engine = ServerSession::restored(
+        shared.engine.clone(),
+        session.version,
+        id.clone(),
+        session.state,
+    );
+    let (handle, offline) = shared.registry.restore(
+        id,
+        Box::new(engine),
+        session.delivered,
+        store.clone(),
+        &shared.config.mailbox,
+        &shared.stats,
+    );
+    for s in &session.subscriptions {
+        handle.record_subscription(s.clone());
+        let parsed = if v5 {
+            SubscriptionFilter::new(s.filter.as_str())
+        } else {
+            TopicFilter::new(s.filter.as_str()).map(SubscriptionFilter::Plain)
+        };
+        match parsed {
+            Ok(filter) => {
+                shared.router.subscribe(
+                    &filter,
+                    Subscription {
+                        session: handle.clone(),
+                        options: s.options,
+                        identifier: s.identifier,
+                    },
+                );
+            }
+            Err(_) => {
+                tracing::warn!(%client_id, filter = %s.filter, "stored subscription with an invalid filter dropped")
+            }
+        }
+    }
+    let now = tokio::time::Instant::now().into_std();
+    for (seq, d) in deliveries {
+        let expired = d.message.is_expired(now_wall);
+        let origin = d.message.origin.map(MqttString::try_from).transpose();
+        let (false, Ok(origin)) = (expired, origin) else {
+            // Expired while the broker was down [MQTT-3.3.2-5] (or damaged).
+            store.send(StorageOp::RemoveDelivery {
+                client_id: client_id.clone(),
+                seq,
+            });
+            continue;
+        };
+        let message = Message {
+            received_at: from_wall_clock(d.message.received_at),
+            publish: d.message.publish,
+            origin,
+        };
+        handle.push(
+            Delivery {
+                message: Arc::new(message),
+                qos: d.qos,
+                subscription_ids: d.subscription_ids,
+                options: d.options,
+                seq: Some(seq),
+            },
+            now,
+        );
+    }
+    // Rewritten with the time the client went away, so that expiry keeps counting from it
+    // (the Will, if any, stays stored until it is sent).
+    let will = session.will.map(|w| {
+        let due = gone_at + Duration::from_secs(w.delay.into());
+        let wait = due.duration_since(now_wall).unwrap_or_default();
+        (w.publish, tokio::time::Instant::now() + wait)
+    });
+    if will.is_none() {
+        handle.snapshot_offline(offline, gone_at);
+    }
+    tokio::spawn(connection::keep_offline(
+        shared.clone(),
+        handle,
+        offline,
+        remaining,
+        gone_at,
+        will,
+    ));
+}
+
 fn engine_config(config: &Config) -> ServerConfig {
     let limits = &config.limits;
     ServerConfig {
@@ -297,7 +517,8 @@ pub(crate) struct Shared {
     pub(crate) router: Router,
     pub(crate) retained: RetainedStore,
     pub(crate) registry: Registry,
-    pub(crate) storage: Arc<dyn Storage>,
+    /// The writer thread of the storage, when the broker has one.
+    pub(crate) persistence: Option<Arc<Persistence>>,
     pub(crate) stats: Arc<StatsCounters>,
     /// The connected clients, for [`BrokerHandle::clients`].
     pub(crate) clients: ClientTable,
@@ -633,7 +854,14 @@ impl BrokerHandle {
         let timeout = self.shared.config.shutdown.timeout();
         let mut done = self.shared.done.lock().await;
         // `recv` returns `None` once every task guard is gone.
-        tokio::time::timeout(timeout, done.recv()).await.is_ok()
+        let ended = tokio::time::timeout(timeout, done.recv()).await.is_ok();
+        if let Some(store) = self.shared.persistence.clone() {
+            // The sessions of the connections just closed are written; then the store is
+            // closed, so that another broker may open it.
+            let _ = tokio::time::timeout(timeout, store.flush()).await;
+            let _ = tokio::task::spawn_blocking(move || store.stop()).await;
+        }
+        ended
     }
 }
 

@@ -7,6 +7,15 @@
 //! # Seconds between updates of the retained `$SYS/broker/...` topics; 0 disables them.
 //! sys_interval = 10
 //!
+//! # Durable state (see "Persistence" below). The keys come before the first table.
+//! persistence = true               # false (or `ternd --memory`): everything in memory
+//! persistence_location = "tern-data"   # the data directory, created if missing
+//! persistence_group_commit_ms = 1  # how long a commit gathers operations (one fsync
+//!                                  # for all); 0: only what already waits
+//! persistence_group_commit_ops = 4096  # at most this many operations per commit
+//! persistence_snapshot_ms = 100    # a connected session's QoS 1 in-flight state is
+//!                                  # written at most this often (QoS 2: before each step)
+//!
 //! # Where to listen. Without any `[[listener]]`, ternd listens on 127.0.0.1:1883 only.
 //! [[listener]]
 //! bind = "0.0.0.0:1883"
@@ -167,6 +176,25 @@
 //!   [`Limits::connect_timeout`] is closed, however slowly its bytes trickle in; the inbound
 //!   rate limits pause reading rather than buffer.
 //!
+//! # Persistence
+//!
+//! With `persistence = true` (the default for `ternd`), the broker keeps its durable state
+//! in a [redb](https://docs.rs/redb) database, `tern.redb` in `persistence_location`:
+//! retained messages, and every session with a Session Expiry Interval above 0 (Clean
+//! Session 0 in 3.x) with its subscriptions, its queued QoS 1/2 messages and its in-flight
+//! state. A QoS 1/2 PUBLISH is acknowledged (PUBACK/PUBREC) only after every durable copy
+//! it made is committed; commits are grouped (one fsync per batch). Messages for sessions
+//! without expiry never touch the disk. At start the store is read back: retained messages
+//! and sessions whose expiry passed while the broker was down are dropped. A store that
+//! cannot be opened (corrupt, another format version, permissions, held by another
+//! process) stops the start with an error; it is never replaced. See
+//! [`storage`](crate::storage) for the records.
+//!
+//! The library's [`Broker::new`](crate::Broker::new) keeps everything in memory whatever
+//! these keys say; [`Broker::from_config`](crate::Broker::from_config) (what `ternd` uses)
+//! honours them, and [`Broker::with_storage`](crate::Broker::with_storage) takes any
+//! [`Storage`](crate::Storage). [`Config::with_listeners`] sets `persistence = false`.
+//!
 //! # Connection limits
 //!
 //! [`Limits::max_connections`] and [`ListenerConfig::max_connections`] count open
@@ -224,6 +252,17 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Password and ACL files, anonymous clients. See [Authentication](self#authentication).
     pub auth: crate::auth::AuthConfig,
+    /// Whether [`Broker::from_config`](crate::Broker::from_config) keeps the durable state on
+    /// disk (see [Persistence](self#persistence)).
+    pub persistence: bool,
+    /// The data directory.
+    pub persistence_location: PathBuf,
+    /// Milliseconds a commit gathers operations for.
+    pub persistence_group_commit_ms: u64,
+    /// The most operations in one commit.
+    pub persistence_group_commit_ops: usize,
+    /// Milliseconds between snapshots of a connected session's QoS 1 in-flight state.
+    pub persistence_snapshot_ms: u64,
 }
 
 impl Default for Config {
@@ -238,6 +277,11 @@ impl Default for Config {
             shutdown: Shutdown::default(),
             metrics: MetricsConfig::default(),
             auth: crate::auth::AuthConfig::default(),
+            persistence: true,
+            persistence_location: PathBuf::from("tern-data"),
+            persistence_group_commit_ms: 1,
+            persistence_group_commit_ops: 4096,
+            persistence_snapshot_ms: 100,
         }
     }
 }
@@ -280,10 +324,12 @@ impl Config {
         Config::from_toml_str(&text)
     }
 
-    /// A configuration listening on these addresses, everything else default.
+    /// A configuration listening on these addresses, in memory (`persistence = false`),
+    /// everything else default.
     pub fn with_listeners(addrs: impl IntoIterator<Item = SocketAddr>) -> Config {
         Config {
             listeners: addrs.into_iter().map(ListenerConfig::new).collect(),
+            persistence: false,
             ..Config::default()
         }
     }
@@ -360,6 +406,12 @@ impl Config {
         }
         if self.session.max_inflight == 0 {
             return invalid("session.max_inflight", "must be at least 1");
+        }
+        if self.persistence_group_commit_ops == 0 {
+            return invalid("persistence_group_commit_ops", "must be at least 1");
+        }
+        if self.persistence && self.persistence_location.as_os_str().is_empty() {
+            return invalid("persistence_location", "must not be empty");
         }
         if self.mailbox.max_messages == 0 {
             return invalid("mailbox.max_messages", "must be at least 1");
@@ -837,6 +889,38 @@ mod tests {
         let config = Config::from_toml_str("").unwrap();
         assert_eq!(config, Config::default());
         assert_eq!(config.bind_addresses(), ["127.0.0.1:1883".parse().unwrap()]);
+    }
+
+    #[test]
+    fn persistence_keys_parse_and_embedded_configs_stay_in_memory() {
+        let config = Config::from_toml_str("").unwrap();
+        assert!(config.persistence);
+        assert_eq!(config.persistence_location, PathBuf::from("tern-data"));
+        let config = Config::from_toml_str(
+            "persistence = false\npersistence_location = \"/var/lib/ternd\"\n\
+             persistence_group_commit_ms = 5\npersistence_group_commit_ops = 10\n\
+             persistence_snapshot_ms = 50\n",
+        )
+        .unwrap();
+        assert!(!config.persistence);
+        assert_eq!(config.persistence_location, PathBuf::from("/var/lib/ternd"));
+        assert_eq!(
+            (
+                config.persistence_group_commit_ms,
+                config.persistence_group_commit_ops,
+                config.persistence_snapshot_ms
+            ),
+            (5, 10, 50)
+        );
+        assert!(!Config::with_listeners(["127.0.0.1:0".parse().unwrap()]).persistence);
+        let zero = Config::from_toml_str("persistence_group_commit_ops = 0").unwrap();
+        assert!(matches!(
+            zero.validate(),
+            Err(ConfigError::Invalid {
+                key: "persistence_group_commit_ops",
+                ..
+            })
+        ));
     }
 
     #[test]

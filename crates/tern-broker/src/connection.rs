@@ -15,10 +15,11 @@
 //! See [the policy](crate::config#memory-bounds-and-slow-consumers).
 
 use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, BytesMut};
 use tern_codec::{
@@ -37,7 +38,8 @@ use crate::limits::{InboundRate, topic_within};
 use crate::read_buffer::ReadBuffer;
 use crate::router::{Routed, Subscription, Target};
 use crate::session::{Delivery, Previous, Released, SessionHandle, Wake};
-use crate::storage::{StoredSession, StoredSubscription};
+use crate::storage::StoredSubscription;
+use crate::storage::writer::Committed;
 use crate::transport::{ClientInfo, ConnectionInfo, Transport};
 
 mod auth_hooks;
@@ -62,14 +64,18 @@ pub(crate) fn route(
         .messages_received
         .fetch_add(1, Ordering::Relaxed);
     shared.stats.traffic.received(message.publish.qos);
+    let mut retained = false;
     if message.publish.retain {
-        shared.retained.update(message, Some(&*shared.storage));
+        retained = shared
+            .retained
+            .update(message, shared.persistence.as_deref());
     }
     // Each delivery needs read access to the topic (see `crate::auth`).
     let readable = shared.auth.readable(&message.publish.topic);
-    let routed = shared
+    let mut routed = shared
         .router
         .route(message, now, scratch, congested, &readable);
+    routed.persisted += usize::from(retained);
     shared
         .stats
         .deliveries
@@ -114,10 +120,28 @@ where
         identity: None,
         exchange: None,
         auth_method: None,
+        durable: false,
+        pending_acks: VecDeque::new(),
+        unticketed: Vec::new(),
+        hold: None,
+        signatures: (0, 0),
+        subscriptions_changed: false,
+        snapshot_due: None,
+        last_snapshot: tokio::time::Instant::now(),
     };
     tracing::debug!(%peer, conn = id, transport = %conn.info.transport, "connection opened");
     let (mut reader, mut writer) = tokio::io::split(stream);
     conn.drive(&mut reader, &mut writer).await;
+    // Packets held for a snapshot (and the DISCONNECT behind them) leave once it is committed.
+    if let (Some(ticket), Some(store)) = (conn.hold.take(), conn.shared.persistence.clone()) {
+        let mut committed = store.subscribe();
+        let _ = tokio::time::timeout(stall, committed.wait_for(|c| c.upto >= ticket)).await;
+        if conn.session.has_transmit() {
+            let before = conn.out.len();
+            conn.session.poll_transmit(&mut conn.out);
+            conn.shared.stats.traffic.count_sent(&conn.out[before..]);
+        }
+    }
     // The session is settled (handed over, offline or ended) before the client sees the
     // close, so that a reconnect right after it finds the session where it should be.
     let out = std::mem::take(&mut conn.out);
@@ -155,6 +179,8 @@ struct Blocked {
     waiting: Vec<Arc<SessionHandle>>,
     /// The withheld acknowledgement.
     ack: Option<(PacketId, ReasonCode)>,
+    /// The message was stored: once unblocked, the acknowledgement also waits for the commit.
+    durable: Option<QoS>,
     /// When the slow subscribers are disconnected and the publisher goes on.
     deadline: tokio::time::Instant,
 }
@@ -202,6 +228,31 @@ struct Connection {
     exchange: Option<Exchange>,
     /// The enhanced authentication method CONNECT used, for re-authentication.
     auth_method: Option<Arc<dyn AuthMethod>>,
+    /// The session is persistent: its snapshot is kept in the storage.
+    durable: bool,
+    /// Acknowledgements of stored messages waiting for their commit, in arrival order.
+    pending_acks: VecDeque<PendingAck>,
+    /// Acknowledgements of this step, ticketed at its end (after the session's snapshot).
+    unticketed: Vec<PendingAck>,
+    /// Nothing is sent until this ticket is committed: the session's snapshot, which the
+    /// packets waiting to leave depend on (QoS 2 state, subscriptions).
+    hold: Option<u64>,
+    /// Hashes of the session's in-flight state at the last snapshot: (everything, QoS 2).
+    signatures: (u64, u64),
+    /// SUBSCRIBE or UNSUBSCRIBE changed the subscriptions since the last snapshot.
+    subscriptions_changed: bool,
+    /// When a deferred (QoS 1 only) snapshot is due.
+    snapshot_due: Option<tokio::time::Instant>,
+    last_snapshot: tokio::time::Instant,
+}
+
+/// An acknowledgement that waits until the storage committed what the message produced.
+#[derive(Debug)]
+struct PendingAck {
+    ticket: u64,
+    packet_id: PacketId,
+    reason: ReasonCode,
+    qos: QoS,
 }
 
 impl Connection {
@@ -238,17 +289,33 @@ impl Connection {
             };
             let stalled_at =
                 (!self.out.is_empty() || self.unflushed).then(|| self.write_progress + stall);
-            let can_read =
-                blocked.is_none() && paused_until.is_none() && self.out.len() < high_water;
-            // While a publish is held back, the rate limit pauses reading or the write buffer
-            // is full, nothing is read, so the client cannot be blamed for silence: the engine
-            // suspends its keep-alive deadline and restarts it when reading resumes. (Before
-            // CONNECT, the connect timeout runs on.)
+            // Stored messages waiting for their commit count against the Receive Maximum.
+            let waiting_acks = self.pending_acks.len() + self.unticketed.len();
+            let can_read = blocked.is_none()
+                && paused_until.is_none()
+                && self.out.len() < high_water
+                && waiting_acks < usize::from(self.shared.config.limits.receive_maximum);
+            // While a publish is held back, the rate limit pauses reading, the write buffer is
+            // full or stored messages wait for their commit, nothing is read, so the client
+            // cannot be blamed for silence: the engine suspends its keep-alive deadline and
+            // restarts it when reading resumes. (Before CONNECT, the connect timeout runs on.)
             self.session.set_reading(now(), can_read);
             let deadline = self
                 .session
                 .poll_timeout()
                 .map(tokio::time::Instant::from_std);
+            // The commit this connection waits for: its oldest withheld acknowledgement, or the
+            // snapshot its output waits for.
+            let commit_target = self
+                .pending_acks
+                .front()
+                .map(|a| a.ticket)
+                .into_iter()
+                .chain(self.hold)
+                .min();
+            let mut committed =
+                commit_target.and(self.shared.persistence.as_ref().map(|p| p.subscribe()));
+            let snapshot_due = self.snapshot_due;
             let handle = self.handle.clone();
             let (waiting, blocked_until) = blocked.unzip();
             // At most what the byte rate allows.
@@ -294,6 +361,16 @@ impl Connection {
                     self.on_write_stall();
                 }
                 _ = tokio::time::sleep_until(paused_until.unwrap_or_else(far_future)), if paused_until.is_some() => {}
+                _ = async {
+                    let target = commit_target.unwrap_or(0);
+                    if let Some(rx) = committed.as_mut() {
+                        let _ = rx.wait_for(|c: &Committed| c.upto >= target).await;
+                    }
+                }, if committed.is_some() => {}
+                _ = tokio::time::sleep_until(snapshot_due.unwrap_or_else(far_future)), if snapshot_due.is_some() => {
+                    self.snapshot_due = None;
+                    self.signatures.0 = self.signatures.0.wrapping_add(1);
+                }
                 // Sized to what the client sends (see `ReadBuffer`): a few hundred bytes while
                 // it idles.
                 read = async { limited.read_buf(read_buf.for_read()).await }, if can_read => match read {
@@ -328,7 +405,8 @@ impl Connection {
     /// buffer and updates the gauges.
     async fn step_done(&mut self) {
         self.drain_events().await;
-        if self.session.has_transmit() {
+        let may_send = self.durable_step();
+        if may_send && self.session.has_transmit() {
             let was_empty = self.out.is_empty();
             let before = self.out.len();
             self.session.poll_transmit(&mut self.out);
@@ -364,6 +442,112 @@ impl Connection {
             self.last_queued = queued;
             self.queued_adds = 0;
             handle.set_queued(queued);
+        }
+    }
+
+    /// The storage's part of a step: releases the acknowledgements whose messages are
+    /// committed, writes the session's snapshot when its in-flight state changed, tickets
+    /// this step's acknowledgements, and says whether the engine's packets may leave now.
+    fn durable_step(&mut self) -> bool {
+        let Some(store) = self.shared.persistence.clone() else {
+            return true;
+        };
+        let committed = store.committed();
+        while self
+            .pending_acks
+            .front()
+            .is_some_and(|a| a.ticket <= committed.upto)
+        {
+            let ack = self.pending_acks.pop_front().expect("checked");
+            self.release_ack(&ack, committed.broken);
+        }
+        if self.durable
+            && self.accepted
+            && !self.session.is_closed()
+            && let Some(handle) = self.handle.clone()
+        {
+            let awaiting: Vec<PacketId> = self
+                .pending_acks
+                .iter()
+                .chain(&self.unticketed)
+                .filter(|a| a.qos == QoS::ExactlyOnce)
+                .map(|a| a.packet_id)
+                .chain(
+                    self.blocked
+                        .as_ref()
+                        .filter(|b| b.durable == Some(QoS::ExactlyOnce))
+                        .and_then(|b| b.ack.map(|(id, _)| id)),
+                )
+                .collect();
+            let (all, qos2) = signatures(&self.session, &awaiting);
+            let now = tokio::time::Instant::now();
+            let interval = Duration::from_millis(self.shared.config.persistence_snapshot_ms);
+            if qos2 != self.signatures.1 || self.subscriptions_changed {
+                // What is about to be sent (a QoS 2 PUBLISH, PUBREL, PUBREC, PUBCOMP, SUBACK)
+                // depends on this state: it leaves once the snapshot is committed.
+                let ticket = handle.snapshot(&self.session, &awaiting, None);
+                self.hold = Some(ticket);
+                self.signatures = (all, qos2);
+                self.subscriptions_changed = false;
+                self.snapshot_due = None;
+                self.last_snapshot = now;
+            } else if all != self.signatures.0 {
+                // QoS 1 only: a stale snapshot means a redelivery at worst, so it is
+                // written at most every `persistence_snapshot_ms`.
+                if now >= self.last_snapshot + interval {
+                    handle.snapshot(&self.session, &awaiting, None);
+                    self.signatures = (all, qos2);
+                    self.snapshot_due = None;
+                    self.last_snapshot = now;
+                } else if self.snapshot_due.is_none() {
+                    self.snapshot_due = Some(self.last_snapshot + interval);
+                }
+            }
+        }
+        if !self.unticketed.is_empty() {
+            let ticket = store.sent();
+            for mut ack in self.unticketed.drain(..) {
+                ack.ticket = ticket;
+                self.pending_acks.push_back(ack);
+            }
+        }
+        let committed = store.committed();
+        if self.hold.is_some_and(|t| t <= committed.upto) {
+            self.hold = None;
+        }
+        self.hold.is_none()
+    }
+
+    /// Sends an acknowledgement whose message is committed; refuses it if the store broke.
+    fn release_ack(&mut self, ack: &PendingAck, broken: bool) {
+        let reason = if !broken {
+            ack.reason
+        } else if self.session.version().is_v5() {
+            ReasonCode::UnspecifiedError
+        } else {
+            // 3.x cannot refuse: the publisher resends after reconnecting.
+            self.session.handle_transport_closed(now());
+            return;
+        };
+        if let Err(e) = self.session.ack(now(), ack.packet_id, reason) {
+            tracing::error!(conn = self.id, "cannot acknowledge: {e}");
+        }
+    }
+
+    /// Acknowledges now, or once the message's durable copies are committed.
+    fn acknowledge(&mut self, packet_id: PacketId, reason: ReasonCode, durable: Option<QoS>) {
+        match durable {
+            Some(qos) => self.unticketed.push(PendingAck {
+                ticket: 0,
+                packet_id,
+                reason,
+                qos,
+            }),
+            None => {
+                if let Err(e) = self.session.ack(now(), packet_id, reason) {
+                    tracing::error!(conn = self.id, "cannot acknowledge: {e}");
+                }
+            }
         }
     }
 
@@ -429,7 +613,13 @@ impl Connection {
 
     /// Hands one delivery to the engine, counting what it sent or queued.
     fn deliver(&mut self, delivery: &Delivery, now: Instant) {
-        match delivery.deliver_to(&mut self.session, now, &self.shared.stats) {
+        let outcome = delivery.deliver_to(&mut self.session, now, &self.shared.stats);
+        if self.durable
+            && let Some(handle) = &self.handle
+        {
+            handle.track(delivery.seq, outcome, self.session.state().queued.len());
+        }
+        match outcome {
             DeliverOutcome::Sent(_) => {
                 self.shared
                     .stats
@@ -454,10 +644,8 @@ impl Connection {
                 }
             }
         }
-        if let Some((id, reason)) = blocked.ack
-            && let Err(e) = self.session.ack(now(), id, reason)
-        {
-            tracing::error!(conn = self.id, "cannot acknowledge: {e}");
+        if let Some((id, reason)) = blocked.ack {
+            self.acknowledge(id, reason, blocked.durable);
         }
     }
 
@@ -714,8 +902,20 @@ impl Connection {
         stats
             .clients_maximum
             .fetch_max(connected, Ordering::Relaxed);
-        if resumed && let Err(e) = shared.storage.remove_session(&client_id) {
-            tracing::error!(%client_id, "storage: {e}");
+        // Persistent (kept in the storage) while its Session Expiry Interval is above 0.
+        if let Some(ended) = &claim.ended {
+            ended.stop_durable();
+        }
+        let expiry = self
+            .session
+            .session_expiry_interval()
+            .min(limits.max_session_expiry);
+        match &shared.persistence {
+            Some(store) if expiry > 0 => {
+                claim.handle.start_durable(store.clone(), &self.session);
+                self.durable = true;
+            }
+            _ => claim.handle.stop_durable(),
         }
         tracing::info!(
             conn = self.id,
@@ -752,6 +952,8 @@ impl Connection {
             }
             return;
         }
+        let qos = publish.qos;
+        let mut durable = None;
         let reason = if !self.allowed(Access::Write, &publish.topic) {
             // Not authorized: never routed. 5.0: PUBACK/PUBREC 0x87 (QoS 0: dropped); 3.1.1
             // has no way to say it: a positive acknowledgement [MQTT-3.3.5-2].
@@ -775,6 +977,10 @@ impl Connection {
                 &mut self.scratch,
                 &mut self.congested,
             );
+            if routed.persisted > 0 {
+                // Acknowledged once every durable copy is committed.
+                durable = Some(qos);
+            }
             if routed.taken > 0 {
                 ReasonCode::Success
             } else if routed.refused > 0 {
@@ -799,16 +1005,15 @@ impl Connection {
             self.blocked = Some(Blocked {
                 waiting: std::mem::take(&mut self.congested),
                 ack,
+                durable,
                 deadline: tokio::time::Instant::now()
                     + self.shared.config.backpressure.stall_timeout(),
             });
             return;
         }
         self.congested.clear();
-        if let Some((id, reason)) = ack
-            && let Err(e) = self.session.ack(now, id, reason)
-        {
-            tracing::error!(conn = self.id, "cannot acknowledge: {e}");
+        if let Some((id, reason)) = ack {
+            self.acknowledge(id, reason, durable);
         }
     }
 
@@ -911,6 +1116,7 @@ impl Connection {
                 options,
                 identifier,
             ));
+            self.subscriptions_changed = true;
             codes.push(granted(options.qos));
             // Retained messages on subscribe, per Retain Handling [MQTT-3.3.1-9],
             // [MQTT-3.3.1-10], [MQTT-3.3.1-11]; none for shared subscriptions.
@@ -953,8 +1159,14 @@ impl Connection {
                     qos: options.qos,
                     subscription_ids: ids.clone(),
                     options: delivery_options,
+                    seq: None,
                 };
-                self.deliver(&delivery, now);
+                if self.durable {
+                    // Through the mailbox, to be logged in order with what waits there.
+                    handle.push(delivery, now);
+                } else {
+                    self.deliver(&delivery, now);
+                }
             }
             self.retained = messages;
         }
@@ -978,6 +1190,7 @@ impl Connection {
                 match parsed {
                     Ok(filter) => {
                         handle.forget_subscription(f.as_str());
+                        self.subscriptions_changed = true;
                         if self.shared.router.unsubscribe(&filter, handle.key) {
                             ReasonCode::Success
                         } else {
@@ -1024,20 +1237,18 @@ impl Connection {
             Released::HandedOver | Released::NotOwner => {}
             Released::Ended => {
                 shared.router.remove_session(handle.key);
-                if let Err(e) = shared.storage.remove_session(&handle.client_id) {
-                    tracing::error!(client_id = %handle.client_id, "storage: {e}");
-                }
+                handle.stop_durable();
             }
             Released::Offline(n) => {
-                let stored = handle.with_offline(n, |s| {
-                    StoredSession::new(s.state().clone(), handle.subscriptions())
-                });
-                if let Some(stored) = stored
-                    && let Err(e) = shared.storage.save_session(&handle.client_id, &stored)
-                {
-                    tracing::error!(client_id = %handle.client_id, "storage: {e}");
-                }
-                tokio::spawn(keep_offline(shared, handle, n, expiry));
+                handle.snapshot_offline(n, SystemTime::now());
+                tokio::spawn(keep_offline(
+                    shared,
+                    handle,
+                    n,
+                    expiry,
+                    SystemTime::now(),
+                    None,
+                ));
             }
         }
     }
@@ -1067,6 +1278,33 @@ fn version_name(version: ProtocolVersion) -> &'static str {
 /// The listener for the logs (`-` for a connection served by `serve_connection`).
 fn listener_name(listener: Option<SocketAddr>) -> String {
     listener.map_or_else(|| "-".to_owned(), |a| a.to_string())
+}
+
+/// Hashes of a session's in-flight state: everything a snapshot holds (outgoing messages and
+/// their phases, inbound QoS 2 identifiers, queue length), and only what QoS 2 depends on.
+fn signatures(session: &ServerSession, awaiting: &[PacketId]) -> (u64, u64) {
+    let state = session.state();
+    let mut qos2 = std::collections::hash_map::DefaultHasher::new();
+    for o in &state.outgoing {
+        if o.publish.qos == QoS::ExactlyOnce {
+            (o.packet_id, o.phase).hash(&mut qos2);
+        }
+    }
+    state.awaiting_pubrel.hash(&mut qos2);
+    awaiting.hash(&mut qos2);
+    for i in &state.inbound {
+        if i.qos == QoS::ExactlyOnce {
+            (i.packet_id, i.ack.is_some()).hash(&mut qos2);
+        }
+    }
+    let qos2 = qos2.finish();
+    let mut all = std::collections::hash_map::DefaultHasher::new();
+    qos2.hash(&mut all);
+    for o in &state.outgoing {
+        (o.packet_id, o.phase).hash(&mut all);
+    }
+    state.queued.len().hash(&mut all);
+    (all.finish(), qos2)
 }
 
 fn far_future() -> tokio::time::Instant {
@@ -1109,7 +1347,18 @@ fn publish_will(
 /// Watches an offline session: publishes its Will when the Will Delay passes and ends the
 /// session when its Session Expiry Interval passes (kept until then [MQTT-3.1.2-23]); stops as soon as a
 /// connection resumes it (another offline period gets another keeper).
-async fn keep_offline(shared: Arc<Shared>, handle: Arc<SessionHandle>, offline: u64, expiry: u32) {
+///
+/// `gone_at` is when the client went away (for the stored snapshot); `restored_will` is a
+/// Will read back from the storage at start, published when due or when the session ends,
+/// whichever comes first [MQTT-3.1.3-9].
+pub(crate) async fn keep_offline(
+    shared: Arc<Shared>,
+    handle: Arc<SessionHandle>,
+    offline: u64,
+    expiry: u32,
+    gone_at: SystemTime,
+    mut restored_will: Option<(Publish, tokio::time::Instant)>,
+) {
     let expires_at = (expiry != u32::MAX)
         .then(|| tokio::time::Instant::now() + Duration::from_secs(expiry.into()));
     let mut shutdown = shared.shutdown.subscribe();
@@ -1119,10 +1368,12 @@ async fn keep_offline(shared: Arc<Shared>, handle: Arc<SessionHandle>, offline: 
             return;
         };
         let timer = timer.map(tokio::time::Instant::from_std);
-        let deadline = match (timer, expires_at) {
-            (Some(a), Some(b)) => a.min(b),
-            (Some(a), None) | (None, Some(a)) => a,
-            (None, None) => return,
+        let Some(deadline) = [timer, expires_at, restored_will.as_ref().map(|w| w.1)]
+            .into_iter()
+            .flatten()
+            .min()
+        else {
+            return;
         };
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => {}
@@ -1143,6 +1394,16 @@ async fn keep_offline(shared: Arc<Shared>, handle: Arc<SessionHandle>, offline: 
         }) else {
             return;
         };
+        let mut wills = wills;
+        let ending = expires_at.is_some_and(|e| e <= tokio::time::Instant::now());
+        if restored_will
+            .as_ref()
+            .is_some_and(|w| ending || w.1 <= tokio::time::Instant::now())
+            && let Some((will, _)) = restored_will.take()
+        {
+            wills.push(will);
+        }
+        let published = !wills.is_empty();
         for will in wills {
             let identity = handle.identity();
             publish_will(
@@ -1153,6 +1414,10 @@ async fn keep_offline(shared: Arc<Shared>, handle: Arc<SessionHandle>, offline: 
                 &mut scratch,
             );
         }
+        if published {
+            // Sent: the stored session must not send it again after a restart.
+            handle.snapshot_offline(offline, gone_at);
+        }
         if expires_at.is_some_and(|e| e <= tokio::time::Instant::now())
             && shared.registry.expire(&handle, offline)
         {
@@ -1162,9 +1427,7 @@ async fn keep_offline(shared: Arc<Shared>, handle: Arc<SessionHandle>, offline: 
                 .sessions_expired
                 .fetch_add(1, Ordering::Relaxed);
             shared.router.remove_session(handle.key);
-            if let Err(e) = shared.storage.remove_session(&handle.client_id) {
-                tracing::error!(client_id = %handle.client_id, "storage: {e}");
-            }
+            handle.stop_durable();
             return;
         }
     }

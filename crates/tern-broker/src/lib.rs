@@ -52,8 +52,11 @@
 //!   mosquitto's formats (`[auth]`, reloaded by [`BrokerHandle::reload_auth`]), or any
 //!   [`Authenticator`] / [`Authorizer`] of the application's; MQTT 5.0 enhanced
 //!   authentication with [`AuthMethod`]s, SCRAM-SHA-256 built in.
-//! - **Storage** ([`Storage`], [`MemoryStorage`]) receives retained messages and offline
-//!   sessions, and gives retained messages back at start.
+//! - **Durable state** ([`storage`]): with a [`Storage`] ([`RedbStorage`] on disk, what
+//!   `ternd` uses unless `persistence = false`), retained messages and persistent sessions
+//!   (subscriptions, queued and in-flight QoS 1/2 messages) survive a restart or a crash. A
+//!   writer thread commits the operations in groups; a QoS 1/2 PUBLISH is acknowledged once
+//!   its durable copies are committed; sessions without expiry never touch the disk.
 //!
 //! # Example
 //!
@@ -98,7 +101,7 @@ mod read_buffer;
 mod retained;
 mod router;
 mod session;
-mod storage;
+pub mod storage;
 mod sys;
 mod transport;
 
@@ -106,5 +109,5 @@ pub use auth::{Access, AuthMethod, Authenticator, Authorizer, Decision, FileAuth
 pub use broker::{Broker, BrokerHandle, PublishError, StartError, Stats};
 pub use config::{Config, ConfigError};
 pub use listener::Listener;
-pub use storage::{MemoryStorage, Storage, StorageError, StoredSession, StoredSubscription};
+pub use storage::{MemoryStorage, RedbStorage, Storage, StorageError};
 pub use transport::{ClientInfo, Transport};

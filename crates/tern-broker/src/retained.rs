@@ -1,5 +1,5 @@
 //! Retained messages: one per topic name, in a [`RetainedTree`] that a new subscription's
-//! filter is matched against, written through to the [`Storage`].
+//! filter is matched against, written through to the storage.
 
 use std::sync::Arc;
 
@@ -7,7 +7,8 @@ use parking_lot::RwLock;
 use tern_proto::Message;
 use tern_topic::{RetainedTree, TopicName};
 
-use crate::storage::Storage;
+use crate::storage::writer::Persistence;
+use crate::storage::{StorageOp, StoredMessage};
 
 /// The retained messages of the broker.
 #[derive(Debug, Default)]
@@ -17,30 +18,33 @@ pub(crate) struct RetainedStore {
 
 impl RetainedStore {
     /// Stores, replaces or (empty payload) deletes the retained message of the message's topic
-    /// [MQTT-3.3.1-5], [MQTT-3.3.1-6], [MQTT-3.3.1-7]; written through to `storage` unless it
-    /// is `None` (the broker's own `$SYS` topics, which must not outlive the process).
-    pub(crate) fn update(&self, message: &Arc<Message>, storage: Option<&dyn Storage>) {
+    /// [MQTT-3.3.1-5], [MQTT-3.3.1-6], [MQTT-3.3.1-7]; written through to `store` unless it
+    /// is `None` (no persistence, or the broker's own `$SYS` topics, which must not outlive
+    /// the process). Returns whether it wrote to the store.
+    pub(crate) fn update(&self, message: &Arc<Message>, store: Option<&Persistence>) -> bool {
         let topic = &message.publish.topic;
         if message.publish.payload.is_empty() {
             let removed = self.tree.write().remove(topic.as_str()).is_some();
-            if removed
-                && let Some(storage) = storage
-                && let Err(e) = storage.remove_retained(topic)
-            {
-                tracing::error!(%topic, "cannot delete retained message: {e}");
+            if removed && let Some(store) = store {
+                store.send(StorageOp::RemoveRetained(topic.to_string()));
+                return true;
             }
-            return;
+            return false;
         }
         let Ok(name) = TopicName::new(topic.as_str()) else {
             tracing::debug!(%topic, "invalid topic name not retained");
-            return;
+            return false;
         };
         self.tree.write().insert(name, message.clone());
-        if let Some(storage) = storage
-            && let Err(e) = storage.save_retained(message)
-        {
-            tracing::error!(%topic, "cannot store retained message: {e}");
+        if let Some(store) = store {
+            store.send(StorageOp::PutRetained(StoredMessage::new(
+                message.publish.clone(),
+                message.origin.as_ref().map(|o| o.to_string()),
+                crate::broker::wall_clock(message.received_at),
+            )));
+            return true;
         }
+        false
     }
 
     /// Loads a message at start, without writing it back.

@@ -49,6 +49,9 @@ pub(crate) struct Routed {
     pub(crate) taken: usize,
     /// Sessions that refused it: a QoS 0 delivery to a full mailbox, or a full offline queue.
     pub(crate) refused: usize,
+    /// Durable copies made (logged deliveries to persistent sessions, the retained message):
+    /// the publisher's acknowledgement waits until they are committed.
+    pub(crate) persisted: usize,
 }
 
 /// The subscription tree and the shared-group cursors.
@@ -156,7 +159,7 @@ impl Router {
                     j += 1;
                 }
             }
-            let pushed = first.session.push(
+            let (pushed, logged) = first.session.push(
                 Delivery {
                     message: message.clone(),
                     qos,
@@ -166,9 +169,11 @@ impl Router {
                         retain_as_published,
                         retained_replay: false,
                     },
+                    seq: None,
                 },
                 now,
             );
+            routed.persisted += usize::from(logged);
             match pushed {
                 Pushed::Taken => routed.taken += 1,
                 Pushed::Congested => {

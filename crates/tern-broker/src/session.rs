@@ -32,17 +32,20 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use parking_lot::Mutex;
-use tern_codec::{MqttString, QoS};
+use tern_codec::{MqttString, PacketId, QoS};
 use tern_proto::{DeliverOutcome, DeliveryOptions, DropReason, Message, ServerSession};
 use tokio::sync::{Notify, oneshot};
 
 use crate::auth::Identity;
 use crate::broker::StatsCounters;
 use crate::config::MailboxLimits;
-use crate::storage::StoredSubscription;
+use crate::storage::writer::Persistence;
+use crate::storage::{
+    StorageOp, StoredDelivery, StoredMessage, StoredSession, StoredSubscription, StoredWill,
+};
 
 /// A routed message for one session, as it waits in the mailbox.
 #[derive(Clone, Debug)]
@@ -51,6 +54,8 @@ pub(crate) struct Delivery {
     pub(crate) qos: QoS,
     pub(crate) subscription_ids: Vec<NonZeroU32>,
     pub(crate) options: DeliveryOptions,
+    /// Its sequence in the session's log, once logged (persistent sessions, QoS 1/2).
+    pub(crate) seq: Option<u64>,
 }
 
 impl Delivery {
@@ -62,6 +67,21 @@ impl Delivery {
     /// [MQTT-3.8.4-8].
     fn effective_qos(&self) -> QoS {
         self.message.publish.qos.min(self.qos)
+    }
+
+    /// The record the storage logs.
+    fn stored(&self) -> StoredDelivery {
+        let m = &self.message;
+        StoredDelivery::new(
+            StoredMessage::new(
+                m.publish.clone(),
+                m.origin.as_ref().map(|o| o.to_string()),
+                crate::broker::wall_clock(m.received_at),
+            ),
+            self.qos,
+            self.subscription_ids.clone(),
+            self.options,
+        )
     }
 
     /// Hands the delivery to a session engine, counting and logging what it refuses.
@@ -135,6 +155,63 @@ struct Inbox {
     /// Connection to be closed as a slow consumer.
     kick: Option<u64>,
     next_offline: u64,
+    /// The session's persistence; see [`Durable`].
+    durable: Option<Durable>,
+}
+
+/// How a persistent session's log lines up with its engine.
+///
+/// Every QoS 1/2 delivery routed to the session is logged with the next sequence before it
+/// enters the mailbox, so the mailbox and the engine's queue hold them in sequence order.
+/// The engine takes deliveries at the back of its queue and sends (or expires) them from the
+/// front only; `queued` mirrors the queue with each entry's sequence, so that a snapshot can
+/// say which logged deliveries are no longer queued: every one before the first still queued
+/// (or, with an empty queue, up to the last one handed to the engine).
+#[derive(Debug)]
+struct Durable {
+    store: Arc<Persistence>,
+    next_seq: u64,
+    /// The sequences of the engine queue's entries, front first (`None`: not logged).
+    queued: VecDeque<Option<u64>>,
+    /// The last logged sequence handed to the engine.
+    handed: u64,
+}
+
+impl Durable {
+    /// Drops the entries the engine took off the front of its queue (now `len` long).
+    fn sync(&mut self, len: usize) {
+        while self.queued.len() > len {
+            self.queued.pop_front();
+        }
+    }
+
+    /// Records what the engine did with a delivery; its queue is now `len` long.
+    fn track(&mut self, client_id: &str, seq: Option<u64>, outcome: DeliverOutcome, len: usize) {
+        let queued = outcome == DeliverOutcome::Queued;
+        self.sync(len.saturating_sub(usize::from(queued)));
+        if queued {
+            self.queued.push_back(seq);
+        }
+        if let Some(seq) = seq {
+            self.handed = self.handed.max(seq);
+            if matches!(outcome, DeliverOutcome::Dropped(_)) {
+                // Lazily: nothing waits for it.
+                self.store.send(StorageOp::RemoveDelivery {
+                    client_id: client_id.to_owned(),
+                    seq,
+                });
+            }
+        }
+    }
+
+    /// Every logged delivery up to this sequence is in the engine's in-flight state or done.
+    fn delivered(&mut self, len: usize) -> u64 {
+        self.sync(len);
+        match self.queued.iter().flatten().next() {
+            Some(first) => first - 1,
+            None => self.handed,
+        }
+    }
 }
 
 /// One session: its identity and mailbox. See the [module docs](self).
@@ -191,6 +268,7 @@ impl SessionHandle {
                 takeover: None,
                 kick: None,
                 next_offline: 0,
+                durable: None,
             }),
             notify: Notify::new(),
             room: Notify::new(),
@@ -238,8 +316,35 @@ impl SessionHandle {
 
     /// Pushes a routed message: into the mailbox while online, into the engine's queue while
     /// offline. Never blocks on anything but the session's own lock.
-    pub(crate) fn push(&self, delivery: Delivery, now: Instant) -> Pushed {
+    pub(crate) fn push(&self, mut delivery: Delivery, now: Instant) -> (Pushed, bool) {
         let mut inbox = self.inbox.lock();
+        let mut logged = false;
+        if !matches!(inbox.owner, Owner::Ended)
+            && delivery.seq.is_none()
+            && delivery.effective_qos() != QoS::AtMostOnce
+            && let Some(durable) = &mut inbox.durable
+        {
+            // Logged before anyone can see it: the publisher's acknowledgement waits for it.
+            let seq = durable.next_seq;
+            durable.next_seq += 1;
+            durable.store.send(StorageOp::PutDelivery {
+                client_id: self.client_id.to_string(),
+                seq,
+                delivery: delivery.stored(),
+            });
+            delivery.seq = Some(seq);
+            logged = true;
+        }
+        let pushed = self.push_locked(inbox, delivery, now);
+        (pushed, logged)
+    }
+
+    fn push_locked(
+        &self,
+        mut inbox: parking_lot::MutexGuard<'_, Inbox>,
+        delivery: Delivery,
+        now: Instant,
+    ) -> Pushed {
         match &mut inbox.owner {
             Owner::Online(conn) => {
                 let conn = *conn;
@@ -282,6 +387,12 @@ impl SessionHandle {
             Owner::Offline(session, _) => {
                 let outcome = delivery.deliver_to(session, now, &self.stats);
                 let queued = session.state().queued.len();
+                if let Some(durable) = &mut inbox.durable {
+                    durable.track(&self.client_id, delivery.seq, outcome, queued);
+                    if let Some(seq) = delivery.seq {
+                        durable.next_seq = durable.next_seq.max(seq + 1);
+                    }
+                }
                 drop(inbox);
                 self.set_queued(queued);
                 if outcome == DeliverOutcome::Dropped(DropReason::QueueFull) {
@@ -416,9 +527,137 @@ impl SessionHandle {
     /// Moves what waits in the mailbox into `session` (closed: QoS 1/2 are queued).
     fn drain_into(&self, inbox: &mut Inbox, session: &mut ServerSession, now: Instant) {
         for delivery in self.take_queue(inbox) {
-            delivery.deliver_to(session, now, &self.stats);
+            let outcome = delivery.deliver_to(session, now, &self.stats);
+            if let Some(durable) = &mut inbox.durable {
+                let len = session.state().queued.len();
+                durable.track(&self.client_id, delivery.seq, outcome, len);
+            }
         }
         inbox.kick = None;
+    }
+
+    /// Makes the session persistent from now on, after a connection accepted with `engine`
+    /// (its queue's entries so far are not logged), and stores its first snapshot before any
+    /// delivery is logged. Returns the ticket of the snapshot.
+    pub(crate) fn start_durable(&self, store: Arc<Persistence>, engine: &ServerSession) -> u64 {
+        let mut inbox = self.inbox.lock();
+        let durable = inbox.durable.get_or_insert_with(|| Durable {
+            store: store.clone(),
+            next_seq: 1,
+            queued: VecDeque::new(),
+            handed: 0,
+        });
+        let len = engine.state().queued.len();
+        durable.sync(len);
+        while durable.queued.len() < len {
+            durable.queued.push_front(None);
+        }
+        self.snapshot_locked(&mut inbox, engine, &[], None)
+    }
+
+    /// Stops persisting the session, and forgets it in the storage.
+    pub(crate) fn stop_durable(&self) {
+        let mut inbox = self.inbox.lock();
+        if let Some(durable) = inbox.durable.take() {
+            durable.store.send(StorageOp::RemoveSession {
+                client_id: self.client_id.to_string(),
+            });
+        }
+    }
+
+    /// Records what the connection's engine did with a delivery from the mailbox.
+    pub(crate) fn track(&self, seq: Option<u64>, outcome: DeliverOutcome, queue_len: usize) {
+        let mut inbox = self.inbox.lock();
+        if let Some(durable) = &mut inbox.durable {
+            durable.track(&self.client_id, seq, outcome, queue_len);
+        }
+    }
+
+    /// Stores a snapshot of the session as `engine` holds it, `awaiting` adding inbound QoS 2
+    /// identifiers routed but not acknowledged yet. Returns its ticket (0: not persistent).
+    pub(crate) fn snapshot(
+        &self,
+        engine: &ServerSession,
+        awaiting: &[PacketId],
+        disconnected_at: Option<SystemTime>,
+    ) -> u64 {
+        let mut inbox = self.inbox.lock();
+        self.snapshot_locked(&mut inbox, engine, awaiting, disconnected_at)
+    }
+
+    /// Stores a snapshot of the offline session of keeper `offline`, gone at `at`.
+    pub(crate) fn snapshot_offline(&self, offline: u64, at: SystemTime) -> u64 {
+        let mut inbox = self.inbox.lock();
+        let inbox = &mut *inbox;
+        let Owner::Offline(engine, n) = &inbox.owner else {
+            return 0;
+        };
+        if *n != offline {
+            return 0;
+        }
+        let Some(durable) = &mut inbox.durable else {
+            return 0;
+        };
+        let op = self.snapshot_op(durable, engine, &[], Some(at));
+        durable.store.send(op)
+    }
+
+    fn snapshot_locked(
+        &self,
+        inbox: &mut Inbox,
+        engine: &ServerSession,
+        awaiting: &[PacketId],
+        disconnected_at: Option<SystemTime>,
+    ) -> u64 {
+        let Some(durable) = &mut inbox.durable else {
+            return 0;
+        };
+        let op = self.snapshot_op(durable, engine, awaiting, disconnected_at);
+        durable.store.send(op)
+    }
+
+    fn snapshot_op(
+        &self,
+        durable: &mut Durable,
+        engine: &ServerSession,
+        awaiting: &[PacketId],
+        disconnected_at: Option<SystemTime>,
+    ) -> StorageOp {
+        let state = engine.state();
+        let delivered = durable.delivered(state.queued.len());
+        let mut stored = tern_proto::SessionState::new();
+        stored.outgoing = state.outgoing.clone();
+        stored.awaiting_pubrel = state.awaiting_pubrel.clone();
+        // Inbound QoS 2 messages routed (and committed with this snapshot) but not yet
+        // answered: a resent PUBLISH after a restart is a duplicate [MQTT-4.3.3-10].
+        for i in &state.inbound {
+            if i.qos == QoS::ExactlyOnce && (i.ack.is_some() || awaiting.contains(&i.packet_id)) {
+                stored.awaiting_pubrel.push(i.packet_id);
+            }
+        }
+        stored.next_packet_id = state.next_packet_id;
+        stored.session_expiry_interval = state.session_expiry_interval;
+        let mut session = StoredSession::new(
+            engine.version(),
+            stored,
+            self.subscriptions(),
+            delivered,
+            disconnected_at,
+        );
+        // A Will that waits for its delay after the client went away.
+        session.will = engine
+            .will()
+            .filter(|_| disconnected_at.is_some() && engine.is_closed())
+            .map(|w| {
+                StoredWill::new(
+                    tern_proto::will_to_publish(w),
+                    w.properties.will_delay_interval.unwrap_or(0),
+                )
+            });
+        StorageOp::PutSession {
+            client_id: self.client_id.to_string(),
+            session,
+        }
     }
 
     /// Whether the session is offline, and its keeper task `offline` is still the current one;
@@ -622,6 +861,42 @@ impl Registry {
         true
     }
 
+    /// Puts back a persistent session read from the storage at start, offline in `engine`,
+    /// with its log's deliveries after `delivered` to be fed with [`SessionHandle::push`]
+    /// and its subscriptions with [`SessionHandle::record_subscription`]. Returns the handle
+    /// and its keeper number.
+    pub(crate) fn restore(
+        &self,
+        client_id: MqttString,
+        engine: Box<ServerSession>,
+        delivered: u64,
+        store: Arc<Persistence>,
+        limits: &MailboxLimits,
+        stats: &Arc<StatsCounters>,
+    ) -> (Arc<SessionHandle>, u64) {
+        let handle = SessionHandle::new(
+            self.next_key.fetch_add(1, Ordering::Relaxed),
+            client_id.clone(),
+            0,
+            limits.clone(),
+            stats.clone(),
+        );
+        {
+            let mut inbox = handle.inbox.lock();
+            inbox.next_offline = 1;
+            inbox.owner = Owner::Offline(engine, 1);
+            inbox.durable = Some(Durable {
+                store,
+                next_seq: delivered + 1,
+                queued: VecDeque::new(),
+                handed: delivered,
+            });
+        }
+        let handle = Arc::new(handle);
+        self.sessions.lock().insert(client_id, handle.clone());
+        (handle, 1)
+    }
+
     /// Number of sessions (online and offline).
     pub(crate) fn len(&self) -> usize {
         self.sessions.lock().len()
@@ -650,6 +925,7 @@ mod tests {
             qos,
             subscription_ids: Vec::new(),
             options: DeliveryOptions::default(),
+            seq: None,
         }
     }
 
@@ -665,14 +941,14 @@ mod tests {
         let handle = claim.handle;
         let now = Instant::now();
         let pushed: Vec<_> = (0..3)
-            .map(|_| handle.push(delivery(QoS::AtMostOnce), now))
+            .map(|_| handle.push(delivery(QoS::AtMostOnce), now).0)
             .collect();
         assert_eq!(pushed, [Pushed::Taken, Pushed::Taken, Pushed::Refused]);
         assert_eq!(stats.dropped_qos0.load(Ordering::Relaxed), 1);
         assert!(!handle.has_room());
         // QoS 1 beyond the limit is admitted, and its publisher told to wait.
         assert_eq!(
-            handle.push(delivery(QoS::AtLeastOnce), now),
+            handle.push(delivery(QoS::AtLeastOnce), now).0,
             Pushed::Congested
         );
         assert_eq!(stats.mailbox_messages.load(Ordering::Relaxed), 3);
@@ -703,7 +979,7 @@ mod tests {
             .handle;
         let now = Instant::now();
         let pushed: Vec<_> = (0..5)
-            .map(|_| handle.push(delivery(QoS::AtLeastOnce), now))
+            .map(|_| handle.push(delivery(QoS::AtLeastOnce), now).0)
             .collect();
         assert_eq!(
             pushed,
@@ -746,9 +1022,12 @@ mod tests {
         let Released::Offline(_) = registry.release(&handle, 1, session, true, now) else {
             panic!()
         };
-        assert_eq!(handle.push(delivery(QoS::AtLeastOnce), now), Pushed::Taken);
         assert_eq!(
-            handle.push(delivery(QoS::AtLeastOnce), now),
+            handle.push(delivery(QoS::AtLeastOnce), now).0,
+            Pushed::Taken
+        );
+        assert_eq!(
+            handle.push(delivery(QoS::AtLeastOnce), now).0,
             Pushed::Refused
         );
         assert_eq!(stats.dropped_queue_full.load(Ordering::Relaxed), 1);

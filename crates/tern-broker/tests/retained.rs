@@ -3,12 +3,12 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::SystemTime;
 
 use support::*;
+use tern_broker::storage::{StorageOp, StoredMessage};
 use tern_broker::{Broker, Config, MemoryStorage, Storage};
 use tern_codec::{Ack, MqttString, Packet, ProtocolVersion, Publish, QoS, RetainHandling};
-use tern_proto::Message;
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 
@@ -123,16 +123,16 @@ async fn retain_handling_options() {
 async fn retained_messages_are_loaded_from_storage() {
     let storage = Arc::new(MemoryStorage::new());
     storage
-        .save_retained(&Message {
-            publish: Publish {
+        .commit(&[StorageOp::PutRetained(StoredMessage::new(
+            Publish {
                 topic: MqttString::from_static("stored/t"),
                 payload: "from disk".into(),
                 retain: true,
                 ..Publish::default()
             },
-            origin: None,
-            received_at: Instant::now(),
-        })
+            None,
+            SystemTime::now(),
+        ))])
         .unwrap();
     let broker = Broker::new(Config::with_listeners(["127.0.0.1:0".parse().unwrap()]))
         .with_storage(storage.clone())
@@ -142,9 +142,11 @@ async fn retained_messages_are_loaded_from_storage() {
     let mut client = Client::connected(broker.local_addrs()[0], V5, "loader", true).await;
     client.subscribe(1, "stored/#", opts(QoS::AtMostOnce)).await;
     assert_eq!(&client.expect_publish().await.payload[..], b"from disk");
-    // And written through: a delete reaches the storage.
+    // And written through: a delete reaches the storage (committed by shutdown at the latest).
     let mut delete = publish("stored/t", "", QoS::AtMostOnce, None);
     delete.retain = true;
     broker.publish(delete).unwrap();
-    assert!(storage.load_retained().unwrap().is_empty());
+    client.drop_connection();
+    assert!(broker.shutdown().await);
+    assert!(storage.load().unwrap().retained.is_empty());
 }

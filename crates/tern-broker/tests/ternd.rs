@@ -15,7 +15,7 @@ fn ternd() -> Command {
 #[tokio::test(flavor = "multi_thread")]
 async fn serves_until_sigterm_then_exits_zero() {
     let mut child = ternd()
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--memory"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -143,7 +143,7 @@ fn malformed_config_names_key_and_line_and_exits_2() {
 #[tokio::test(flavor = "multi_thread")]
 async fn logs_the_connection_lifecycle_at_info() {
     let mut child = ternd()
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--memory"])
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

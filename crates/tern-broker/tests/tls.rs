@@ -478,6 +478,7 @@ async fn ternd_lists_listeners_and_checks_certificate_files() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ternd"))
         .arg("-c")
         .arg(&config)
+        .arg("--memory")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -530,6 +531,7 @@ async fn ternd_lists_listeners_and_checks_certificate_files() {
     let start = Command::new(env!("CARGO_BIN_EXE_ternd"))
         .arg("-c")
         .arg(&config)
+        .arg("--memory")
         .output()
         .unwrap();
     assert!(!start.status.success());

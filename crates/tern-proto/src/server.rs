@@ -131,6 +131,25 @@ impl ServerSession {
         }
     }
 
+    /// A closed session holding `state`, as a broker restores a persistent session from its
+    /// storage: it queues deliveries (QoS 1/2) like a session whose client went away, and
+    /// gives the state to the next connection of `client_id` through
+    /// [`into_state`](Self::into_state). The state is checked like one put back by
+    /// [`Accept`].
+    pub fn restored(
+        config: ServerConfig,
+        version: ProtocolVersion,
+        client_id: MqttString,
+        state: SessionState,
+    ) -> Self {
+        let mut session = ServerSession::new(config);
+        session.core.version = version;
+        session.core.install_state(state);
+        session.core.phase = Phase::Closed;
+        session.client_id = client_id;
+        session
+    }
+
     /// Arms the connect timeout, if configured; call once when the connection is accepted
     /// by the transport.
     pub fn start(&mut self, now: Instant) {

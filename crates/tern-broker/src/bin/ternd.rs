@@ -2,8 +2,10 @@
 //!
 //! Without a configuration it listens on 127.0.0.1:1883 only; `-c FILE` reads a TOML
 //! configuration (see `tern_broker::config`), `-p`/`--listen` add or replace listeners. It
-//! serves until SIGINT or SIGTERM, then shuts down gracefully; SIGHUP reloads the password
-//! and ACL files. `ternd passwd` manages a password file like mosquitto_passwd.
+//! keeps retained messages and persistent sessions in `tern-data/` (the `persistence` keys;
+//! `--data-dir DIR` elsewhere, `--memory` for none). It serves until SIGINT or SIGTERM, then
+//! shuts down gracefully; SIGHUP reloads the password and ACL files. `ternd passwd` manages a
+//! password file like mosquitto_passwd.
 
 #[path = "ternd/passwd.rs"]
 mod passwd;
@@ -39,6 +41,12 @@ struct Cli {
     /// Check the configuration (certificate, password and ACL files included) and exit.
     #[arg(long = "check-config")]
     check_config: bool,
+    /// Keep everything in memory: nothing survives a restart (`persistence = false`).
+    #[arg(long = "memory", conflicts_with = "data_dir")]
+    memory: bool,
+    /// Keep the durable state in this directory (`persistence_location`).
+    #[arg(long = "data-dir", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -119,6 +127,13 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
     if !listeners.is_empty() {
         config.listeners = listeners.into_iter().map(ListenerConfig::new).collect();
     }
+    if cli.memory {
+        config.persistence = false;
+    }
+    if let Some(dir) = &cli.data_dir {
+        config.persistence = true;
+        config.persistence_location = dir.clone();
+    }
     config.validate().map_err(|e| e.to_string())?;
     Ok(config)
 }
@@ -135,7 +150,18 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     let listeners = config.listener_configs();
-    let broker = match Broker::new(config).start().await {
+    let store = config.persistence.then(|| {
+        config
+            .persistence_location
+            .join(tern_broker::storage::DATABASE_FILE)
+    });
+    // A store that cannot be opened (corrupt, another version, permissions, in use) stops
+    // the start: it is never replaced.
+    let broker = match Broker::from_config(config) {
+        Ok(broker) => broker.start().await,
+        Err(e) => Err(e),
+    };
+    let broker = match broker {
         Ok(broker) => broker,
         Err(e) => {
             eprintln!("ternd: {e}");
@@ -152,9 +178,13 @@ async fn serve(config: Config) -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         addrs.join(", ")
     );
-    // Then one line per listener: its address and transport.
+    // Then one line per listener: its address and transport, and one for the store.
     for (addr, listener) in broker.local_addrs().iter().zip(&listeners) {
         banner.push_str(&format!("  {addr}  {}\n", describe(listener)));
+    }
+    match store {
+        Some(path) => banner.push_str(&format!("  store  {}\n", path.display())),
+        None => banner.push_str("  store  none (in memory)\n"),
     }
     announce(&banner);
     let mut signals = signals;
