@@ -414,6 +414,12 @@ fn restore_session(
         &shared.config.mailbox,
         &shared.stats,
     );
+    // The ACL judges its deliveries by the identity of its last connection until the client
+    // comes back (a reconnect sets the new one).
+    handle.set_identity(Arc::new(crate::auth::Identity::new(
+        client_id.clone(),
+        session.username.clone(),
+    )));
     for s in &session.subscriptions {
         handle.record_subscription(s.clone());
         let parsed = if v5 {

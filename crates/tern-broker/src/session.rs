@@ -644,6 +644,7 @@ impl SessionHandle {
             delivered,
             disconnected_at,
         );
+        session.username = self.identity().and_then(|i| i.username.clone());
         // A Will that waits for its delay after the client went away.
         session.will = engine
             .will()

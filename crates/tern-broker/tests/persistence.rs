@@ -444,3 +444,75 @@ async fn a_delayed_will_is_sent_after_a_restart_and_only_once() {
     assert!(broker.shutdown().await);
     assert_eq!(stored(dir.path()), None);
 }
+
+/// A broker on the store in `dir` with an ACL: user `alice` (password `a`) reads `alice/#`,
+/// anonymous clients write `alice/#`.
+async fn start_with_acl(dir: &Path) -> BrokerHandle {
+    let pw = dir.join("passwd");
+    if !pw.exists() {
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_ternd"))
+            .args(["passwd", "-c", "-b"])
+            .arg(&pw)
+            .args(["alice", "a"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::fs::write(
+            dir.join("acl"),
+            "topic write alice/#\n\nuser alice\ntopic read alice/#\n",
+        )
+        .unwrap();
+    }
+    let mut config = config();
+    config.sys_interval = 0;
+    config.auth.password_file = Some(pw);
+    config.auth.acl_file = Some(dir.join("acl"));
+    config.auth.allow_anonymous = Some(true);
+    let storage = RedbStorage::open(dir.join("store")).expect("store opens");
+    Broker::new(config)
+        .with_storage(Arc::new(storage))
+        .start()
+        .await
+        .expect("broker starts")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restored_session_meets_the_acl_as_its_last_user() {
+    // A persistent session restored at start has no connection yet: deliveries to it are
+    // judged with the username of its last connection (stored with it), so a message its user
+    // may read is queued, not refused, while the client is away [MQTT-3.1.2-5].
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_with_acl(dir.path()).await;
+    let addr = broker.local_addrs()[0];
+    let mut c = v5_connect("alice-1", true, 300);
+    c.username = Some(s("alice"));
+    c.password = Some(bytes::Bytes::from_static(b"a"));
+    let (mut alice, connack) = Client::connect_with(addr, c.clone()).await;
+    assert_eq!(connack.reason_code, ReasonCode::Success);
+    let suback = alice.subscribe(1, "alice/#", opts(QoS::AtLeastOnce)).await;
+    assert_eq!(suback.reason_codes, [ReasonCode::GrantedQoS1]);
+    alice.disconnect().await;
+
+    assert!(broker.shutdown().await);
+    let broker = start_with_acl(dir.path()).await;
+    let addr = broker.local_addrs()[0];
+    let mut publisher = Client::connected(addr, V5, "anon-pub", true).await;
+    assert_eq!(
+        publisher
+            .publish_qos1(1, "alice/inbox", "while away", false)
+            .await
+            .reason_code,
+        ReasonCode::Success
+    );
+    publisher.disconnect().await;
+    c.clean_start = false;
+    let (mut alice, connack) = Client::connect_with(addr, c).await;
+    assert!(connack.session_present);
+    let p = alice.expect_publish().await;
+    assert_eq!(&p.payload[..], b"while away");
+    alice
+        .send(Packet::PubAck(Ack::new(p.packet_id.unwrap())))
+        .await;
+    assert!(alice.ping().await.is_empty());
+    assert!(broker.shutdown().await);
+}

@@ -7,7 +7,7 @@
 //! delivery = message qos:u8 ids:u32-count (u32)* options:u8
 //! session  = version:u8 expiry:u32 next_packet_id:u16 delivered:u64
 //!            disconnected_at_ms:opt_u64 subscriptions outgoing awaiting_pubrel
-//!            will:(0 | 1 delay:u32 publish)
+//!            will:(0 | 1 delay:u32 publish) username:opt_str
 //! ```
 //!
 //! Decoding checks every length against what is left and rejects trailing bytes: a damaged
@@ -309,6 +309,7 @@ pub(crate) fn encode_session(session: &StoredSession) -> Result<Vec<u8>, Storage
             put_publish(&mut out, &will.publish)?;
         }
     }
+    put_opt_str(&mut out, session.username.as_deref());
     Ok(out)
 }
 
@@ -366,6 +367,7 @@ pub(crate) fn decode_session(buf: &[u8]) -> Result<StoredSession, StorageError> 
         }
         _ => return Err(corrupt("will")),
     };
+    let username = r.opt_str()?;
     r.end()?;
     Ok(StoredSession {
         version,
@@ -374,6 +376,7 @@ pub(crate) fn decode_session(buf: &[u8]) -> Result<StoredSession, StorageError> 
         delivered,
         disconnected_at,
         will,
+        username,
     })
 }
 
@@ -448,6 +451,7 @@ mod tests {
                 publish: m.publish.clone(),
                 delay: 30,
             }),
+            username: Some("alice".to_owned()),
         };
         assert_eq!(decode_session(&encode_session(&s).unwrap()).unwrap(), s);
     }
@@ -475,6 +479,7 @@ mod tests {
             delivered: 0,
             disconnected_at: None,
             will: None,
+            username: None,
         })
         .unwrap();
         let at = 1 + 4 + 2 + 8 + 1;

@@ -131,6 +131,9 @@ pub struct StoredSession {
     pub disconnected_at: Option<SystemTime>,
     /// The client's Will, waiting for its Will Delay Interval (or the session's end).
     pub will: Option<StoredWill>,
+    /// The authenticated username of the client's last connection: a session restored at
+    /// start meets the ACL with it while its client is away (see [`crate::auth`]).
+    pub username: Option<String>,
 }
 
 /// A Will waiting for its delay, as stored with its session.
@@ -166,6 +169,7 @@ impl StoredSession {
             delivered,
             disconnected_at,
             will: None,
+            username: None,
         }
     }
 }
