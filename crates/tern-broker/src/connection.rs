@@ -379,6 +379,7 @@ impl Connection {
                         self.shared.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
                         self.rate.on_bytes(n);
                         read_buf.filled(n);
+                        self.shared.stats.traffic.count_received(read_buf.data());
                         self.session.handle_input(now(), read_buf.data());
                         // What reading costs: at most one packet (the decoder reserves the rest
                         // of a packet once its header is read) and what came after it.

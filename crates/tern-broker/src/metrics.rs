@@ -19,6 +19,7 @@
 //! | `mqtt_messages_sent_total` | counter | `qos` | PUBLISH packets written to clients (retransmissions included) |
 //! | `mqtt_bytes_received_total`, `mqtt_bytes_sent_total` | counter | | bytes read from and written to clients |
 //! | `mqtt_messages_dropped_total` | counter | `reason` | `mailbox_full` (QoS 0), `queue_full`, `expired`, `packet_too_large` (beyond the client's maximum), `offline` (QoS 0 for an absent client) |
+//! | `mqtt_packets_received_total`, `mqtt_packets_sent_total` | counter | `type` | control packets read from and written to clients, by type (`connect`, `publish`, `puback`, …, `auth`) |
 //! | `mqtt_slow_consumers_total` | counter | | clients disconnected because they did not read |
 //! | `mqtt_sessions_expired_total` | counter | | sessions ended by their expiry interval |
 //!
@@ -69,15 +70,37 @@ const DROPPED: [(Dropped, &str); 3] = [
     (Dropped::Offline, "offline"),
 ];
 
+/// The `type` label of each control packet type, indexed by its four-bit value.
+const PACKET_TYPES: [&str; 16] = [
+    "reserved",
+    "connect",
+    "connack",
+    "publish",
+    "puback",
+    "pubrec",
+    "pubrel",
+    "pubcomp",
+    "subscribe",
+    "suback",
+    "unsubscribe",
+    "unsuback",
+    "pingreq",
+    "pingresp",
+    "disconnect",
+    "auth",
+];
+
 /// The counters `Stats` does not split by label, updated with relaxed atomics.
 ///
-/// Per-packet counts by type are for the engine's per-connection counters to fill: a
-/// connection adds what its session counted since its last step.
+/// Packets are counted by type from the bytes themselves: what a connection is about to write,
+/// and what it read, before the engine decodes it (a fixed header is all it takes).
 #[derive(Debug, Default)]
 pub(crate) struct Traffic {
     received: [AtomicU64; 3],
     sent: [AtomicU64; 3],
     dropped: [AtomicU64; DROPPED.len()],
+    packets_received: [AtomicU64; 16],
+    packets_sent: [AtomicU64; 16],
 }
 
 impl Traffic {
@@ -86,9 +109,22 @@ impl Traffic {
         self.received[qos as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts the PUBLISH packets among whole encoded packets about to be written.
+    /// Counts the whole packets at the start of `bytes` that a connection read, by type; a
+    /// packet cut at the end is counted by the read that completes it (the engine keeps only
+    /// such a remainder between reads).
+    pub(crate) fn count_received(&self, mut packets: &[u8]) {
+        // Malformed bytes end the walk: the engine closes the connection for them.
+        while let Ok(Framing::Complete(header)) = framing(packets, MAX_PACKET_SIZE) {
+            self.packets_received[header.packet_type as usize].fetch_add(1, Ordering::Relaxed);
+            packets = &packets[header.packet_len()..];
+        }
+    }
+
+    /// Counts whole encoded packets about to be written, by type, and the PUBLISH packets
+    /// among them by QoS.
     pub(crate) fn count_sent(&self, mut packets: &[u8]) {
         while let Ok(Framing::Complete(header)) = framing(packets, MAX_PACKET_SIZE) {
+            self.packets_sent[header.packet_type as usize].fetch_add(1, Ordering::Relaxed);
             if header.packet_type == PacketType::Publish {
                 let qos = usize::from((header.flags >> 1) & 0b11).min(2);
                 self.sent[qos].fetch_add(1, Ordering::Relaxed);
@@ -248,6 +284,27 @@ impl Collector for BrokerCollector {
             "reason",
             dropped,
         )?;
+        let by_type = |counts: &[AtomicU64; 16]| {
+            PACKET_TYPES
+                .into_iter()
+                .zip(counts.iter().map(load))
+                .skip(1)
+                .collect::<Vec<_>>()
+        };
+        counters(
+            &mut e,
+            "mqtt_packets_received",
+            "Control packets read from clients, by type",
+            "type",
+            by_type(&traffic.packets_received),
+        )?;
+        counters(
+            &mut e,
+            "mqtt_packets_sent",
+            "Control packets written to clients, by type",
+            "type",
+            by_type(&traffic.packets_sent),
+        )?;
         counter(
             &mut e,
             "mqtt_slow_consumers",
@@ -393,5 +450,34 @@ mod tests {
             .map(|a| a.load(Ordering::Relaxed))
             .collect();
         assert_eq!(sent, [1, 2, 1]);
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        assert_eq!(load(&traffic.packets_sent[PacketType::Publish as usize]), 4);
+        assert_eq!(
+            load(&traffic.packets_sent[PacketType::PingResp as usize]),
+            4
+        );
+    }
+
+    #[test]
+    fn count_received_counts_whole_packets_by_type_once() {
+        let traffic = Traffic::default();
+        let mut bytes = BytesMut::new();
+        Packet::PingReq
+            .encode(ProtocolVersion::V3_1_1, &mut bytes)
+            .unwrap();
+        Packet::Publish(Publish {
+            topic: tern_codec::MqttString::from_static("a/b"),
+            payload: Bytes::from_static(b"xyz"),
+            ..Publish::default()
+        })
+        .encode(ProtocolVersion::V3_1_1, &mut bytes)
+        .unwrap();
+        // A read that ends inside the PUBLISH counts only the PINGREQ; the read that completes
+        // it counts the PUBLISH (the engine has taken the PINGREQ by then).
+        traffic.count_received(&bytes[..4]);
+        traffic.count_received(&bytes[2..]);
+        let load = |t: PacketType| traffic.packets_received[t as usize].load(Ordering::Relaxed);
+        assert_eq!(load(PacketType::PingReq), 1);
+        assert_eq!(load(PacketType::Publish), 1);
     }
 }

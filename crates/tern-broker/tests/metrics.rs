@@ -244,7 +244,39 @@ async fn metrics_after_a_known_workload() {
             "{name} in\n{body}"
         );
     }
-    assert_eq!(samples.len(), expected.len(), "{body}");
+    // Control packets by type. Read: three CONNECTs, two SUBSCRIBEs, a DISCONNECT, five
+    // PUBLISHes, the subscriber's three PUBACKs, one PUBREL, two PINGREQs. Written: three
+    // CONNACKs, two SUBACKs, five PUBLISHes, two PUBACKs, PUBREC and PUBCOMP, two PINGRESPs.
+    let types = [
+        "connect",
+        "connack",
+        "publish",
+        "puback",
+        "pubrec",
+        "pubrel",
+        "pubcomp",
+        "subscribe",
+        "suback",
+        "unsubscribe",
+        "unsuback",
+        "pingreq",
+        "pingresp",
+        "disconnect",
+        "auth",
+    ];
+    let received_by_type = [3, 0, 5, 3, 0, 1, 0, 2, 0, 0, 0, 2, 0, 1, 0];
+    let sent_by_type = [0, 3, 5, 2, 1, 0, 1, 0, 2, 0, 0, 0, 2, 0, 0];
+    for (direction, counts) in [("received", received_by_type), ("sent", sent_by_type)] {
+        for (kind, value) in types.iter().zip(counts) {
+            let name = format!("mqtt_packets_{direction}_total{{type=\"{kind}\"}}");
+            assert_eq!(
+                samples.get(&name).map(String::as_str),
+                Some(value.to_string().as_str()),
+                "{name} in\n{body}"
+            );
+        }
+    }
+    assert_eq!(samples.len(), expected.len() + 2 * types.len(), "{body}");
     assert!(broker.shutdown().await);
 }
 
