@@ -204,13 +204,23 @@ pub(crate) fn decode_message(buf: &[u8]) -> Result<StoredMessage, StorageError> 
 }
 
 /// A logged delivery record.
+#[cfg(test)]
 pub(crate) fn encode_delivery(delivery: &StoredDelivery) -> Result<Vec<u8>, StorageError> {
     let mut out = Vec::with_capacity(80 + delivery.message.publish.payload.len());
-    put_message(&mut out, &delivery.message)?;
+    put_delivery(&mut out, delivery)?;
+    Ok(out)
+}
+
+/// Appends a logged delivery record to `out` (the writer reuses one buffer).
+pub(crate) fn put_delivery(
+    out: &mut Vec<u8>,
+    delivery: &StoredDelivery,
+) -> Result<(), StorageError> {
+    put_message(out, &delivery.message)?;
     out.push(delivery.qos as u8);
-    put_u32(&mut out, len_u32(delivery.subscription_ids.len()));
+    put_u32(out, len_u32(delivery.subscription_ids.len()));
     for id in &delivery.subscription_ids {
-        put_u32(&mut out, id.get());
+        put_u32(out, id.get());
     }
     let o = delivery.options;
     out.push(
@@ -218,7 +228,7 @@ pub(crate) fn encode_delivery(delivery: &StoredDelivery) -> Result<Vec<u8>, Stor
             | u8::from(o.retain_as_published) << 1
             | u8::from(o.retained_replay) << 2,
     );
-    Ok(out)
+    Ok(())
 }
 
 pub(crate) fn decode_delivery(buf: &[u8]) -> Result<StoredDelivery, StorageError> {

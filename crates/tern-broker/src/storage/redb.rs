@@ -3,13 +3,26 @@
 //! returns, so one commit per batch of operations is the cost of durability.
 //!
 //! Tables: `meta` (`format` → [`FORMAT_VERSION`], `last_commit` → milliseconds since the
-//! epoch), `retained` (topic → message), `sessions` (client → snapshot) and `log`
-//! ((client, sequence) → delivery). The records are encoded as `codec` describes.
+//! epoch), `retained` (topic → message), `sessions` (client → snapshot), `clients` (client →
+//! a number of its own, given when its first delivery is logged) and `log` (the client's
+//! number in the high 64 bits and the sequence in the low 64 bits, one fixed-width `u128`
+//! key → delivery). The records are encoded as `codec` describes.
+//!
+//! The fixed-width log key keeps the per-message B-tree work small: comparing two keys is
+//! one integer comparison (a `(String, u64)` tuple key is decoded and compared field by
+//! field at every step of every search), and a leaf holds its keys without per-key
+//! lengths. The client numbers are kept in memory as well, so a delivery costs one hash
+//! lookup and one log insert.
 
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
+use parking_lot::Mutex;
+use redb::{
+    Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
+};
 
 use super::codec;
 use super::{FORMAT_VERSION, Recovered, RecoveredSession, Storage, StorageError, StorageOp};
@@ -17,7 +30,46 @@ use super::{FORMAT_VERSION, Recovered, RecoveredSession, Storage, StorageError, 
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 const RETAINED: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("retained");
 const SESSIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sessions");
-const LOG: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("log");
+const CLIENTS: TableDefinition<'_, &str, u64> = TableDefinition::new("clients");
+const LOG: TableDefinition<'_, u128, &[u8]> = TableDefinition::new("log");
+
+/// The log key of delivery `seq` of the client numbered `client`.
+fn log_key(client: u64, seq: u64) -> u128 {
+    (u128::from(client) << 64) | u128::from(seq)
+}
+
+/// The log keys of the client numbered `client`, sequences `from..=to`.
+fn log_range(client: u64, from: u64, to: u64) -> RangeInclusive<u128> {
+    log_key(client, from)..=log_key(client, to)
+}
+
+/// Removes the log entries in `range`. Their keys are read first, then removed one by one:
+/// redb's `retain_in` copies the tree's path for every entry it removes (it may not change
+/// the pages it iterates), which made it most of the writer's time; a plain `remove`
+/// changes the pages this transaction already copied in place.
+fn drop_log(
+    log: &mut redb::Table<'_, u128, &[u8]>,
+    range: RangeInclusive<u128>,
+    keys: &mut Vec<u128>,
+    e: &impl Fn(redb::Error) -> StorageError,
+) -> Result<(), StorageError> {
+    keys.clear();
+    for entry in log.range(range).map_err(|x| e(x.into()))? {
+        keys.push(entry.map_err(|x| e(x.into()))?.0.value());
+    }
+    for key in keys.iter() {
+        log.remove(*key).map_err(|x| e(x.into()))?;
+    }
+    Ok(())
+}
+
+/// The client numbers of the `clients` table, as last committed.
+#[derive(Debug, Default)]
+struct Clients {
+    ids: HashMap<String, u64>,
+    /// The number the next new client gets.
+    next: u64,
+}
 
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "tern.redb";
@@ -27,6 +79,7 @@ pub const DATABASE_FILE: &str = "tern.redb";
 pub struct RedbStorage {
     db: Database,
     path: PathBuf,
+    clients: Mutex<Clients>,
 }
 
 fn err(context: &str, path: &Path) -> impl Fn(redb::Error) -> StorageError {
@@ -54,8 +107,13 @@ impl RedbStorage {
         })?;
         let path = dir.join(DATABASE_FILE);
         let db = Database::create(&path).map_err(|e| err("cannot open store", &path)(e.into()))?;
-        let storage = RedbStorage { db, path };
+        let storage = RedbStorage {
+            db,
+            path,
+            clients: Mutex::default(),
+        };
         storage.check_format()?;
+        storage.load_clients()?;
         Ok(storage)
     }
 
@@ -90,13 +148,54 @@ impl RedbStorage {
             }
             txn.open_table(RETAINED).map_err(|x| e(x.into()))?;
             txn.open_table(SESSIONS).map_err(|x| e(x.into()))?;
+            txn.open_table(CLIENTS).map_err(|x| e(x.into()))?;
             txn.open_table(LOG).map_err(|x| e(x.into()))?;
         }
         txn.commit().map_err(|x| e(x.into()))?;
         Ok(())
     }
 
+    fn load_clients(&self) -> Result<(), StorageError> {
+        let e = err("cannot read store", &self.path);
+        let txn = self.db.begin_read().map_err(|x| e(x.into()))?;
+        let table = txn.open_table(CLIENTS).map_err(|x| e(x.into()))?;
+        let mut clients = Clients::default();
+        for entry in table.iter().map_err(|x| e(x.into()))? {
+            let (key, value) = entry.map_err(|x| e(x.into()))?;
+            let id = value.value();
+            clients.next = clients.next.max(id.saturating_add(1));
+            clients.ids.insert(key.value().to_owned(), id);
+        }
+        *self.clients.lock() = clients;
+        Ok(())
+    }
+
     fn apply(&self, ops: &[StorageOp]) -> Result<(), StorageError> {
+        let mut clients = self.clients.lock();
+        // Client numbers given or taken back by this batch: they count once it committed.
+        let mut changed: HashMap<String, Option<u64>> = HashMap::new();
+        let mut next = clients.next;
+        let txn = self.write(ops, &clients, &mut changed, &mut next)?;
+        let e = err("cannot commit to store", &self.path);
+        txn.commit().map_err(|x| e(x.into()))?;
+        clients.next = next;
+        for (client_id, id) in changed {
+            match id {
+                Some(id) => clients.ids.insert(client_id, id),
+                None => clients.ids.remove(&client_id),
+            };
+        }
+        Ok(())
+    }
+
+    /// The transaction that applies `ops`, not committed yet.
+    fn write(
+        &self,
+        ops: &[StorageOp],
+        clients: &Clients,
+        changed: &mut HashMap<String, Option<u64>>,
+        next: &mut u64,
+    ) -> Result<WriteTransaction, StorageError> {
         let e = err("cannot commit to store", &self.path);
         let mut txn = self.db.begin_write().map_err(|x| e(x.into()))?;
         txn.set_durability(Durability::Immediate);
@@ -104,7 +203,14 @@ impl RedbStorage {
             let mut meta = txn.open_table(META).map_err(|x| e(x.into()))?;
             let mut retained = txn.open_table(RETAINED).map_err(|x| e(x.into()))?;
             let mut sessions = txn.open_table(SESSIONS).map_err(|x| e(x.into()))?;
+            let mut numbers = txn.open_table(CLIENTS).map_err(|x| e(x.into()))?;
             let mut log = txn.open_table(LOG).map_err(|x| e(x.into()))?;
+            let lookup = |changed: &HashMap<String, Option<u64>>, c: &str| match changed.get(c) {
+                Some(id) => *id,
+                None => clients.ids.get(c).copied(),
+            };
+            let mut buf = Vec::with_capacity(256);
+            let mut keys = Vec::new();
             for op in ops {
                 match op {
                     StorageOp::PutRetained(m) => {
@@ -121,36 +227,57 @@ impl RedbStorage {
                         sessions
                             .insert(client_id.as_str(), bytes.as_slice())
                             .map_err(|x| e(x.into()))?;
-                        let c = client_id.as_str();
-                        log.retain_in((c, 0)..=(c, session.delivered), |_, _| false)
-                            .map_err(|x| e(x.into()))?;
+                        if let Some(id) = lookup(changed, client_id) {
+                            drop_log(&mut log, log_range(id, 0, session.delivered), &mut keys, &e)?;
+                        }
                     }
                     StorageOp::RemoveSession { client_id } => {
-                        let c = client_id.as_str();
-                        sessions.remove(c).map_err(|x| e(x.into()))?;
-                        log.retain_in((c, 0)..=(c, u64::MAX), |_, _| false)
+                        sessions
+                            .remove(client_id.as_str())
                             .map_err(|x| e(x.into()))?;
+                        if let Some(id) = lookup(changed, client_id) {
+                            drop_log(&mut log, log_range(id, 0, u64::MAX), &mut keys, &e)?;
+                            numbers
+                                .remove(client_id.as_str())
+                                .map_err(|x| e(x.into()))?;
+                            changed.insert(client_id.clone(), None);
+                        }
                     }
                     StorageOp::PutDelivery {
                         client_id,
                         seq,
                         delivery,
                     } => {
-                        let bytes = codec::encode_delivery(delivery)?;
-                        log.insert((client_id.as_str(), *seq), bytes.as_slice())
+                        let id = match lookup(changed, client_id) {
+                            Some(id) => id,
+                            None => {
+                                let id = *next;
+                                *next = next
+                                    .checked_add(1)
+                                    .ok_or_else(|| StorageError::new("client numbers exhausted"))?;
+                                numbers
+                                    .insert(client_id.as_str(), id)
+                                    .map_err(|x| e(x.into()))?;
+                                changed.insert(client_id.clone(), Some(id));
+                                id
+                            }
+                        };
+                        buf.clear();
+                        codec::put_delivery(&mut buf, delivery)?;
+                        log.insert(log_key(id, *seq), buf.as_slice())
                             .map_err(|x| e(x.into()))?;
                     }
                     StorageOp::RemoveDelivery { client_id, seq } => {
-                        log.remove((client_id.as_str(), *seq))
-                            .map_err(|x| e(x.into()))?;
+                        if let Some(id) = lookup(changed, client_id) {
+                            log.remove(log_key(id, *seq)).map_err(|x| e(x.into()))?;
+                        }
                     }
                 }
             }
             meta.insert("last_commit", codec::to_millis(SystemTime::now()))
                 .map_err(|x| e(x.into()))?;
         }
-        txn.commit().map_err(|x| e(x.into()))?;
-        Ok(())
+        Ok(txn)
     }
 
     /// Number of logged deliveries and of bytes the database file takes.
@@ -193,20 +320,28 @@ impl Storage for RedbStorage {
                 .push(codec::decode_message(value.value())?);
         }
         let sessions = txn.open_table(SESSIONS).map_err(|x| e(x.into()))?;
+        let numbers = txn.open_table(CLIENTS).map_err(|x| e(x.into()))?;
         let log = txn.open_table(LOG).map_err(|x| e(x.into()))?;
         for entry in sessions.iter().map_err(|x| e(x.into()))? {
             let (key, value) = entry.map_err(|x| e(x.into()))?;
             let client_id = key.value().to_owned();
             let session = codec::decode_session(value.value())?;
-            let c = client_id.as_str();
             let mut deliveries = Vec::new();
-            let from = session.delivered.saturating_add(1);
-            for item in log
-                .range((c, from)..=(c, u64::MAX))
+            let id = numbers
+                .get(client_id.as_str())
                 .map_err(|x| e(x.into()))?
-            {
-                let (k, v) = item.map_err(|x| e(x.into()))?;
-                deliveries.push((k.value().1, codec::decode_delivery(v.value())?));
+                .map(|v| v.value());
+            if let Some(id) = id {
+                let from = session.delivered.saturating_add(1);
+                for item in log
+                    .range(log_range(id, from, u64::MAX))
+                    .map_err(|x| e(x.into()))?
+                {
+                    let (k, v) = item.map_err(|x| e(x.into()))?;
+                    // The low 64 bits of the key: the sequence.
+                    let seq = k.value() as u64;
+                    deliveries.push((seq, codec::decode_delivery(v.value())?));
+                }
             }
             recovered.sessions.push(RecoveredSession {
                 client_id,
@@ -215,5 +350,137 @@ impl Storage for RedbStorage {
             });
         }
         Ok(recovered)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tern_codec::{MqttString, ProtocolVersion, Publish, QoS};
+    use tern_proto::{DeliveryOptions, SessionState};
+
+    use super::*;
+    use crate::storage::{StoredDelivery, StoredMessage, StoredSession};
+
+    fn delivery(payload: &'static str) -> StoredDelivery {
+        let publish = Publish {
+            topic: MqttString::from_static("t"),
+            payload: payload.into(),
+            qos: QoS::AtLeastOnce,
+            ..Publish::default()
+        };
+        StoredDelivery::new(
+            StoredMessage::new(publish, None, SystemTime::UNIX_EPOCH),
+            QoS::AtLeastOnce,
+            Vec::new(),
+            DeliveryOptions::default(),
+        )
+    }
+
+    fn put(client: &str, seq: u64, payload: &'static str) -> StorageOp {
+        StorageOp::PutDelivery {
+            client_id: client.to_owned(),
+            seq,
+            delivery: delivery(payload),
+        }
+    }
+
+    fn session(client: &str, delivered: u64) -> StorageOp {
+        StorageOp::PutSession {
+            client_id: client.to_owned(),
+            session: StoredSession::new(
+                ProtocolVersion::V5,
+                SessionState::new(),
+                Vec::new(),
+                delivered,
+                None,
+            ),
+        }
+    }
+
+    /// (client, [(seq, payload)]) of every stored session, by client.
+    fn logs(storage: &RedbStorage) -> Vec<(String, Vec<(u64, String)>)> {
+        let mut sessions: Vec<_> = storage
+            .load()
+            .unwrap()
+            .sessions
+            .into_iter()
+            .map(|s| {
+                let log = s
+                    .deliveries
+                    .into_iter()
+                    .map(|(seq, d)| {
+                        let payload = String::from_utf8(d.message.publish.payload.to_vec());
+                        (seq, payload.unwrap())
+                    })
+                    .collect();
+                (s.client_id, log)
+            })
+            .collect();
+        sessions.sort();
+        sessions
+    }
+
+    fn entries(log: &[(u64, &str)]) -> Vec<(u64, String)> {
+        log.iter().map(|(s, p)| (*s, (*p).to_owned())).collect()
+    }
+
+    #[test]
+    fn logs_of_clients_stay_apart_across_reopens_and_removals() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let storage = RedbStorage::open(dir.path()).unwrap();
+            storage
+                .commit(&[
+                    session("a", 0),
+                    session("b", 0),
+                    put("a", 1, "a1"),
+                    put("b", 1, "b1"),
+                    put("a", 2, "a2"),
+                    put("a", 3, "a3"),
+                    put("b", 2, "b2"),
+                ])
+                .unwrap();
+            // A snapshot drops the log up to what it covers, for its client only.
+            storage.commit(&[session("a", 2)]).unwrap();
+            storage
+                .commit(&[StorageOp::RemoveDelivery {
+                    client_id: "b".to_owned(),
+                    seq: 1,
+                }])
+                .unwrap();
+        }
+        // The client numbers come back from the file: new deliveries join the old ones.
+        let storage = RedbStorage::open(dir.path()).unwrap();
+        storage
+            .commit(&[put("a", 4, "a4"), put("b", 3, "b3")])
+            .unwrap();
+        assert_eq!(
+            logs(&storage),
+            vec![
+                ("a".to_owned(), entries(&[(3, "a3"), (4, "a4")])),
+                ("b".to_owned(), entries(&[(2, "b2"), (3, "b3")])),
+            ]
+        );
+        // Forgotten and begun again in one batch: only the new session's log is left.
+        storage
+            .commit(&[
+                StorageOp::RemoveSession {
+                    client_id: "a".to_owned(),
+                },
+                session("a", 0),
+                put("a", 1, "new"),
+            ])
+            .unwrap();
+        drop(storage);
+        let storage = RedbStorage::open(dir.path()).unwrap();
+        assert_eq!(
+            logs(&storage),
+            vec![
+                ("a".to_owned(), entries(&[(1, "new")])),
+                ("b".to_owned(), entries(&[(2, "b2"), (3, "b3")])),
+            ]
+        );
+        let (entries, _) = storage.size().unwrap();
+        assert_eq!(entries, 3);
     }
 }
