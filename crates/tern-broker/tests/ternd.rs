@@ -65,7 +65,7 @@ async fn a_closed_stdout_does_not_stop_the_broker() {
         .unwrap()
         .port();
     let mut child = ternd()
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--memory"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -100,6 +100,7 @@ async fn sighup_reloads_password_and_acl_files_without_dropping_connections() {
     let mut child = ternd()
         .arg("-c")
         .arg(&config)
+        .arg("--memory")
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
