@@ -139,7 +139,7 @@ impl ClientSession {
 
     /// Whether a QoS 1/2 `publish` would be accepted now (the window has room).
     pub fn can_publish(&self) -> bool {
-        self.is_connected() && self.core.inflight() < self.core.window()
+        self.is_connected() && !self.core.is_full()
     }
 
     /// The session state.

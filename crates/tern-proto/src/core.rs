@@ -878,7 +878,7 @@ impl Core {
         publish.packet_id = None;
         let mut id = None;
         if publish.qos != QoS::AtMostOnce {
-            if self.inflight() >= self.window() {
+            if self.is_full() {
                 return Err((PublishError::Blocked, publish));
             }
             let Some(new) = self.ids.allocate() else {
