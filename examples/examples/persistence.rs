@@ -10,8 +10,12 @@
 //! to an in-process broker; one persistent subscriber is online (and acknowledges), one is
 //! offline (its queue grows), so each message makes two durable copies (`TERN_NO_ONLINE=1`:
 //! the online one does not subscribe, one copy). The figure is messages acknowledged to the
-//! publishers per second. `TERN_GROUP_MS` sets `persistence_group_commit_ms`. The store
-//! lives in a temporary directory, removed at the end.
+//! publishers per second, the median of `TERN_RUNS` runs (default 3) of each mode,
+//! alternated. Beside it: the store thread's CPU time per message (from `/proc`, so it does
+//! not depend on how loaded the machine is) and the fsync latency of the store's file system,
+//! which bounds a durable run at (messages in flight) / (fsync time).
+//! `TERN_GROUP_MS` sets `persistence_group_commit_ms`. The store lives in a temporary
+//! directory, removed at the end.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -201,8 +205,46 @@ async fn start(store: Option<&Path>) -> BrokerHandle {
     broker.start().await.expect("broker starts")
 }
 
-/// Messages per second acknowledged to the publishers.
-async fn throughput(store: Option<&Path>, per_publisher: usize) -> f64 {
+/// CPU seconds the thread named `name` of this process has used, if there is one (Linux).
+fn thread_cpu(name: &str) -> Option<f64> {
+    let ticks = 100.0; // USER_HZ on every Linux platform Rust supports
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+        // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        let utime: f64 = fields.get(11)?.parse().ok()?;
+        let stime: f64 = fields.get(12)?.parse().ok()?;
+        return Some((utime + stime) / ticks);
+    }
+    None
+}
+
+/// Median fsync latency of a small file in `dir` (after a 4 KiB write each time).
+fn fsync_latency(dir: &Path) -> Duration {
+    use std::io::Write;
+    let _ = std::fs::create_dir_all(dir);
+    let path = dir.join("fsync-probe");
+    let mut file = std::fs::File::create(&path).expect("probe file");
+    let mut times: Vec<Duration> = (0..50)
+        .map(|_| {
+            file.write_all(&[0; 4096]).expect("probe write");
+            let started = Instant::now();
+            file.sync_data().expect("fsync");
+            started.elapsed()
+        })
+        .collect();
+    let _ = std::fs::remove_file(&path);
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// Messages per second acknowledged to the publishers, and the store thread's CPU seconds.
+async fn throughput(store: Option<&Path>, per_publisher: usize) -> (f64, f64) {
     let broker = start(store).await;
     let addr = broker.local_addrs()[0];
     let mut offline = Wire::connect(addr, "offline", true, 3600).await;
@@ -221,9 +263,16 @@ async fn throughput(store: Option<&Path>, per_publisher: usize) -> f64 {
         p.await.expect("publisher");
     }
     let rate = (PUBLISHERS * per_publisher) as f64 / started.elapsed().as_secs_f64();
+    // Read before the shutdown, which ends the thread.
+    let store_cpu = thread_cpu("tern-store").unwrap_or(0.0);
     broker.shutdown().await;
     consumer.abort();
-    rate
+    (rate, store_cpu)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 /// Stores `messages` for an offline session, restarts: (recovery time, store bytes).
@@ -265,18 +314,38 @@ async fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(25_000);
     let total = per_publisher * PUBLISHERS;
-    let memory = throughput(None, per_publisher).await;
-    let dir = scratch("throughput");
-    let durable = throughput(Some(&dir), per_publisher).await;
-    let _ = std::fs::remove_dir_all(&dir);
+    let runs = std::env::var("TERN_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3_usize)
+        .max(1);
+    let (mut memory, mut durable, mut store_cpu) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        memory.push(throughput(None, per_publisher).await.0);
+        let dir = scratch("throughput");
+        let (rate, cpu) = throughput(Some(&dir), per_publisher).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        durable.push(rate);
+        store_cpu.push(cpu);
+    }
+    let (memory, durable, store_cpu) = (median(memory), median(durable), median(store_cpu));
+    let fsync = fsync_latency(&scratch("fsync"));
+    let _ = std::fs::remove_dir_all(scratch("fsync"));
+    let in_flight = PUBLISHERS * window();
     println!(
-        "QoS 1 into persistent sessions, {total} messages, {PUBLISHERS} publishers, {} in flight each:",
+        "QoS 1 into persistent sessions, {total} messages, {PUBLISHERS} publishers, {} in flight each, median of {runs} runs:",
         window()
     );
     println!("  in memory   {memory:>10.0} msg/s");
     println!(
-        "  redb store  {durable:>10.0} msg/s  ({:.1}x slower)",
-        memory / durable
+        "  redb store  {durable:>10.0} msg/s  ({:.1}x slower), store thread {:.2} µs CPU/message",
+        memory / durable,
+        store_cpu * 1e6 / total as f64
+    );
+    println!(
+        "  fsync {:.2} ms: {in_flight} messages in flight bound a durable run at {:.0} msg/s",
+        fsync.as_secs_f64() * 1e3,
+        in_flight as f64 / fsync.as_secs_f64()
     );
     for n in [10_000, 100_000] {
         let dir = scratch(&format!("recovery-{n}"));

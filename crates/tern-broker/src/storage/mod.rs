@@ -46,7 +46,7 @@ pub use self::redb::RedbStorage;
 
 /// The version of the record format. A store written with another version is refused at
 /// start (never silently replaced).
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// An application message as stored: retained, or inside a logged delivery.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -4,15 +4,24 @@
 //!
 //! Tables: `meta` (`format` → [`FORMAT_VERSION`], `last_commit` → milliseconds since the
 //! epoch), `retained` (topic → message), `sessions` (client → snapshot), `clients` (client →
-//! a number of its own, given when its first delivery is logged) and `log` (the client's
-//! number in the high 64 bits and the sequence in the low 64 bits, one fixed-width `u128`
-//! key → delivery). The records are encoded as `codec` describes.
+//! a number of its own, given when its first delivery is logged), `log` (runs of logged
+//! deliveries) and `removed` (single deliveries removed from a run that still lives). The
+//! records are encoded as `codec` describes.
 //!
-//! The fixed-width log key keeps the per-message B-tree work small: comparing two keys is
-//! one integer comparison (a `(String, u64)` tuple key is decoded and compared field by
-//! field at every step of every search), and a leaf holds its keys without per-key
-//! lengths. The client numbers are kept in memory as well, so a delivery costs one hash
-//! lookup and one log insert.
+//! ## The delivery log
+//!
+//! A commit writes the deliveries it logs for one client as one *run*: one record keyed by
+//! the client's number in the high 64 bits and the run's first sequence in the low 64 bits
+//! (a fixed-width `u128`), whose value is the run's last sequence followed by each delivery
+//! (sequence, length, record). A batch of a thousand deliveries into two sessions is then
+//! two B-tree inserts, not a thousand: per message, the store thread only encodes.
+//!
+//! Deliveries leave the log in order. A session snapshot says up to which sequence every
+//! delivery is settled or in its in-flight state (`delivered`); the runs that end there are
+//! removed, and a run straddling it stays until a later snapshot passes its end (loading
+//! skips its settled part). A delivery removed on its own (dropped or expired while
+//! queued) gets a `removed` mark until its run goes. Removing a session removes its runs
+//! and marks.
 
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
@@ -20,9 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use parking_lot::Mutex;
-use redb::{
-    Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
-};
+use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
 
 use super::codec;
 use super::{FORMAT_VERSION, Recovered, RecoveredSession, Storage, StorageError, StorageOp};
@@ -32,6 +39,7 @@ const RETAINED: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("retaine
 const SESSIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sessions");
 const CLIENTS: TableDefinition<'_, &str, u64> = TableDefinition::new("clients");
 const LOG: TableDefinition<'_, u128, &[u8]> = TableDefinition::new("log");
+const REMOVED: TableDefinition<'_, u128, ()> = TableDefinition::new("removed");
 
 /// The log key of delivery `seq` of the client numbered `client`.
 fn log_key(client: u64, seq: u64) -> u128 {
@@ -47,23 +55,124 @@ fn log_range(client: u64, from: u64, to: u64) -> RangeInclusive<u128> {
 /// redb's `retain_in` copies the tree's path for every entry it removes (it may not change
 /// the pages it iterates), which made it most of the writer's time; a plain `remove`
 /// changes the pages this transaction already copied in place.
+/// The last sequence of a run (the first eight bytes of its value).
+fn run_end(value: &[u8]) -> Result<u64, StorageError> {
+    let end = value
+        .get(..8)
+        .ok_or_else(|| StorageError::new("store: a log run is cut short"))?;
+    Ok(u64::from_le_bytes(end.try_into().expect("eight bytes")))
+}
+
+/// The deliveries of a run: (sequence, record).
+fn run_entries(value: &[u8]) -> impl Iterator<Item = Result<(u64, &[u8]), StorageError>> {
+    let mut rest = value.get(8..).unwrap_or_default();
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let cut = || StorageError::new("store: a log run is cut short");
+        let Some((head, tail)) = rest.split_at_checked(12) else {
+            rest = &[];
+            return Some(Err(cut()));
+        };
+        let seq = u64::from_le_bytes(head[..8].try_into().expect("eight bytes"));
+        let len = u32::from_le_bytes(head[8..].try_into().expect("four bytes")) as usize;
+        let Some((record, tail)) = tail.split_at_checked(len) else {
+            rest = &[];
+            return Some(Err(cut()));
+        };
+        rest = tail;
+        Some(Ok((seq, record)))
+    })
+}
+
+/// Removes the runs of client `id` that end at or before `upto`, and its removal marks up
+/// to there.
 fn drop_log(
     log: &mut redb::Table<'_, u128, &[u8]>,
-    range: RangeInclusive<u128>,
+    removed: &mut redb::Table<'_, u128, ()>,
+    id: u64,
+    upto: u64,
     keys: &mut Vec<u128>,
     e: &impl Fn(redb::Error) -> StorageError,
 ) -> Result<(), StorageError> {
     keys.clear();
-    for entry in log.range(range).map_err(|x| e(x.into()))? {
-        keys.push(entry.map_err(|x| e(x.into()))?.0.value());
+    for entry in log.range(log_range(id, 0, upto)).map_err(|x| e(x.into()))? {
+        let (key, value) = entry.map_err(|x| e(x.into()))?;
+        if run_end(value.value())? <= upto {
+            keys.push(key.value());
+        }
     }
     for key in keys.iter() {
         log.remove(*key).map_err(|x| e(x.into()))?;
     }
+    keys.clear();
+    for entry in removed
+        .range(log_range(id, 0, upto))
+        .map_err(|x| e(x.into()))?
+    {
+        keys.push(entry.map_err(|x| e(x.into()))?.0.value());
+    }
+    for key in keys.iter() {
+        removed.remove(*key).map_err(|x| e(x.into()))?;
+    }
     Ok(())
 }
 
-/// The client numbers of the `clients` table, as last committed.
+/// The deliveries one commit logs for one client, written as one run.
+#[derive(Debug)]
+struct Run {
+    first: u64,
+    last: u64,
+    /// The value: the last sequence (patched when the run is written), then the deliveries.
+    bytes: Vec<u8>,
+}
+
+impl Run {
+    fn new(seq: u64) -> Self {
+        let mut bytes = Vec::with_capacity(1024);
+        bytes.extend_from_slice(&[0; 8]);
+        Run {
+            first: seq,
+            last: seq,
+            bytes,
+        }
+    }
+
+    fn push(&mut self, seq: u64, delivery: &super::StoredDelivery) -> Result<(), StorageError> {
+        self.last = seq;
+        self.bytes.extend_from_slice(&seq.to_le_bytes());
+        let at = self.bytes.len();
+        self.bytes.extend_from_slice(&[0; 4]);
+        codec::put_delivery(&mut self.bytes, delivery)?;
+        let len = u32::try_from(self.bytes.len() - at - 4)
+            .map_err(|_| StorageError::new("a delivery record over 4 GiB"))?;
+        self.bytes[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        Ok(())
+    }
+}
+
+/// Writes the open run of client `id`, if any, unless a snapshot settled all of it
+/// (`settled`: its `delivered`).
+fn write_run(
+    log: &mut redb::Table<'_, u128, &[u8]>,
+    runs: &mut HashMap<u64, Run>,
+    id: u64,
+    settled: Option<u64>,
+    e: &impl Fn(redb::Error) -> StorageError,
+) -> Result<(), StorageError> {
+    let Some(mut run) = runs.remove(&id) else {
+        return Ok(());
+    };
+    if settled.is_some_and(|upto| run.last <= upto) {
+        return Ok(());
+    }
+    run.bytes[..8].copy_from_slice(&run.last.to_le_bytes());
+    log.insert(log_key(id, run.first), run.bytes.as_slice())
+        .map_err(|x| e(x.into()))?;
+    Ok(())
+}
+
 #[derive(Debug, Default)]
 struct Clients {
     ids: HashMap<String, u64>,
@@ -150,6 +259,7 @@ impl RedbStorage {
             txn.open_table(SESSIONS).map_err(|x| e(x.into()))?;
             txn.open_table(CLIENTS).map_err(|x| e(x.into()))?;
             txn.open_table(LOG).map_err(|x| e(x.into()))?;
+            txn.open_table(REMOVED).map_err(|x| e(x.into()))?;
         }
         txn.commit().map_err(|x| e(x.into()))?;
         Ok(())
@@ -205,11 +315,14 @@ impl RedbStorage {
             let mut sessions = txn.open_table(SESSIONS).map_err(|x| e(x.into()))?;
             let mut numbers = txn.open_table(CLIENTS).map_err(|x| e(x.into()))?;
             let mut log = txn.open_table(LOG).map_err(|x| e(x.into()))?;
+            let mut removed = txn.open_table(REMOVED).map_err(|x| e(x.into()))?;
             let lookup = |changed: &HashMap<String, Option<u64>>, c: &str| match changed.get(c) {
                 Some(id) => *id,
                 None => clients.ids.get(c).copied(),
             };
-            let mut buf = Vec::with_capacity(256);
+            // The runs this commit writes, by client number: each is written before any
+            // other operation on its client, and at the end.
+            let mut runs: HashMap<u64, Run> = HashMap::new();
             let mut keys = Vec::new();
             for op in ops {
                 match op {
@@ -228,7 +341,9 @@ impl RedbStorage {
                             .insert(client_id.as_str(), bytes.as_slice())
                             .map_err(|x| e(x.into()))?;
                         if let Some(id) = lookup(changed, client_id) {
-                            drop_log(&mut log, log_range(id, 0, session.delivered), &mut keys, &e)?;
+                            let upto = session.delivered;
+                            write_run(&mut log, &mut runs, id, Some(upto), &e)?;
+                            drop_log(&mut log, &mut removed, id, upto, &mut keys, &e)?;
                         }
                     }
                     StorageOp::RemoveSession { client_id } => {
@@ -236,7 +351,8 @@ impl RedbStorage {
                             .remove(client_id.as_str())
                             .map_err(|x| e(x.into()))?;
                         if let Some(id) = lookup(changed, client_id) {
-                            drop_log(&mut log, log_range(id, 0, u64::MAX), &mut keys, &e)?;
+                            runs.remove(&id);
+                            drop_log(&mut log, &mut removed, id, u64::MAX, &mut keys, &e)?;
                             numbers
                                 .remove(client_id.as_str())
                                 .map_err(|x| e(x.into()))?;
@@ -262,17 +378,23 @@ impl RedbStorage {
                                 id
                             }
                         };
-                        buf.clear();
-                        codec::put_delivery(&mut buf, delivery)?;
-                        log.insert(log_key(id, *seq), buf.as_slice())
-                            .map_err(|x| e(x.into()))?;
+                        runs.entry(id)
+                            .or_insert_with(|| Run::new(*seq))
+                            .push(*seq, delivery)?;
                     }
                     StorageOp::RemoveDelivery { client_id, seq } => {
                         if let Some(id) = lookup(changed, client_id) {
-                            log.remove(log_key(id, *seq)).map_err(|x| e(x.into()))?;
+                            write_run(&mut log, &mut runs, id, None, &e)?;
+                            removed
+                                .insert(log_key(id, *seq), ())
+                                .map_err(|x| e(x.into()))?;
                         }
                     }
                 }
+            }
+            let ids: Vec<u64> = runs.keys().copied().collect();
+            for id in ids {
+                write_run(&mut log, &mut runs, id, None, &e)?;
             }
             meta.insert("last_commit", codec::to_millis(SystemTime::now()))
                 .map_err(|x| e(x.into()))?;
@@ -280,18 +402,21 @@ impl RedbStorage {
         Ok(txn)
     }
 
-    /// Number of logged deliveries and of bytes the database file takes.
+    /// Number of logged deliveries a restart would recover, and of bytes the database file
+    /// takes.
     ///
     /// # Errors
     ///
     /// The store cannot be read.
     pub fn size(&self) -> Result<(u64, u64), StorageError> {
-        let e = err("cannot read store", &self.path);
-        let txn = self.db.begin_read().map_err(|x| e(x.into()))?;
-        let log = txn.open_table(LOG).map_err(|x| e(x.into()))?;
-        let entries = log.len().map_err(|x| e(x.into()))?;
+        let recovered = self.load()?;
+        let entries = recovered
+            .sessions
+            .iter()
+            .map(|s| s.deliveries.len())
+            .sum::<usize>();
         let bytes = std::fs::metadata(&self.path).map_or(0, |m| m.len());
-        Ok((entries, bytes))
+        Ok((entries as u64, bytes))
     }
 }
 
@@ -322,6 +447,7 @@ impl Storage for RedbStorage {
         let sessions = txn.open_table(SESSIONS).map_err(|x| e(x.into()))?;
         let numbers = txn.open_table(CLIENTS).map_err(|x| e(x.into()))?;
         let log = txn.open_table(LOG).map_err(|x| e(x.into()))?;
+        let removed = txn.open_table(REMOVED).map_err(|x| e(x.into()))?;
         for entry in sessions.iter().map_err(|x| e(x.into()))? {
             let (key, value) = entry.map_err(|x| e(x.into()))?;
             let client_id = key.value().to_owned();
@@ -332,15 +458,24 @@ impl Storage for RedbStorage {
                 .map_err(|x| e(x.into()))?
                 .map(|v| v.value());
             if let Some(id) = id {
-                let from = session.delivered.saturating_add(1);
-                for item in log
-                    .range(log_range(id, from, u64::MAX))
+                let mut gone = std::collections::HashSet::new();
+                for item in removed
+                    .range(log_range(id, 0, u64::MAX))
                     .map_err(|x| e(x.into()))?
                 {
-                    let (k, v) = item.map_err(|x| e(x.into()))?;
-                    // The low 64 bits of the key: the sequence.
-                    let seq = k.value() as u64;
-                    deliveries.push((seq, codec::decode_delivery(v.value())?));
+                    gone.insert(item.map_err(|x| e(x.into()))?.0.value() as u64);
+                }
+                for item in log
+                    .range(log_range(id, 0, u64::MAX))
+                    .map_err(|x| e(x.into()))?
+                {
+                    let (_, run) = item.map_err(|x| e(x.into()))?;
+                    for entry in run_entries(run.value()) {
+                        let (seq, record) = entry?;
+                        if seq > session.delivered && !gone.contains(&seq) {
+                            deliveries.push((seq, codec::decode_delivery(record)?));
+                        }
+                    }
                 }
             }
             recovered.sessions.push(RecoveredSession {
@@ -355,6 +490,7 @@ impl Storage for RedbStorage {
 
 #[cfg(test)]
 mod tests {
+    use redb::ReadableTableMetadata;
     use tern_codec::{MqttString, ProtocolVersion, Publish, QoS};
     use tern_proto::{DeliveryOptions, SessionState};
 
@@ -482,5 +618,88 @@ mod tests {
         );
         let (entries, _) = storage.size().unwrap();
         assert_eq!(entries, 3);
+    }
+
+    #[test]
+    fn a_run_straddling_a_snapshot_keeps_only_its_unsettled_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = RedbStorage::open(dir.path()).unwrap();
+        storage
+            .commit(&[session("a", 0), put("a", 1, "a1"), put("a", 2, "a2")])
+            .unwrap();
+        storage
+            .commit(&[put("a", 3, "a3"), put("a", 4, "a4"), put("a", 5, "a5")])
+            .unwrap();
+        // Settles the first run and part of the second: the second stays, read from 5 on.
+        storage.commit(&[session("a", 4)]).unwrap();
+        assert_eq!(
+            logs(&storage),
+            vec![("a".to_owned(), entries(&[(5, "a5")]))]
+        );
+        let txn = storage.db.begin_read().unwrap();
+        assert_eq!(txn.open_table(LOG).unwrap().len().unwrap(), 1);
+        drop(txn);
+        // A delivery removed on its own inside a living run stays removed across a reopen,
+        // and its mark goes with the run.
+        storage
+            .commit(&[
+                put("a", 6, "a6"),
+                put("a", 7, "a7"),
+                StorageOp::RemoveDelivery {
+                    client_id: "a".to_owned(),
+                    seq: 6,
+                },
+            ])
+            .unwrap();
+        drop(storage);
+        let storage = RedbStorage::open(dir.path()).unwrap();
+        assert_eq!(
+            logs(&storage),
+            vec![("a".to_owned(), entries(&[(5, "a5"), (7, "a7")]))]
+        );
+        storage.commit(&[session("a", 7)]).unwrap();
+        let txn = storage.db.begin_read().unwrap();
+        assert_eq!(txn.open_table(LOG).unwrap().len().unwrap(), 0);
+        assert_eq!(txn.open_table(REMOVED).unwrap().len().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_run_settled_in_its_own_commit_is_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = RedbStorage::open(dir.path()).unwrap();
+        storage
+            .commit(&[
+                session("a", 0),
+                put("a", 1, "a1"),
+                put("a", 2, "a2"),
+                session("a", 2),
+                put("a", 3, "a3"),
+            ])
+            .unwrap();
+        assert_eq!(
+            logs(&storage),
+            vec![("a".to_owned(), entries(&[(3, "a3")]))]
+        );
+        let txn = storage.db.begin_read().unwrap();
+        assert_eq!(txn.open_table(LOG).unwrap().len().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_damaged_run_is_an_error_not_a_panic() {
+        let mut run = Run::new(1);
+        run.push(1, &delivery("x")).unwrap();
+        run.bytes[..8].copy_from_slice(&1_u64.to_le_bytes());
+        for cut in 0..run.bytes.len() {
+            let value = &run.bytes[..cut];
+            if cut < 8 {
+                assert!(run_end(value).is_err(), "{cut}");
+            } else if cut > 8 {
+                let parsed: Result<Vec<_>, _> = run_entries(value).collect();
+                assert!(parsed.is_err(), "{cut}");
+            }
+        }
+        let whole: Vec<_> = run_entries(&run.bytes).collect::<Result<_, _>>().unwrap();
+        assert_eq!(whole.len(), 1);
+        assert_eq!(codec::decode_delivery(whole[0].1).unwrap(), delivery("x"));
     }
 }
