@@ -119,7 +119,12 @@ fn drop_log(
     Ok(())
 }
 
-/// The deliveries one commit logs for one client, written as one run.
+/// A run is closed once it holds this many bytes and the next delivery starts another, so
+/// that no record grows with the batch (a delivery may carry up to 256 MiB of payload).
+const RUN_BYTES: usize = 1 << 20;
+
+/// The deliveries one commit logs for one client, written as one run (or several, see
+/// [`RUN_BYTES`]).
 #[derive(Debug)]
 struct Run {
     first: u64,
@@ -378,6 +383,12 @@ impl RedbStorage {
                                 id
                             }
                         };
+                        if runs
+                            .get(&id)
+                            .is_some_and(|run| run.bytes.len() >= RUN_BYTES)
+                        {
+                            write_run(&mut log, &mut runs, id, None, &e)?;
+                        }
                         runs.entry(id)
                             .or_insert_with(|| Run::new(*seq))
                             .push(*seq, delivery)?;
@@ -701,5 +712,21 @@ mod tests {
         let whole: Vec<_> = run_entries(&run.bytes).collect::<Result<_, _>>().unwrap();
         assert_eq!(whole.len(), 1);
         assert_eq!(codec::decode_delivery(whole[0].1).unwrap(), delivery("x"));
+    }
+
+    #[test]
+    fn a_large_batch_is_cut_into_runs_of_bounded_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = RedbStorage::open(dir.path()).unwrap();
+        let big: &'static str = Box::leak("x".repeat(300 << 10).into_boxed_str());
+        let mut ops = vec![session("a", 0)];
+        ops.extend((1..=10).map(|seq| put("a", seq, big)));
+        storage.commit(&ops).unwrap();
+        let txn = storage.db.begin_read().unwrap();
+        // 300 KiB each, a run closed past 1 MiB: four deliveries per run.
+        assert_eq!(txn.open_table(LOG).unwrap().len().unwrap(), 3);
+        drop(txn);
+        let seqs: Vec<u64> = logs(&storage)[0].1.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
     }
 }
