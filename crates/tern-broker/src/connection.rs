@@ -1284,8 +1284,12 @@ fn listener_name(listener: Option<SocketAddr>) -> String {
 /// Hashes of a session's in-flight state: everything a snapshot holds (outgoing messages and
 /// their phases, inbound QoS 2 identifiers, queue length), and only what QoS 2 depends on.
 fn signatures(session: &ServerSession, awaiting: &[PacketId]) -> (u64, u64) {
+    use std::hash::BuildHasher;
+    // Runs at every step over the whole in-flight state, so a fast hash: SipHash was about
+    // 3 % of the connection threads' samples in a durable run with 4,096 messages in flight.
+    let hasher = foldhash::fast::FixedState::with_seed(0x7465_726e);
     let state = session.state();
-    let mut qos2 = std::collections::hash_map::DefaultHasher::new();
+    let mut qos2 = hasher.build_hasher();
     for o in &state.outgoing {
         if o.publish.qos == QoS::ExactlyOnce {
             (o.packet_id, o.phase).hash(&mut qos2);
@@ -1299,7 +1303,7 @@ fn signatures(session: &ServerSession, awaiting: &[PacketId]) -> (u64, u64) {
         }
     }
     let qos2 = qos2.finish();
-    let mut all = std::collections::hash_map::DefaultHasher::new();
+    let mut all = hasher.build_hasher();
     qos2.hash(&mut all);
     for o in &state.outgoing {
         (o.packet_id, o.phase).hash(&mut all);
