@@ -97,12 +97,14 @@ fn with_alias(mut publish: Publish, choice: Choice) -> Publish {
     publish
 }
 
-/// Frees a drained queue's storage when it holds more than a few entries' worth: an idle
-/// connection keeps no buffer sized for its busiest moment (a `Packet` is a few hundred bytes,
-/// so four of them already cost more than a whole idle session should).
-fn release_if_large<T>(queue: &mut VecDeque<T>) {
+/// Frees a queue's storage once it is drained, if the batch it just gave (`batch` entries)
+/// was a small one: a connection that has gone quiet (its last output a CONNACK or a
+/// PINGRESP) keeps no buffer sized for its busiest moment (a `Packet` is a few hundred
+/// bytes, so four of them already cost more than a whole idle session should), while a busy
+/// one keeps its capacity instead of growing it again at every step.
+fn release_if_quiet<T>(queue: &mut VecDeque<T>, batch: usize) {
     const KEEP: usize = 2;
-    if queue.is_empty() && queue.capacity() > KEEP {
+    if queue.is_empty() && queue.capacity() > KEEP && batch <= KEEP {
         *queue = VecDeque::new();
     }
 }
@@ -123,6 +125,8 @@ pub(crate) struct Core {
     /// Bytes of the PUBLISH packets in `out`, for the server's QoS 0 backlog bound.
     out_publish_bytes: usize,
     events: VecDeque<Event>,
+    /// Events taken since `events` was last found empty.
+    events_popped: usize,
     pub(crate) timers: TimerTable,
     now: Option<Instant>,
     /// Keep alive in force, seconds (0: none).
@@ -169,6 +173,7 @@ impl Core {
             out: VecDeque::new(),
             out_publish_bytes: 0,
             events: VecDeque::new(),
+            events_popped: 0,
             timers: TimerTable::default(),
             now: None,
             keep_alive: 0,
@@ -240,7 +245,10 @@ impl Core {
     pub(crate) fn poll_event(&mut self) -> Option<Event> {
         let event = self.events.pop_front();
         if event.is_none() {
-            release_if_large(&mut self.events);
+            release_if_quiet(&mut self.events, self.events_popped);
+            self.events_popped = 0;
+        } else {
+            self.events_popped += 1;
         }
         event
     }
@@ -265,6 +273,7 @@ impl Core {
     pub(crate) fn poll_transmit(&mut self, buf: &mut BytesMut) -> usize {
         let start = buf.len();
         self.out_publish_bytes = 0;
+        let batch = self.out.len();
         while let Some(packet) = self.out.pop_front() {
             // Every packet queued was checked with `encoded_len` or built by the engine for
             // the version in force, so encoding cannot fail; a failure would be an engine bug
@@ -275,7 +284,7 @@ impl Core {
                 "engine queued an unencodable packet: {result:?}"
             );
         }
-        release_if_large(&mut self.out);
+        release_if_quiet(&mut self.out, batch);
         buf.len() - start
     }
 
