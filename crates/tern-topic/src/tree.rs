@@ -138,10 +138,9 @@ impl Label {
     }
 }
 
-/// One level of a topic name being looked up: its text, its hash and its inline label.
+/// One level of a topic name being looked up: its hash and its inline label.
 #[derive(Clone, Copy)]
-struct Level<'t> {
-    text: &'t str,
+struct Level {
     hash: u64,
     key: Option<Label>,
 }
@@ -524,12 +523,10 @@ impl<K: Hash + Eq, V> SubscriptionTree<K, V> {
             return;
         }
         let dollar = topic.starts_with('$');
-        let mut levels = Inline::new(Level {
-            text: "",
-            hash: 0,
-            key: None,
-        });
-        self.split(topic, &mut levels);
+        // The levels are taken one at a time as the walk goes down (a topic's levels are
+        // never gathered into an array first), and a level is hashed only when a node of the
+        // frontier has exact children to look it up among.
+        let mut rest = Some(topic);
         // Breadth first, one level of the topic at a time: the nodes of a level are
         // independent, so the processor overlaps their cache misses (a wildcard branch and an
         // exact branch of the same topic each walk cold nodes).
@@ -537,8 +534,21 @@ impl<K: Hash + Eq, V> SubscriptionTree<K, V> {
         let [current, next] = &mut frontiers;
         let (mut current, mut next) = (current, next);
         current.push(ROOT);
-        for depth in 0..=levels.len {
-            let done = depth == levels.len;
+        loop {
+            // A plain byte loop: levels are short, and `split_once`'s searcher costs more
+            // than the scan.
+            let text = rest.map(|r| match r.bytes().position(|b| b == b'/') {
+                Some(i) => {
+                    rest = Some(&r[i + 1..]);
+                    &r[..i]
+                }
+                None => {
+                    rest = None;
+                    r
+                }
+            });
+            let done = text.is_none();
+            let mut level = None;
             for i in 0..current.len {
                 let id = current.get(i);
                 let node = self.nodes[id as usize];
@@ -553,16 +563,16 @@ impl<K: Hash + Eq, V> SubscriptionTree<K, V> {
                 if node.meta & HAS_GROUPS != 0 {
                     self.visit_groups(id, done, wildcards, &mut visit);
                 }
-                if done {
-                    continue;
-                }
+                let Some(text) = text else { continue };
                 if node.plus != NIL && wildcards {
                     next.push(node.plus);
                 }
                 let exact_children = (node.meta & CHILDREN) - u32::from(node.plus != NIL);
                 if exact_children > 0 {
-                    let level = levels.get(depth);
-                    let text = level.text;
+                    let level: &Level = level.get_or_insert_with(|| Level {
+                        hash: self.hashers.level(text),
+                        key: Label::inline(text),
+                    });
                     let child = if node.child == NIL {
                         self.child(id, text, level.hash, level.key)
                     } else if self.nodes[node.child as usize].label.is(
@@ -581,34 +591,12 @@ impl<K: Hash + Eq, V> SubscriptionTree<K, V> {
                     }
                 }
             }
-            if next.len == 0 {
+            if done || next.len == 0 {
                 return;
             }
             std::mem::swap(&mut current, &mut next);
             next.clear();
         }
-    }
-
-    /// Splits `topic` into its levels, hashed.
-    #[inline]
-    fn split<'t>(&self, topic: &'t str, levels: &mut Inline<Level<'t>>) {
-        let mut start = 0;
-        let bytes = topic.as_bytes();
-        let mut push = |start: usize, end: usize| {
-            let text = &topic[start..end];
-            levels.push(Level {
-                text,
-                hash: self.hashers.level(text),
-                key: Label::inline(text),
-            });
-        };
-        for (i, &b) in bytes.iter().enumerate() {
-            if b == b'/' {
-                push(start, i);
-                start = i + 1;
-            }
-        }
-        push(start, bytes.len());
     }
 
     /// Appends to `out` every subscription matching `topic` (see
