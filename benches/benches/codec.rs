@@ -634,7 +634,7 @@ fn connect(c: &mut Criterion) {
         |p: &Connect| p.encoded_len(V311).expect("encodable"),
         Side {
             make: |size| tern_connect(V311, size),
-            expected: Packet::Connect,
+            expected: Packet::from,
             encode: |p: &Connect, buf: &mut BytesMut| p.encode(V311, buf).expect("encodes"),
             decode: tern_decode_connect,
         },
@@ -655,7 +655,7 @@ fn connect(c: &mut Criterion) {
         |p: &Connect| p.encoded_len(V5).expect("encodable"),
         Side {
             make: |size| tern_connect(V5, size),
-            expected: Packet::Connect,
+            expected: Packet::from,
             encode: |p: &Connect, buf: &mut BytesMut| p.encode(V5, buf).expect("encodes"),
             decode: tern_decode_connect,
         },

@@ -1,5 +1,7 @@
 //! CONNECT (3.1).
 
+use alloc::boxed::Box;
+
 use super::{Body, Decoded, Measure};
 use crate::{
     error::{DecodeError, EncodeError},
@@ -102,7 +104,7 @@ pub(super) fn decode(r: &mut Reader, version: &mut Option<ProtocolVersion>) -> D
     };
     r.end()?;
     *version = Some(protocol);
-    Ok(Some(Packet::Connect(Connect {
+    Ok(Some(Packet::Connect(Box::new(Connect {
         protocol,
         clean_start: flags & CLEAN_START != 0,
         keep_alive,
@@ -111,7 +113,7 @@ pub(super) fn decode(r: &mut Reader, version: &mut Option<ProtocolVersion>) -> D
         username,
         password,
         properties,
-    })))
+    }))))
 }
 
 impl Body for Connect {
