@@ -961,6 +961,25 @@ fn malformed_truncated() {
     );
     // SUBACK without any reason code ([MQTT-3.9.3-1]: one per filter).
     malformed(v, "90 02 00 01", DecodeError::Truncated, MALFORMED);
+    // 5.0 PUBLISH ending before its Property Length (3.3.2.3.1), at QoS 0 and 1, also with an
+    // empty topic: the missing length is not read as an empty property block.
+    let v5 = Side::Version(V5);
+    malformed(v5, "30 03 00 01 61", DecodeError::Truncated, MALFORMED);
+    malformed(
+        v5,
+        "32 05 00 01 61 00 01",
+        DecodeError::Truncated,
+        MALFORMED,
+    );
+    malformed(v5, "30 02 00 00", DecodeError::Truncated, MALFORMED);
+    // A Property Length running past the packet, and a truncated property in it.
+    malformed(v5, "30 04 00 01 61 01", DecodeError::Truncated, MALFORMED);
+    malformed(
+        v5,
+        "30 05 00 01 61 02 23",
+        DecodeError::Truncated,
+        MALFORMED,
+    );
 }
 
 #[test]

@@ -194,7 +194,7 @@ fn check_reason(
 ///
 /// The large packets (CONNECT, PUBLISH, SUBSCRIBE) are decoded by functions that return this
 /// type and build their packet in it, and every caller up to `Decoder::decode` returns their
-/// result as is: the 432-byte `Packet` is then written once, in the caller's return slot,
+/// result as is: the 232-byte `Packet` is then written once, in the caller's return slot,
 /// instead of being moved from one wrapper to the next.
 ///
 /// [`Decoder::decode`]: crate::Decoder::decode
