@@ -558,6 +558,7 @@ fn opt_format<'a>(f: &mut impl FnMut(u8, Val<'a>), x: Option<PayloadFormat>) {
 }
 
 impl Sink for ConnectProperties {
+    #[inline]
     fn apply(&mut self, id: u8, v: Value, ctx: Ctx) -> Result<(), DecodeError> {
         match id {
             SESSION_EXPIRY_INTERVAL => self.session_expiry_interval = Some(v.u32(id)?),
