@@ -314,17 +314,34 @@ impl Subscribe {
             dst.append(&head[..n]);
         }
         dst.append(first.filter.as_str().as_bytes());
-        // Between two filters, the options byte of the one and the length of the next go
-        // in one three-byte piece: two writes per subscription instead of three.
-        let mut options = encode_options(&first.options);
-        for s in rest {
-            let [hi, lo] = (s.filter.len() as u16).to_be_bytes();
-            dst.append(&[options, hi, lo]);
-            dst.append(s.filter.as_str().as_bytes());
-            options = encode_options(&s.options);
+        // In 3.x only the QoS exists: `measure` refused the 5.0 options there. One loop per
+        // case, so that no filter tests the version.
+        if version.is_v5() {
+            write_filters(first, rest, dst, encode_options);
+        } else {
+            write_filters(first, rest, dst, |o| o.qos.as_u8());
         }
-        dst.append(&[options]);
     }
+}
+
+/// Writes the options of `first` (whose filter is written) and the other subscriptions.
+/// Between two filters, the options byte of the one and the length of the next go in one
+/// three-byte piece: two writes per subscription instead of three.
+#[inline(always)]
+fn write_filters(
+    first: &Subscription,
+    rest: &[Subscription],
+    dst: &mut impl Out,
+    encode: impl Fn(&SubscriptionOptions) -> u8,
+) {
+    let mut options = encode(&first.options);
+    for s in rest {
+        let [hi, lo] = (s.filter.len() as u16).to_be_bytes();
+        dst.append(&[options, hi, lo]);
+        dst.append(s.filter.as_str().as_bytes());
+        options = encode(&s.options);
+    }
+    dst.append(&[options]);
 }
 
 /// Validates the reason codes of a SUBACK or UNSUBACK for `version`.
