@@ -25,7 +25,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let version = ProtocolVersion::V5;
     let mut stream = TcpStream::connect(addr).await?;
     let mut out = BytesMut::new();
-    Packet::Connect(Connect {
+    Packet::from(Connect {
         protocol: version,
         clean_start: true,
         keep_alive: 30,

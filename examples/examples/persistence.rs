@@ -59,7 +59,7 @@ impl Wire {
             buf: BytesMut::new(),
             out: BytesMut::new(),
         };
-        wire.queue(&Packet::Connect(Connect {
+        wire.queue(&Packet::from(Connect {
             protocol: ProtocolVersion::V5,
             clean_start: clean,
             keep_alive: 0,

@@ -17,7 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let version = ProtocolVersion::V5;
     let mut wire = BytesMut::new();
     let packets = [
-        Packet::Connect(Connect {
+        Packet::from(Connect {
             protocol: version,
             clean_start: true,
             keep_alive: 60,

@@ -160,8 +160,8 @@ pub fn packet_of_kind(
 ) -> Result<Packet> {
     let v5 = version.is_v5();
     Ok(match kind {
-        0 => Packet::Connect(connect(u, version)?),
-        1 => Packet::ConnAck(connack(u, version)?),
+        0 => Packet::from(connect(u, version)?),
+        1 => Packet::from(connack(u, version)?),
         2 => Packet::Publish(publish(u, v5)?),
         3 => Packet::PubAck(ack(u, v5, PacketType::PubAck)?),
         4 => Packet::PubRec(ack(u, v5, PacketType::PubRec)?),

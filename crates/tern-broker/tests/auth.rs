@@ -675,7 +675,7 @@ async fn scram_on_the_wire_and_unknown_methods() {
     c.properties.authentication_method = Some(s("SCRAM-SHA-256"));
     c.properties.authentication_data = Some(Bytes::from(scram.client_first()));
     let mut client = Client::open(addr, ProtocolVersion::V5).await;
-    client.send(Packet::Connect(c.clone())).await;
+    client.send(Packet::from(c.clone())).await;
     let Packet::Auth(challenge) = client.recv().await else {
         panic!("expected AUTH")
     };
@@ -747,7 +747,7 @@ async fn scram_on_the_wire_and_unknown_methods() {
     let mut client = Client::open(addr, ProtocolVersion::V5).await;
     let scram = ScramClient::new("alice", "pencil");
     c.properties.authentication_data = Some(Bytes::from(scram.client_first()));
-    client.send(Packet::Connect(c.clone())).await;
+    client.send(Packet::from(c.clone())).await;
     assert!(matches!(client.recv().await, Packet::Auth(_)));
     answer.properties.authentication_data = Some(Bytes::from_static(b"c=biws,r=x,p=AAAA"));
     client.send(Packet::Auth(answer)).await;

@@ -147,7 +147,7 @@ async fn connect_trickled_one_byte_a_second_is_cut_off() {
     let broker = broker_with_connect_timeout(2).await;
     let addr = broker.local_addrs()[0];
     let mut bytes = bytes::BytesMut::new();
-    Packet::Connect(connect(ProtocolVersion::V3_1_1, "slowloris", true))
+    Packet::from(connect(ProtocolVersion::V3_1_1, "slowloris", true))
         .encode(ProtocolVersion::V3_1_1, &mut bytes)
         .unwrap();
     let opened = std::time::Instant::now();

@@ -94,7 +94,7 @@ impl Wire {
             decoder: Decoder::with_version(ProtocolVersion::V5, MAX_PACKET_SIZE),
             buf: BytesMut::new(),
         };
-        wire.send(&Packet::Connect(Connect {
+        wire.send(&Packet::from(Connect {
             protocol: ProtocolVersion::V5,
             clean_start: clean,
             keep_alive: 0,

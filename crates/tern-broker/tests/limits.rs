@@ -48,7 +48,7 @@ async fn max_connections_closes_new_connections_at_accept() {
     // The third is closed at once, before anything is read: no CONNACK, no bytes at all.
     let mut third = TcpStream::connect(addr).await.unwrap();
     let mut bytes = BytesMut::new();
-    Packet::Connect(connect(V5, "third", true))
+    Packet::from(connect(V5, "third", true))
         .encode(V5, &mut bytes)
         .unwrap();
     // The write may fail or not, depending on when the close reaches us.
@@ -84,7 +84,7 @@ async fn listener_max_connections_limits_only_its_listener() {
     let a = Client::connected(small, V311, "a", true).await;
     let mut refused = Client::open(small, V311).await;
     refused
-        .send(Packet::Connect(connect(V311, "refused", true)))
+        .send(Packet::from(connect(V311, "refused", true)))
         .await;
     refused.expect_closed().await;
     // The other listener has no limit of its own.

@@ -88,8 +88,7 @@ impl Counted {
 
     async fn connect(addr: SocketAddr, client_id: &str, clean: bool) -> Counted {
         let mut c = Counted::open(addr).await;
-        c.send(Packet::Connect(connect(V311, client_id, clean)))
-            .await;
+        c.send(Packet::from(connect(V311, client_id, clean))).await;
         assert!(
             matches!(c.recv().await, Packet::ConnAck(a) if a.reason_code == ReasonCode::Success)
         );

@@ -115,7 +115,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Raw<S> {
     async fn connect(&mut self, client_id: &str, username: Option<&str>) -> Option<ReasonCode> {
         let mut connect = support::connect(self.version, client_id, true);
         connect.username = username.map(s);
-        self.send(Packet::Connect(connect)).await.ok()?;
+        self.send(Packet::from(connect)).await.ok()?;
         match self.recv().await? {
             Packet::ConnAck(c) => Some(c.reason_code),
             other => panic!("expected CONNACK, got {other:?}"),

@@ -126,11 +126,7 @@ async fn packets_split_across_frames_and_sharing_one() {
     let mut raw = RawWs::new(ws, ProtocolVersion::V5);
 
     // [MQTT-6.0.0-2]: one CONNECT over three frames, cut inside its fixed header and body.
-    let connect = raw.encode(&[Packet::Connect(connect(
-        ProtocolVersion::V5,
-        "ws-raw",
-        true,
-    ))]);
+    let connect = raw.encode(&[Packet::from(connect(ProtocolVersion::V5, "ws-raw", true))]);
     raw.frame(&connect[..1]).await;
     raw.frame(&connect[1..5]).await;
     raw.frame(&connect[5..]).await;
@@ -230,11 +226,7 @@ async fn subprotocol_negotiation() {
         let (ws, chosen) = open(&url, Some(offered)).await.unwrap();
         assert_eq!(chosen.as_deref(), answer, "offered {offered}");
         let mut raw = RawWs::new(ws, ProtocolVersion::V3_1_1);
-        let connect = raw.encode(&[Packet::Connect(connect(
-            ProtocolVersion::V3_1_1,
-            "sub",
-            true,
-        ))]);
+        let connect = raw.encode(&[Packet::from(connect(ProtocolVersion::V3_1_1, "sub", true))]);
         raw.frame(&connect).await;
         assert!(matches!(raw.recv().await, Some(Packet::ConnAck(_))));
     }
@@ -268,7 +260,7 @@ async fn text_frame_closes_the_connection() {
         .await
         .unwrap();
     let mut raw = RawWs::new(ws, ProtocolVersion::V5);
-    let connect = raw.encode(&[Packet::Connect(connect(ProtocolVersion::V5, "text", true))]);
+    let connect = raw.encode(&[Packet::from(connect(ProtocolVersion::V5, "text", true))]);
     raw.frame(&connect).await;
     assert!(matches!(raw.recv().await, Some(Packet::ConnAck(_))));
     // [MQTT-6.0.0-1]: a data frame that is not binary closes the connection.
@@ -385,7 +377,7 @@ async fn message_larger_than_the_maximum_packet_size_closes() {
         .await
         .unwrap();
     let mut raw = RawWs::new(ws, ProtocolVersion::V5);
-    let connect = raw.encode(&[Packet::Connect(connect(ProtocolVersion::V5, "big", true))]);
+    let connect = raw.encode(&[Packet::from(connect(ProtocolVersion::V5, "big", true))]);
     raw.frame(&connect).await;
     assert!(matches!(raw.recv().await, Some(Packet::ConnAck(_))));
     // Within the limit: 1024 + 5 bytes of PINGREQs in one message are fine.

@@ -80,9 +80,7 @@ async fn protocol_error_publishes_the_will() {
     let (mut client, _) =
         Client::connect_with(addr, with_will(V5, "broken", "wills/broken", None, 0)).await;
     // A second CONNECT is a Protocol Error [MQTT-3.1.0-2]: the connection closes uncleanly.
-    client
-        .send(Packet::Connect(connect(V5, "broken", true)))
-        .await;
+    client.send(Packet::from(connect(V5, "broken", true))).await;
     assert_eq!(
         client.expect_disconnect().await.reason_code,
         ReasonCode::ProtocolError

@@ -565,7 +565,7 @@ impl ClientBuilder {
         config.connect_timeout = Some(self.connect_timeout);
         config.ping_timeout = self.ping_timeout;
         // Probe the CONNECT once so that an unencodable one fails here, not in the driver.
-        tern_codec::Packet::Connect(config.connect.clone())
+        tern_codec::Packet::from(config.connect.clone())
             .encoded_len(self.version)
             .map_err(|_| BuildError::InvalidValue {
                 field: "connect",

@@ -228,7 +228,7 @@ impl Decoder {
         let r = Reader::starting_at(frame, usize::from(header.header_len));
         // `decode_body` builds the packet right in this function's return slot because its
         // call is the tail expression; binding the result to a local and looking at it (even
-        // `is_err()`) costs a move of the 432-byte `Packet`. Whether the frame must be put
+        // `is_err()`) costs a move of the 232-byte `Packet`. Whether the frame must be put
         // back is read from the reader instead, which every successful decode empties, by a
         // guard that runs after the result is written; CONNECT sets the version itself.
         let mut guard = PutBackOnError { buf, r };

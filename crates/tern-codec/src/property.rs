@@ -397,6 +397,7 @@ pub(crate) fn check_v3<P: Props>(
     }
 }
 
+#[inline]
 fn value_len(id: u8, v: &Val<'_>) -> Result<usize, EncodeError> {
     Ok(match *v {
         Val::Byte(b) => {
@@ -469,26 +470,51 @@ pub(crate) fn write<P: Props>(props: &P, len: usize, dst: &mut impl Out) {
 }
 
 /// Writes the properties without their Property Length.
+///
+/// Each property's identifier and its fixed-size value (or the length of its string or binary
+/// value) are assembled on the stack and appended in one piece: `BufMut::put_u8` and friends
+/// are a call each for `BytesMut` in generic code.
 pub(crate) fn write_props<P: Props>(props: &P, dst: &mut impl Out) {
     props.visit(&mut |id, v| {
-        dst.put_u8(id);
-        match v {
-            Val::Byte(b) => dst.put_u8(b),
-            Val::U16(x) => dst.put_u16(x),
-            Val::U32(x) => dst.put_u32(x),
-            Val::VarInt(x) => wire::put_var_int(dst, x as usize),
-            Val::Str(s) => wire::put_string(dst, s),
-            Val::Bin(b) => wire::put_binary(dst, b),
-            Val::Pair(k, v) => {
-                wire::put_string(dst, k);
-                wire::put_string(dst, v);
+        let mut head = [0u8; 5];
+        head[0] = id;
+        let n = match v {
+            Val::Byte(b) => {
+                head[1] = b;
+                2
             }
-        }
+            Val::U16(x) => {
+                head[1..3].copy_from_slice(&x.to_be_bytes());
+                3
+            }
+            Val::U32(x) => {
+                head[1..5].copy_from_slice(&x.to_be_bytes());
+                5
+            }
+            Val::VarInt(x) => wire::var_int_at(&mut head, 1, x as usize),
+            Val::Str(s) => return put_with_id(dst, id, s.as_str().as_bytes()),
+            Val::Bin(b) => return put_with_id(dst, id, b),
+            Val::Pair(k, v) => {
+                put_with_id(dst, id, k.as_str().as_bytes());
+                return wire::put_string(dst, v);
+            }
+        };
+        wire::put_small(dst, &head, n);
     });
+}
+
+/// Writes an identifier and a string or binary value: identifier and length in one piece.
+#[inline]
+fn put_with_id(dst: &mut impl Out, id: u8, b: &[u8]) {
+    // Checked by the caller (strings by construction, binary fields by `check_binary`).
+    let [hi, lo] = (b.len() as u16).to_be_bytes();
+    dst.append(&[id, hi, lo]);
+    dst.append(b);
 }
 
 // Small helpers for the `visit` implementations.
 
+#[inline]
 fn user<'a>(f: &mut impl FnMut(u8, Val<'a>), props: &'a [(MqttString, MqttString)]) {
     for (k, v) in props {
         f(USER_PROPERTY, Val::Pair(k, v));
@@ -532,6 +558,7 @@ fn opt_format<'a>(f: &mut impl FnMut(u8, Val<'a>), x: Option<PayloadFormat>) {
 }
 
 impl Sink for ConnectProperties {
+    #[inline]
     fn apply(&mut self, id: u8, v: Value, ctx: Ctx) -> Result<(), DecodeError> {
         match id {
             SESSION_EXPIRY_INTERVAL => self.session_expiry_interval = Some(v.u32(id)?),

@@ -139,6 +139,18 @@ impl MqttString {
         Ok(MqttString(s))
     }
 
+    /// Checks decoded `bytes` as a string: UTF-8, then U+0000. The same checks as
+    /// [`from_bytes`](MqttString::from_bytes) but the length (which came from a two-byte
+    /// integer), inlined into the reader.
+    #[inline]
+    pub(crate) fn decoded_from_bytes(bytes: Bytes) -> Result<Self, DecodeError> {
+        let s = ByteString::try_from(bytes).map_err(|_| DecodeError::InvalidUtf8)?;
+        if scan(s.as_bytes()) & NUL != 0 {
+            return Err(DecodeError::NullCharacter);
+        }
+        Ok(MqttString(s))
+    }
+
     /// Checks decoded `bytes` as a Topic Name: an MQTT string (UTF-8 first, then U+0000)
     /// without wildcards [MQTT-3.3.2-2], in one pass over the bytes after the UTF-8 check.
     /// Emptiness is left to the caller (a PUBLISH may carry a Topic Alias instead).

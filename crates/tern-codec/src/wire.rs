@@ -31,22 +31,12 @@ pub(crate) const fn var_int_len(value: usize) -> usize {
     }
 }
 
-/// Writes `value` (at most [`MAX_REMAINING_LENGTH`]) as a Variable Byte Integer (1.5.5).
+/// Writes `value` (at most [`MAX_REMAINING_LENGTH`]) as a Variable Byte Integer (1.5.5), in
+/// one piece.
 pub(crate) fn put_var_int(dst: &mut impl Out, value: usize) {
-    debug_assert!(value <= MAX_REMAINING_LENGTH as usize);
-    let mut x = value;
-    loop {
-        // Truncation is the point: the low seven bits.
-        let mut byte = (x & 0x7F) as u8;
-        x >>= 7;
-        if x > 0 {
-            byte |= 0x80;
-        }
-        dst.put_u8(byte);
-        if x == 0 {
-            break;
-        }
-    }
+    let mut bytes = [0u8; 4];
+    let n = var_int_at(&mut bytes, 0, value);
+    put_small(dst, &bytes, n);
 }
 
 /// Writes `value` (at most [`MAX_REMAINING_LENGTH`]) as a Variable Byte Integer at `at` in
@@ -366,11 +356,12 @@ impl Reader {
         self.take(usize::from(len))
     }
 
-    /// A UTF-8 Encoded String (1.5.4).
-    #[inline]
+    /// A UTF-8 Encoded String (1.5.4). Out of line, with its checks inlined into it: inlined
+    /// into the packet decoders, it makes the PUBLISH path (no such strings) slower.
+    #[inline(never)]
     pub(crate) fn string(&mut self) -> Result<MqttString, DecodeError> {
         let bytes = self.binary()?;
-        Ok(MqttString::from_bytes(bytes)?)
+        MqttString::decoded_from_bytes(bytes)
     }
 
     /// A Topic Name: a UTF-8 Encoded String without wildcards [MQTT-3.3.2-2], checked in

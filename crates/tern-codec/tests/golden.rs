@@ -171,7 +171,7 @@ fn connect_v3_1_1_minimal() {
     golden(
         V3_1_1,
         "10 0F  00 04 4D 51 54 54  04  02  00 3C  00 03 61 62 63",
-        Packet::Connect(connect(V3_1_1, "abc")),
+        Packet::from(connect(V3_1_1, "abc")),
     );
 }
 
@@ -181,7 +181,7 @@ fn connect_v3_1_mqisdp() {
     golden(
         V3_1,
         "10 11  00 06 4D 51 49 73 64 70  03  02  00 3C  00 03 61 62 63",
-        Packet::Connect(connect(V3_1, "abc")),
+        Packet::from(connect(V3_1, "abc")),
     );
 }
 
@@ -205,7 +205,7 @@ fn connect_v3_1_1_will_username_password() {
         V3_1_1,
         "10 1D  00 04 4D 51 54 54 04 EE 00 0A
          00 01 63  00 03 77 2F 74  00 03 62 79 65  00 01 75  00 01 70",
-        Packet::Connect(c),
+        Packet::from(c),
     );
 }
 
@@ -240,7 +240,7 @@ fn connect_v5_properties_and_will() {
          00 03 63 69 64
          07  01 01  18 00 00 00 05
          00 01 74  00 01 78  00 01 75",
-        Packet::Connect(c),
+        Packet::from(c),
     );
 }
 
@@ -258,7 +258,7 @@ fn connect_v5_password_without_username_and_auth() {
         "10 18  00 04 4D 51 54 54  05  40  00 00
          08  15 00 01 6D  16 00 01 01
          00 00  00 01 FF",
-        Packet::Connect(c),
+        Packet::from(c),
     );
 }
 
@@ -300,41 +300,41 @@ fn connack_v3_1_1() {
         session_present: true,
         ..ConnAck::default()
     };
-    golden(V3_1_1, "20 02 01 00", Packet::ConnAck(ack));
+    golden(V3_1_1, "20 02 01 00", Packet::from(ack));
     // Return code 5: not authorized; Session Present 0 [MQTT-3.2.2-4].
     let ack = ConnAck {
         reason_code: ReasonCode::NotAuthorized,
         ..ConnAck::default()
     };
-    golden(V3_1_1, "20 02 00 05", Packet::ConnAck(ack));
+    golden(V3_1_1, "20 02 00 05", Packet::from(ack));
     // Return code 1: unacceptable protocol version.
     let ack = ConnAck {
         reason_code: ReasonCode::UnsupportedProtocolVersion,
         ..ConnAck::default()
     };
-    golden(V3_1_1, "20 02 00 01", Packet::ConnAck(ack));
+    golden(V3_1_1, "20 02 00 01", Packet::from(ack));
 }
 
 #[test]
 fn connack_v3_1() {
     // MQTT 3.1: the first byte is reserved (no Session Present).
-    golden(V3_1, "20 02 00 00", Packet::ConnAck(ConnAck::default()));
+    golden(V3_1, "20 02 00 00", Packet::from(ConnAck::default()));
     let ack = ConnAck {
         reason_code: ReasonCode::ClientIdentifierNotValid,
         ..ConnAck::default()
     };
-    golden(V3_1, "20 02 00 02", Packet::ConnAck(ack));
+    golden(V3_1, "20 02 00 02", Packet::from(ack));
 }
 
 #[test]
 fn connack_v5() {
     // 3.2.2.3: the Property Length is always present in a 5.0 CONNACK.
-    golden(V5, "20 03 00 00 00", Packet::ConnAck(ConnAck::default()));
+    golden(V5, "20 03 00 00 00", Packet::from(ConnAck::default()));
     let ack = ConnAck {
         reason_code: ReasonCode::NotAuthorized,
         ..ConnAck::default()
     };
-    golden(V5, "20 03 00 87 00", Packet::ConnAck(ack));
+    golden(V5, "20 03 00 87 00", Packet::from(ack));
     let ack = ConnAck {
         session_present: true,
         reason_code: ReasonCode::Success,
@@ -348,7 +348,7 @@ fn connack_v5() {
     golden(
         V5,
         "20 0A 01 00 07  13 00 3C  24 01  25 00",
-        Packet::ConnAck(ack),
+        Packet::from(ack),
     );
 }
 
@@ -961,6 +961,25 @@ fn malformed_truncated() {
     );
     // SUBACK without any reason code ([MQTT-3.9.3-1]: one per filter).
     malformed(v, "90 02 00 01", DecodeError::Truncated, MALFORMED);
+    // 5.0 PUBLISH ending before its Property Length (3.3.2.3.1), at QoS 0 and 1, also with an
+    // empty topic: the missing length is not read as an empty property block.
+    let v5 = Side::Version(V5);
+    malformed(v5, "30 03 00 01 61", DecodeError::Truncated, MALFORMED);
+    malformed(
+        v5,
+        "32 05 00 01 61 00 01",
+        DecodeError::Truncated,
+        MALFORMED,
+    );
+    malformed(v5, "30 02 00 00", DecodeError::Truncated, MALFORMED);
+    // A Property Length running past the packet, and a truncated property in it.
+    malformed(v5, "30 04 00 01 61 01", DecodeError::Truncated, MALFORMED);
+    malformed(
+        v5,
+        "30 05 00 01 61 02 23",
+        DecodeError::Truncated,
+        MALFORMED,
+    );
 }
 
 #[test]
@@ -1495,7 +1514,7 @@ fn encode_v5_only_fields_for_3x() {
     let mut c = connect(V3_1, "a");
     c.properties.receive_maximum = NonZeroU16::new(5);
     assert_eq!(
-        encode_err(Packet::Connect(c), V3_1),
+        encode_err(Packet::from(c), V3_1),
         EncodeError::V5Only {
             field: "receive_maximum",
             version: V3_1
@@ -1561,7 +1580,7 @@ fn encode_reason_codes_checked() {
         ..ConnAck::default()
     };
     assert!(matches!(
-        encode_err(Packet::ConnAck(connack), V3_1_1),
+        encode_err(Packet::from(connack), V3_1_1),
         EncodeError::ReasonCodeNotAllowed { .. }
     ));
     let disconnect = Disconnect {
@@ -1617,7 +1636,7 @@ fn encode_lengths_checked() {
     c.username = Some(s("u"));
     c.password = Some(Bytes::from(vec![0; 65_536]));
     assert_eq!(
-        encode_err(Packet::Connect(c), V3_1_1),
+        encode_err(Packet::from(c), V3_1_1),
         EncodeError::BinaryTooLong {
             field: "password",
             len: 65_536
@@ -1672,7 +1691,7 @@ fn encode_empty_requests() {
     let mut c = connect(V3_1_1, "a");
     c.password = Some(Bytes::from_static(b"p"));
     assert!(matches!(
-        encode_err(Packet::Connect(c), V3_1_1),
+        encode_err(Packet::from(c), V3_1_1),
         EncodeError::InvalidValue(_)
     ));
 }

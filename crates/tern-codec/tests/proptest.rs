@@ -649,7 +649,7 @@ fn auth() -> impl Strategy<Value = Auth> {
 /// Every packet except CONNECT, valid for `version`.
 fn packet_after_connect(version: ProtocolVersion) -> BoxedStrategy<Packet> {
     let mut all = vec![
-        connack(version).prop_map(Packet::ConnAck).boxed(),
+        connack(version).prop_map(Packet::from).boxed(),
         publish(version).prop_map(Packet::Publish).boxed(),
         ack(version, PacketType::PubAck)
             .prop_map(Packet::PubAck)
@@ -681,7 +681,7 @@ fn packet_after_connect(version: ProtocolVersion) -> BoxedStrategy<Packet> {
 /// Every packet type, valid for `version`.
 fn packet(version: ProtocolVersion) -> BoxedStrategy<Packet> {
     prop_oneof![
-        1 => connect(version).prop_map(Packet::Connect),
+        1 => connect(version).prop_map(Packet::from),
         12 => packet_after_connect(version),
     ]
     .boxed()
@@ -1094,7 +1094,7 @@ macro_rules! per_version {
                     rest in vec(packet_after_connect($version), 0..5),
                     chunks in vec(1usize..40, 1..6),
                 ) {
-                    let mut packets = vec![Packet::Connect(c)];
+                    let mut packets = vec![Packet::from(c)];
                     packets.extend(rest);
                     check_stream(Decoder::new(MAX_PACKET_SIZE), &packets, $version, &chunks)?;
                 }
@@ -1111,7 +1111,7 @@ macro_rules! per_version {
                     );
                     prop_assert_eq!(buf, before);
 
-                    let c = Packet::Connect(c);
+                    let c = Packet::from(c);
                     let mut buf = encode(&c, $version);
                     buf.extend_from_slice(&encode(&c, $version));
                     let mut decoder = Decoder::new(MAX_PACKET_SIZE);

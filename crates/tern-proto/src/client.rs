@@ -168,7 +168,7 @@ impl ClientSession {
             return Err(UserError::InvalidState("connect while connected"));
         }
         let connect = self.config.connect.clone();
-        let packet = Packet::Connect(connect.clone());
+        let packet = Packet::from(connect.clone());
         tern_codec::Packet::encoded_len(&packet, self.core.version).map_err(UserError::Encode)?;
         self.core.set_now(now);
         self.core.reset_connection();
@@ -447,7 +447,7 @@ impl ClientSession {
                 if phase != Phase::Connecting {
                     return self.core.unexpected(PacketType::ConnAck, "MQTT-3.2.0-2");
                 }
-                self.on_connack(connack)
+                self.on_connack(*connack)
             }
             Packet::Publish(p) => self.core.on_publish(p),
             Packet::PubAck(a) => {

@@ -340,7 +340,7 @@ impl Core {
         } else {
             ProtocolVersion::V3_1_1
         };
-        self.queue(Packet::ConnAck(tern_codec::ConnAck {
+        self.queue(Packet::from(tern_codec::ConnAck {
             session_present: false,
             reason_code: ReasonCode::UnsupportedProtocolVersion,
             properties: Default::default(),
@@ -433,7 +433,7 @@ impl Core {
                     }));
                 }
                 (Side::Server, Phase::Connecting) if code.is_allowed_in(PacketType::ConnAck) => {
-                    self.queue(Packet::ConnAck(tern_codec::ConnAck {
+                    self.queue(Packet::from(tern_codec::ConnAck {
                         session_present: false,
                         reason_code: code,
                         properties: Default::default(),

@@ -432,7 +432,7 @@ impl ServerSession {
             reason_code: ReasonCode::Success,
             properties: props,
         };
-        let packet = Packet::ConnAck(connack);
+        let packet = Packet::from(connack);
         if let Err(e) = crate::core::wire_len(&packet, self.core.version) {
             return Err(UserError::Encode(e));
         }
@@ -478,7 +478,7 @@ impl ServerSession {
         self.connect = None;
         self.deferred.clear();
         self.core.will = None;
-        self.core.queue(Packet::ConnAck(ConnAck {
+        self.core.queue(Packet::from(ConnAck {
             session_present: false,
             reason_code: reason,
             properties: ConnAckProperties::default(),
@@ -757,7 +757,7 @@ impl ServerSession {
     fn handle_packet(&mut self, packet: Packet) {
         match self.core.phase {
             Phase::Idle => match packet {
-                Packet::Connect(connect) => self.on_connect(connect),
+                Packet::Connect(connect) => self.on_connect(*connect),
                 other => self.core.unexpected(other.packet_type(), "MQTT-3.1.0-1"),
             },
             Phase::Connecting => match packet {

@@ -235,7 +235,7 @@ fn auth_from_a_server_without_a_method_is_a_protocol_error() {
     let mut s = ServerSession::new(ServerConfig::default());
     s.handle_input(
         now,
-        &mut encode(V5, &[Packet::Connect(connect_packet(V5, "c", true))]),
+        &mut encode(V5, &[Packet::from(connect_packet(V5, "c", true))]),
     );
     events_server(&mut s);
     let mut accept = Accept::default();
@@ -311,7 +311,7 @@ fn connack_without_the_method_is_a_protocol_error() {
         reason_code: ReasonCode::Success,
         properties: ConnAckProperties::default(),
     };
-    c.handle_input(now, &mut encode(V5, &[Packet::ConnAck(connack)]));
+    c.handle_input(now, &mut encode(V5, &[Packet::from(connack)]));
     assert!(!c.is_connected());
     assert_eq!(
         events_client(&mut c),

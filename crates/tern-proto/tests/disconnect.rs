@@ -166,7 +166,7 @@ fn server_never_sends_disconnect_to_a_v3_client() {
         let mut s = server_with(ServerConfig::default(), connect_packet(v, "c", true), now);
         s.handle_input(
             now,
-            &mut encode(v, &[Packet::Connect(connect_packet(v, "c", true))]),
+            &mut encode(v, &[Packet::from(connect_packet(v, "c", true))]),
         );
         assert!(s.is_closed());
         let sent = sent_by_server(&mut s);

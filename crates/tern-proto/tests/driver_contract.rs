@@ -131,7 +131,7 @@ fn a_lost_session_hands_back_what_was_in_flight() {
     c.connect(now).unwrap();
     c.poll_transmit(&mut BytesMut::new());
     let connack = |present| {
-        Packet::ConnAck(ConnAck {
+        Packet::from(ConnAck {
             session_present: present,
             reason_code: ReasonCode::Success,
             properties: Default::default(),

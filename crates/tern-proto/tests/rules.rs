@@ -76,7 +76,7 @@ fn events_client(c: &mut ClientSession) -> Vec<Event> {
 fn server_with(config: ServerConfig, connect: Connect, now: Instant) -> ServerSession {
     let v = connect.protocol;
     let mut s = ServerSession::new(config);
-    s.handle_input(now, &mut encode(v, &[Packet::Connect(connect)]));
+    s.handle_input(now, &mut encode(v, &[Packet::from(connect)]));
     assert!(matches!(
         events_server(&mut s).as_slice(),
         [Event::ConnectRequest(_)]
@@ -532,7 +532,7 @@ fn second_connect_is_a_protocol_error() {
     let mut s = server_with(ServerConfig::default(), connect_packet(v, "c", true), now);
     s.handle_input(
         now,
-        &mut encode(v, &[Packet::Connect(connect_packet(v, "c", true))]),
+        &mut encode(v, &[Packet::from(connect_packet(v, "c", true))]),
     );
     assert!(s.is_closed());
     let ev = events_server(&mut s);
@@ -547,7 +547,7 @@ fn empty_client_id_without_clean_session_is_rejected_with_code_2() {
     let mut s = ServerSession::new(ServerConfig::default());
     s.handle_input(
         now,
-        &mut encode(v, &[Packet::Connect(connect_packet(v, "", false))]),
+        &mut encode(v, &[Packet::from(connect_packet(v, "", false))]),
     );
     assert_eq!(
         events_server(&mut s),
@@ -571,7 +571,7 @@ fn v5_empty_client_id_needs_an_assigned_one() {
     let mut s = ServerSession::new(ServerConfig::default());
     s.handle_input(
         now,
-        &mut encode(v, &[Packet::Connect(connect_packet(v, "", true))]),
+        &mut encode(v, &[Packet::from(connect_packet(v, "", true))]),
     );
     events_server(&mut s);
     assert!(s.accept(now, Accept::default()).is_err());

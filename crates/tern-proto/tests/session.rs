@@ -28,7 +28,7 @@ fn server_closes_a_connection_that_never_sends_connect() {
     let mut s = ServerSession::new(config.clone());
     s.start(now);
     assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(5)));
-    let mut whole = encode(V5, &[Packet::Connect(connect_packet(V5, "c", true))]);
+    let mut whole = encode(V5, &[Packet::from(connect_packet(V5, "c", true))]);
     let mut half = whole.split_to(whole.len() / 2);
     s.handle_input(now + Duration::from_secs(1), &mut half);
     s.handle_timeout(now + Duration::from_millis(4_999));
@@ -56,7 +56,7 @@ fn server_closes_a_connection_that_never_sends_connect() {
     connect.keep_alive = 0;
     s.handle_input(
         now + Duration::from_secs(4),
-        &mut encode(V5, &[Packet::Connect(connect.clone())]),
+        &mut encode(V5, &[Packet::from(connect.clone())]),
     );
     assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(5)));
     s.handle_timeout(now + Duration::from_secs(5));
@@ -67,7 +67,7 @@ fn server_closes_a_connection_that_never_sends_connect() {
     s.start(now);
     s.handle_input(
         now + Duration::from_secs(4),
-        &mut encode(V5, &[Packet::Connect(connect)]),
+        &mut encode(V5, &[Packet::from(connect)]),
     );
     s.accept(now + Duration::from_secs(4), Accept::default())
         .unwrap();
@@ -239,7 +239,7 @@ fn server_enforces_maximum_qos_and_retain_available() {
     let mut s = ServerSession::new(config.clone());
     s.handle_input(
         now,
-        &mut encode(V5, &[Packet::Connect(connect_packet(V5, "c", true))]),
+        &mut encode(V5, &[Packet::from(connect_packet(V5, "c", true))]),
     );
     events_server(&mut s);
     s.accept(now, Accept::default()).unwrap();
@@ -335,7 +335,7 @@ fn will_beyond_the_servers_limits_cannot_be_accepted() {
             properties: WillProperties::default(),
         });
         let mut s = ServerSession::new(config.clone());
-        s.handle_input(now, &mut encode(V5, &[Packet::Connect(connect)]));
+        s.handle_input(now, &mut encode(V5, &[Packet::from(connect)]));
         events_server(&mut s);
         assert!(matches!(
             s.accept(now, Accept::default()),
@@ -371,7 +371,7 @@ fn unsupported_protocol_level_is_answered_with_connack() {
         let mut s = ServerSession::new(ServerConfig::default());
         s.start(now);
         // A 5.0 CONNECT with its level byte (offset 8: header 2, name 6) rewritten.
-        let mut bytes = encode(V5, &[Packet::Connect(connect_packet(V5, "c", true))]);
+        let mut bytes = encode(V5, &[Packet::from(connect_packet(V5, "c", true))]);
         assert_eq!(bytes[8], 5);
         bytes[8] = level;
         s.handle_input(now, &mut bytes);

@@ -172,7 +172,7 @@ impl Client {
     /// [`open_small`]: Client::open_small
     pub async fn connect_small(addr: SocketAddr, connect: Connect) -> Client {
         let mut client = Client::open_small(addr, connect.protocol).await;
-        client.send(Packet::Connect(connect)).await;
+        client.send(Packet::from(connect)).await;
         let connack = client.connack().await;
         assert_eq!(connack.reason_code, ReasonCode::Success, "{connack:?}");
         client
@@ -190,7 +190,7 @@ impl Client {
     /// Connects with `connect` and returns the CONNACK.
     pub async fn connect_with(addr: SocketAddr, connect: Connect) -> (Client, ConnAck) {
         let mut client = Client::open(addr, connect.protocol).await;
-        client.send(Packet::Connect(connect)).await;
+        client.send(Packet::from(connect)).await;
         let connack = client.connack().await;
         (client, connack)
     }
@@ -256,7 +256,7 @@ impl Client {
     /// The CONNACK.
     pub async fn connack(&mut self) -> ConnAck {
         match self.recv().await {
-            Packet::ConnAck(c) => c,
+            Packet::ConnAck(c) => *c,
             other => panic!("expected CONNACK, got {other:?}"),
         }
     }

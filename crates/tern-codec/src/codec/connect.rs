@@ -1,5 +1,7 @@
 //! CONNECT (3.1).
 
+use alloc::boxed::Box;
+
 use super::{Body, Decoded, Measure};
 use crate::{
     error::{DecodeError, EncodeError},
@@ -21,21 +23,21 @@ const USERNAME: u8 = 0x80;
 /// Reads the protocol name and level (3.1.2.1, 3.1.2.2).
 fn read_protocol(r: &mut Reader) -> Result<ProtocolVersion, DecodeError> {
     // Compared in place: the name is not kept, so no slice of the input is made for it.
-    let name: &[u8] = match r.unread() {
-        [0, 4, b'M', b'Q', b'T', b'T', ..] => b"MQTT",
-        [0, 6, b'M', b'Q', b'I', b's', b'd', b'p', ..] => b"MQIsdp",
+    let (name_len, mqisdp) = match r.unread() {
+        [0, 4, b'M', b'Q', b'T', b'T', ..] => (4, false),
+        [0, 6, b'M', b'Q', b'I', b's', b'd', b'p', ..] => (6, true),
         _ => {
             // A truncated or different name; `binary` tells the two apart.
             r.binary()?;
             return Err(DecodeError::InvalidProtocolName);
         }
     };
-    r.skip(2 + name.len());
+    r.skip(2 + name_len);
     let level = r.u8()?;
     let version =
         ProtocolVersion::from_level(level).ok_or(DecodeError::UnsupportedProtocolLevel(level))?;
-    // `MQIsdp` goes with level 3 only, `MQTT` with 4 and 5.
-    if name != version.protocol_name().as_bytes() {
+    // `MQIsdp` goes with level 3 only, `MQTT` with 4 and 5 (`ProtocolVersion::protocol_name`).
+    if mqisdp != (version == ProtocolVersion::V3_1) {
         return Err(DecodeError::InvalidProtocolName);
     }
     Ok(version)
@@ -102,7 +104,7 @@ pub(super) fn decode(r: &mut Reader, version: &mut Option<ProtocolVersion>) -> D
     };
     r.end()?;
     *version = Some(protocol);
-    Ok(Some(Packet::Connect(Connect {
+    Ok(Some(Packet::Connect(Box::new(Connect {
         protocol,
         clean_start: flags & CLEAN_START != 0,
         keep_alive,
@@ -111,7 +113,7 @@ pub(super) fn decode(r: &mut Reader, version: &mut Option<ProtocolVersion>) -> D
         username,
         password,
         properties,
-    })))
+    }))))
 }
 
 impl Body for Connect {

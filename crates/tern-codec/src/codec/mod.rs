@@ -194,7 +194,7 @@ fn check_reason(
 ///
 /// The large packets (CONNECT, PUBLISH, SUBSCRIBE) are decoded by functions that return this
 /// type and build their packet in it, and every caller up to `Decoder::decode` returns their
-/// result as is: the 432-byte `Packet` is then written once, in the caller's return slot,
+/// result as is: the 232-byte `Packet` is then written once, in the caller's return slot,
 /// instead of being moved from one wrapper to the next.
 ///
 /// [`Decoder::decode`]: crate::Decoder::decode
@@ -239,7 +239,7 @@ pub(crate) fn decode_body(
             packet_type,
             version,
         }),
-        PacketType::ConnAck => wrap(connack::decode(version, r), r, Packet::ConnAck),
+        PacketType::ConnAck => wrap(connack::decode(version, r), r, Packet::from),
         PacketType::PubAck => wrap(ack::decode(packet_type, version, r), r, Packet::PubAck),
         PacketType::PubRec => wrap(ack::decode(packet_type, version, r), r, Packet::PubRec),
         PacketType::PubRel => wrap(ack::decode(packet_type, version, r), r, Packet::PubRel),
@@ -285,8 +285,14 @@ struct AckAs<'a>(PacketType, &'a Ack);
 macro_rules! with_body {
     ($packet:expr, |$b:ident| $e:expr) => {
         match $packet {
-            Packet::Connect($b) => $e,
-            Packet::ConnAck($b) => $e,
+            Packet::Connect(c) => {
+                let $b = &**c;
+                $e
+            }
+            Packet::ConnAck(c) => {
+                let $b = &**c;
+                $e
+            }
             Packet::Publish($b) => $e,
             Packet::PubAck(a) => {
                 let $b = &AckAs(PacketType::PubAck, a);

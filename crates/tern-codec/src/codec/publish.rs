@@ -31,11 +31,32 @@ pub(super) fn decode(version: ProtocolVersion, flags: u8, r: &mut Reader) -> Dec
     } else {
         Some(read_packet_id(r)?)
     };
-    let mut properties = PublishProperties::default();
-    if version.is_v5() {
+    let retain = flags & RETAIN != 0;
+    if version.is_v5() && r.unread().first() != Some(&0) {
+        // A property block that is not empty (or a truncated packet).
+        let mut properties = PublishProperties::default();
         property::read(r, Ctx::Packet(PacketType::Publish), &mut properties)?;
+        if topic.is_empty() && properties.topic_alias.is_none() {
+            return Err(DecodeError::EmptyTopicName); // [MQTT-4.7.3-1], [MQTT-3.3.2-1]
+        }
+        // The last read: no error may follow it (see `Reader::rest`).
+        let payload = r.rest();
+        return Ok(Some(Packet::Publish(Publish {
+            dup,
+            qos,
+            retain,
+            topic,
+            packet_id,
+            properties,
+            payload,
+        })));
     }
-    if topic.is_empty() && properties.topic_alias.is_none() {
+    // No properties: 3.x, or a 5.0 Property Length of 0 (the common case), with the
+    // defaults written straight into the returned packet instead of moved into it.
+    if version.is_v5() {
+        r.skip(1);
+    }
+    if topic.is_empty() {
         return Err(DecodeError::EmptyTopicName); // [MQTT-4.7.3-1], [MQTT-3.3.2-1]
     }
     // The last read: no error may follow it (see `Reader::rest`).
@@ -43,10 +64,10 @@ pub(super) fn decode(version: ProtocolVersion, flags: u8, r: &mut Reader) -> Dec
     Ok(Some(Packet::Publish(Publish {
         dup,
         qos,
-        retain: flags & RETAIN != 0,
+        retain,
         topic,
         packet_id,
-        properties,
+        properties: PublishProperties::default(),
         payload,
     })))
 }

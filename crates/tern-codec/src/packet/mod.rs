@@ -20,7 +20,7 @@ pub use subscribe::{
 };
 pub use unsubscribe::{UnsubAck, Unsubscribe, UnsubscribeProperties};
 
-use alloc::vec::Vec;
+use alloc::{boxed::Box, vec::Vec};
 use core::num::NonZeroU16;
 
 use crate::string::MqttString;
@@ -99,13 +99,18 @@ impl PacketType {
 ///
 /// Fields that only MQTT 5.0 has (properties, most reason codes) are simply left at their
 /// defaults for 3.x; setting one and encoding for 3.x is an [`EncodeError`](crate::EncodeError).
+///
+/// CONNECT and CONNACK, the two largest packets and sent once per connection, are boxed, so
+/// that a `Packet` is only as large as a [`Publish`] and moving one (out of
+/// [`Decoder::decode`](crate::Decoder::decode), into a queue) copies less. Every packet
+/// struct converts into its `Packet` with `From` (`Packet::from(connect)`, `connect.into()`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Packet {
-    /// CONNECT.
-    Connect(Connect),
-    /// CONNACK.
-    ConnAck(ConnAck),
+    /// CONNECT (boxed).
+    Connect(Box<Connect>),
+    /// CONNACK (boxed).
+    ConnAck(Box<ConnAck>),
     /// PUBLISH.
     Publish(Publish),
     /// PUBACK.
@@ -133,6 +138,44 @@ pub enum Packet {
     /// AUTH (MQTT 5.0 only).
     Auth(Auth),
 }
+
+// A guard, not a test of an exact layout: `Packet` stays as small as its largest unboxed
+// variant (`Publish`, 232 bytes on 64-bit targets). Moving it is a `memcpy` of this size,
+// three times per packet in a typical read loop; box a variant that would grow it.
+const _: () = assert!(core::mem::size_of::<Packet>() <= core::mem::size_of::<Publish>() + 8);
+
+impl From<Connect> for Packet {
+    fn from(p: Connect) -> Self {
+        Packet::Connect(Box::new(p))
+    }
+}
+
+impl From<ConnAck> for Packet {
+    fn from(p: ConnAck) -> Self {
+        Packet::ConnAck(Box::new(p))
+    }
+}
+
+/// `From` impls of the packet structs that a `Packet` holds as they are.
+macro_rules! packet_from {
+    ($($ty:ident => $variant:ident),*) => {$(
+        impl From<$ty> for Packet {
+            fn from(p: $ty) -> Self {
+                Packet::$variant(p)
+            }
+        }
+    )*};
+}
+
+packet_from!(
+    Publish => Publish,
+    Subscribe => Subscribe,
+    SubAck => SubAck,
+    Unsubscribe => Unsubscribe,
+    UnsubAck => UnsubAck,
+    Disconnect => Disconnect,
+    Auth => Auth
+);
 
 impl Packet {
     /// The packet's type.

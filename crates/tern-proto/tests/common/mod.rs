@@ -98,7 +98,7 @@ pub(crate) fn events_client(c: &mut ClientSession) -> Vec<Event> {
 pub(crate) fn server_with(config: ServerConfig, connect: Connect, now: Instant) -> ServerSession {
     let v = connect.protocol;
     let mut s = ServerSession::new(config);
-    s.handle_input(now, &mut encode(v, &[Packet::Connect(connect)]));
+    s.handle_input(now, &mut encode(v, &[Packet::from(connect)]));
     assert!(matches!(
         events_server(&mut s).as_slice(),
         [Event::ConnectRequest(_)]
