@@ -84,20 +84,25 @@ pub(crate) fn route(
 }
 
 /// Runs one connection to its end.
-pub(crate) async fn run<S>(shared: Arc<Shared>, stream: S, info: ConnectionInfo, guard: TaskGuard)
+///
+/// Not an `async fn`: the connection is set up before the future is made, so that the future
+/// holds it once (an `async fn` keeps its arguments besides what it makes of them, and its
+/// future is most of what an idle connection costs).
+pub(crate) fn run<S>(
+    shared: Arc<Shared>,
+    stream: S,
+    info: ConnectionInfo,
+    guard: TaskGuard,
+) -> impl Future<Output = ()> + Send + 'static
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let peer = info.peer;
     let id = shared.next_conn();
     let session = ServerSession::new(shared.engine.clone());
-    let stall = shared.config.backpressure.stall_timeout();
     let rate = InboundRate::new(&shared.config.limits);
-    let mut conn = Connection {
+    let conn = Connection {
         shared,
         id,
-        peer,
-        listener: info.listener,
         rate,
         refusal_logged: false,
         session,
@@ -129,47 +134,61 @@ where
         snapshot_due: None,
         last_snapshot: tokio::time::Instant::now(),
     };
-    tracing::debug!(%peer, conn = id, transport = %conn.info.transport, "connection opened");
-    let (mut reader, mut writer) = tokio::io::split(stream);
-    conn.drive(&mut reader, &mut writer).await;
-    // Packets held for a snapshot (and the DISCONNECT behind them) leave once it is committed.
-    if let (Some(ticket), Some(store)) = (conn.hold.take(), conn.shared.persistence.clone()) {
-        let mut committed = store.subscribe();
-        let _ = tokio::time::timeout(stall, committed.wait_for(|c| c.upto >= ticket)).await;
-        if conn.session.has_transmit() {
-            let before = conn.out.len();
-            conn.session.poll_transmit(&mut conn.out);
-            conn.shared.stats.traffic.count_sent(&conn.out[before..]);
-        }
-    }
-    // The session is settled (handed over, offline or ended) before the client sees the
-    // close, so that a reconnect right after it finds the session where it should be.
-    let out = std::mem::take(&mut conn.out);
-    let stats = conn.shared.stats.clone();
-    let reported = conn.reported_out;
-    // A client that stopped reading gets one try, not another stall timeout; during shutdown
-    // the flush fits in the shutdown timeout.
-    let budget = if conn.abandoned {
-        Duration::ZERO
-    } else if *conn.shared.shutdown.borrow() {
-        stall.min(conn.shared.config.shutdown.timeout())
-    } else {
-        stall
-    };
-    conn.finish();
-    if !out.is_empty()
-        && let Ok(Ok(())) = tokio::time::timeout(budget, writer.write_all(&out)).await
+    tracing::debug!(peer = %conn.info.peer, conn = id, transport = %conn.info.transport, "connection opened");
+    let (reader, writer) = tokio::io::split(stream);
+    conn.serve(reader, writer, guard)
+}
+
+impl Connection {
+    /// The connection's task: drives it, then settles the session and closes the stream.
+    async fn serve<R, W>(self, mut reader: R, mut writer: W, guard: TaskGuard)
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
     {
+        let mut conn = self;
+        conn.drive(&mut reader, &mut writer).await;
+        let stall = conn.shared.config.backpressure.stall_timeout();
+        // Packets held for a snapshot (and the DISCONNECT behind them) leave once it is committed.
+        if let (Some(ticket), Some(store)) = (conn.hold.take(), conn.shared.persistence.clone()) {
+            let mut committed = store.subscribe();
+            let _ = tokio::time::timeout(stall, committed.wait_for(|c| c.upto >= ticket)).await;
+            if conn.session.has_transmit() {
+                let before = conn.out.len();
+                conn.session.poll_transmit(&mut conn.out);
+                conn.shared.stats.traffic.count_sent(&conn.out[before..]);
+            }
+        }
+        // The session is settled (handed over, offline or ended) before the client sees the
+        // close, so that a reconnect right after it finds the session where it should be.
+        let out = std::mem::take(&mut conn.out);
+        let stats = conn.shared.stats.clone();
+        let reported = conn.reported_out;
+        // A client that stopped reading gets one try, not another stall timeout; during shutdown
+        // the flush fits in the shutdown timeout.
+        let budget = if conn.abandoned {
+            Duration::ZERO
+        } else if *conn.shared.shutdown.borrow() {
+            stall.min(conn.shared.config.shutdown.timeout())
+        } else {
+            stall
+        };
+        let (peer, id) = (conn.info.peer, conn.id);
+        conn.finish();
+        if !out.is_empty()
+            && let Ok(Ok(())) = tokio::time::timeout(budget, writer.write_all(&out)).await
+        {
+            stats
+                .bytes_sent
+                .fetch_add(out.len() as u64, Ordering::Relaxed);
+        }
         stats
-            .bytes_sent
-            .fetch_add(out.len() as u64, Ordering::Relaxed);
+            .write_buffer_bytes
+            .fetch_sub(reported as u64, Ordering::Relaxed);
+        let _ = tokio::time::timeout(budget, writer.shutdown()).await;
+        tracing::debug!(%peer, conn = id, "connection closed");
+        drop(guard);
     }
-    stats
-        .write_buffer_bytes
-        .fetch_sub(reported as u64, Ordering::Relaxed);
-    let _ = tokio::time::timeout(budget, writer.shutdown()).await;
-    tracing::debug!(%peer, conn = id, "connection closed");
-    drop(guard);
 }
 
 /// A publish of this connection's client that waits for room in subscribers' mailboxes.
@@ -188,9 +207,6 @@ struct Blocked {
 struct Connection {
     shared: Arc<Shared>,
     id: u64,
-    /// The client's address and the listener's, for the logs.
-    peer: SocketAddr,
-    listener: Option<SocketAddr>,
     /// The inbound rate limit.
     rate: InboundRate,
     /// The broker refused the CONNECT and logged it.
@@ -317,11 +333,27 @@ impl Connection {
                 .into_iter()
                 .chain(self.hold)
                 .min();
+            // Waits that rarely run are boxed, so that every connection's future need not
+            // hold room for them.
             let mut committed =
-                commit_target.and(self.shared.persistence.as_ref().map(|p| p.subscribe()));
+                commit_target
+                    .zip(self.shared.persistence.as_ref())
+                    .map(|(target, store)| {
+                        let mut rx = store.subscribe();
+                        Box::pin(async move {
+                            let _ = rx.wait_for(|c: &Committed| c.upto >= target).await;
+                        })
+                    });
             let snapshot_due = self.snapshot_due;
             let handle = self.handle.clone();
             let (waiting, blocked_until) = blocked.unzip();
+            let mut room = waiting.map(|waiting| {
+                Box::pin(async move {
+                    for session in &waiting {
+                        session.room().await;
+                    }
+                })
+            });
             let wake = [
                 blocked_until,
                 stalled_at,
@@ -368,11 +400,7 @@ impl Connection {
                 _ = async { handle.as_deref().expect("guarded").notified().await }, if handle.is_some() => {
                     self.on_mailbox();
                 }
-                _ = async {
-                    for session in waiting.as_deref().unwrap_or_default() {
-                        session.room().await;
-                    }
-                }, if waiting.is_some() => self.unblock(false),
+                _ = async { room.as_mut().expect("guarded").await }, if room.is_some() => self.unblock(false),
                 // The earliest deadline passed: its handler runs (one per step, in this order);
                 // another one that passed too fires at once on the next step.
                 () = &mut timer, if wake.is_some() => {
@@ -390,12 +418,7 @@ impl Connection {
                         self.session.handle_timeout(now());
                     }
                 }
-                _ = async {
-                    let target = commit_target.unwrap_or(0);
-                    if let Some(rx) = committed.as_mut() {
-                        let _ = rx.wait_for(|c: &Committed| c.upto >= target).await;
-                    }
-                }, if committed.is_some() => {}
+                _ = async { committed.as_mut().expect("guarded").await }, if committed.is_some() => {}
                 // Sized to what the client sends (see `ReadBuffer`): a few hundred bytes while
                 // it idles.
                 read = async { limited.read_buf(read_buf.for_read()).await }, if can_read => match read {
@@ -686,7 +709,9 @@ impl Connection {
                 return;
             };
             match event {
-                Event::ConnectRequest(connect) => self.on_connect(connect).await,
+                // Boxed, like `on_auth`: at most a few times per connection, and their futures
+                // would otherwise make every connection's future larger.
+                Event::ConnectRequest(connect) => Box::pin(self.on_connect(connect)).await,
                 Event::Publish { publish, needs_ack } => {
                     self.rate.on_message();
                     self.on_publish(publish, needs_ack);
@@ -704,7 +729,7 @@ impl Connection {
                         &mut self.scratch,
                     );
                 }
-                Event::Auth(auth) => self.on_auth(auth).await,
+                Event::Auth(auth) => Box::pin(self.on_auth(auth)).await,
                 Event::Disconnected(reason) => self.on_disconnected(&reason),
                 other => tracing::trace!(conn = self.id, event = ?other, "event ignored"),
             }
@@ -713,15 +738,15 @@ impl Connection {
 
     fn on_disconnected(&mut self, reason: &ConnectionError) {
         if self.accepted {
-            tracing::info!(conn = self.id, client_id = %self.session.client_id(), peer = %self.peer, %reason, "client disconnected");
+            tracing::info!(conn = self.id, client_id = %self.session.client_id(), peer = %self.info.peer, %reason, "client disconnected");
         } else if let ConnectionError::Rejected(code) = reason {
             // Refused by the engine (the broker's own refusals are logged with the CONNECT).
             if !self.refusal_logged {
-                tracing::info!(conn = self.id, version = %version_name(self.session.version()), peer = %self.peer, listener = %listener_name(self.listener), reason = %code, "connect refused");
+                tracing::info!(conn = self.id, version = %version_name(self.session.version()), peer = %self.info.peer, listener = %listener_name(self.info.listener), reason = %code, "connect refused");
             }
         } else {
             // Never connected: a connect timeout, a bad first packet, a close.
-            tracing::info!(conn = self.id, peer = %self.peer, listener = %listener_name(self.listener), %reason, "connection ended before CONNECT");
+            tracing::info!(conn = self.id, peer = %self.info.peer, listener = %listener_name(self.info.listener), %reason, "connection ended before CONNECT");
         }
     }
 
@@ -800,8 +825,8 @@ impl Connection {
             client_id = %connect.client_id,
             username = %connect.username.as_ref().map_or("-", |u| u.as_str()),
             version = %version_name(connect.protocol),
-            peer = %self.peer,
-            listener = %listener_name(self.listener),
+            peer = %self.info.peer,
+            listener = %listener_name(self.info.listener),
             %reason,
             "connect refused"
         );
@@ -944,8 +969,8 @@ impl Connection {
             conn = self.id,
             %client_id,
             version = %version_name(connect.protocol),
-            peer = %self.peer,
-            listener = %listener_name(self.listener),
+            peer = %self.info.peer,
+            listener = %listener_name(self.info.listener),
             keep_alive = server_keep_alive.unwrap_or(connect.keep_alive),
             resumed,
             "client connected"
