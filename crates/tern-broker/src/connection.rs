@@ -141,53 +141,68 @@ where
 
 impl Connection {
     /// The connection's task: drives it, then settles the session and closes the stream.
-    async fn serve<R, W>(self, mut reader: R, mut writer: W, guard: TaskGuard)
+    ///
+    /// Not an `async fn` either: one stores its arguments twice (as captured and as moved
+    /// into its body), and the connection is most of its future.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn stores its arguments twice"
+    )]
+    fn serve<R, W>(
+        mut self,
+        mut reader: R,
+        mut writer: W,
+        guard: TaskGuard,
+    ) -> impl Future<Output = ()> + Send + 'static
     where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
     {
-        let mut conn = self;
-        conn.drive(&mut reader, &mut writer).await;
-        let stall = conn.shared.config.backpressure.stall_timeout();
-        // Packets held for a snapshot (and the DISCONNECT behind them) leave once it is committed.
-        if let (Some(ticket), Some(store)) = (conn.hold.take(), conn.shared.persistence.clone()) {
-            let mut committed = store.subscribe();
-            let _ = tokio::time::timeout(stall, committed.wait_for(|c| c.upto >= ticket)).await;
-            if conn.session.has_transmit() {
-                let before = conn.out.len();
-                conn.session.poll_transmit(&mut conn.out);
-                conn.shared.stats.traffic.count_sent(&conn.out[before..]);
+        async move {
+            let conn = &mut self;
+            conn.drive(&mut reader, &mut writer).await;
+            let stall = conn.shared.config.backpressure.stall_timeout();
+            // Packets held for a snapshot (and the DISCONNECT behind them) leave once it is committed.
+            if let (Some(ticket), Some(store)) = (conn.hold.take(), conn.shared.persistence.clone())
+            {
+                let mut committed = store.subscribe();
+                let _ = tokio::time::timeout(stall, committed.wait_for(|c| c.upto >= ticket)).await;
+                if conn.session.has_transmit() {
+                    let before = conn.out.len();
+                    conn.session.poll_transmit(&mut conn.out);
+                    conn.shared.stats.traffic.count_sent(&conn.out[before..]);
+                }
             }
-        }
-        // The session is settled (handed over, offline or ended) before the client sees the
-        // close, so that a reconnect right after it finds the session where it should be.
-        let out = std::mem::take(&mut conn.out);
-        let stats = conn.shared.stats.clone();
-        let reported = conn.reported_out;
-        // A client that stopped reading gets one try, not another stall timeout; during shutdown
-        // the flush fits in the shutdown timeout.
-        let budget = if conn.abandoned {
-            Duration::ZERO
-        } else if *conn.shared.shutdown.borrow() {
-            stall.min(conn.shared.config.shutdown.timeout())
-        } else {
-            stall
-        };
-        let (peer, id) = (conn.info.peer, conn.id);
-        conn.finish();
-        if !out.is_empty()
-            && let Ok(Ok(())) = tokio::time::timeout(budget, writer.write_all(&out)).await
-        {
+            // The session is settled (handed over, offline or ended) before the client sees the
+            // close, so that a reconnect right after it finds the session where it should be.
+            let out = std::mem::take(&mut conn.out);
+            let stats = conn.shared.stats.clone();
+            let reported = conn.reported_out;
+            // A client that stopped reading gets one try, not another stall timeout; during shutdown
+            // the flush fits in the shutdown timeout.
+            let budget = if conn.abandoned {
+                Duration::ZERO
+            } else if *conn.shared.shutdown.borrow() {
+                stall.min(conn.shared.config.shutdown.timeout())
+            } else {
+                stall
+            };
+            let (peer, id) = (conn.info.peer, conn.id);
+            self.finish();
+            if !out.is_empty()
+                && let Ok(Ok(())) = tokio::time::timeout(budget, writer.write_all(&out)).await
+            {
+                stats
+                    .bytes_sent
+                    .fetch_add(out.len() as u64, Ordering::Relaxed);
+            }
             stats
-                .bytes_sent
-                .fetch_add(out.len() as u64, Ordering::Relaxed);
+                .write_buffer_bytes
+                .fetch_sub(reported as u64, Ordering::Relaxed);
+            let _ = tokio::time::timeout(budget, writer.shutdown()).await;
+            tracing::debug!(%peer, conn = id, "connection closed");
+            drop(guard);
         }
-        stats
-            .write_buffer_bytes
-            .fetch_sub(reported as u64, Ordering::Relaxed);
-        let _ = tokio::time::timeout(budget, writer.shutdown()).await;
-        tracing::debug!(%peer, conn = id, "connection closed");
-        drop(guard);
     }
 }
 
