@@ -434,9 +434,8 @@ impl Connection {
                     }
                 }
                 _ = async { committed.as_mut().expect("guarded").await }, if committed.is_some() => {}
-                // Sized to what the client sends (see `ReadBuffer`): a few hundred bytes while
-                // it idles.
-                read = async { limited.read_buf(read_buf.for_read()).await }, if can_read => match read {
+                // Sized to what the client sends (see `ReadBuffer`): no buffer while it idles.
+                read = async { read_buf.read(&mut limited).await }, if can_read => match read {
                     Ok(0) => self.session.handle_transport_closed(now()),
                     Ok(n) => {
                         self.shared.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
