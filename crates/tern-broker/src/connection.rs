@@ -40,7 +40,7 @@ use crate::router::{Routed, Subscription, Target};
 use crate::session::{Delivery, Previous, Released, SessionHandle, Wake};
 use crate::storage::StoredSubscription;
 use crate::storage::writer::Committed;
-use crate::transport::{ClientInfo, ConnectionInfo, Transport};
+use crate::transport::{ConnectionInfo, Transport};
 
 mod auth_hooks;
 use auth_hooks::{Authenticated, Exchange};
@@ -241,7 +241,8 @@ struct Connection {
     reported_out: usize,
     /// The mailbox has deliveries that were left there while `out` was full.
     mailbox_pending: bool,
-    blocked: Option<Blocked>,
+    /// Boxed, like `exchange`: rare, and every connection's future holds room for it.
+    blocked: Option<Box<Blocked>>,
     /// Closed as a slow consumer: nothing more is flushed.
     abandoned: bool,
     /// CONNECT was accepted (the client counts as connected).
@@ -256,7 +257,7 @@ struct Connection {
     /// Who the client is for the authorizer, once CONNECT was accepted.
     identity: Option<Arc<Identity>>,
     /// An enhanced authentication exchange in progress (CONNECT or re-authentication).
-    exchange: Option<Exchange>,
+    exchange: Option<Box<Exchange>>,
     /// The enhanced authentication method CONNECT used, for re-authentication.
     auth_method: Option<Arc<dyn AuthMethod>>,
     /// The session is persistent: its snapshot is kept in the storage.
@@ -313,10 +314,7 @@ impl Connection {
             if self.session.is_closed() {
                 return;
             }
-            let blocked = self
-                .blocked
-                .as_ref()
-                .map(|b| (b.waiting.clone(), b.deadline));
+            let blocked_until = self.blocked.as_ref().map(|b| b.deadline);
             // Reading may pause for the inbound rate limit (until `paused_until`).
             let (read_limit, paused_until) = match self.rate.poll() {
                 Ok(limit) => (limit, None),
@@ -326,7 +324,7 @@ impl Connection {
                 (!self.out.is_empty() || self.unflushed).then(|| self.write_progress + stall);
             // Stored messages waiting for their commit count against the Receive Maximum.
             let waiting_acks = self.pending_acks.len() + self.unticketed.len();
-            let can_read = blocked.is_none()
+            let can_read = blocked_until.is_none()
                 && paused_until.is_none()
                 && self.out.len() < high_water
                 && waiting_acks < usize::from(self.shared.config.limits.receive_maximum);
@@ -361,8 +359,8 @@ impl Connection {
                     });
             let snapshot_due = self.snapshot_due;
             let handle = self.handle.clone();
-            let (waiting, blocked_until) = blocked.unzip();
-            let mut room = waiting.map(|waiting| {
+            let mut room = self.blocked.as_ref().map(|b| {
+                let waiting = b.waiting.clone();
                 Box::pin(async move {
                     for session in &waiting {
                         session.room().await;
@@ -875,7 +873,7 @@ impl Connection {
         // one enhanced authentication established.
         let username = auth_username;
         // Who the client is for the authorizer (a Will is checked when it is published).
-        let identity = Identity::new(client_id.to_string(), username.clone());
+        let identity = Identity::new(client_id.to_string(), username);
         self.identity = Some(Arc::new(identity));
         let shared = self.shared.clone();
         let claim = shared.registry.claim(
@@ -949,16 +947,9 @@ impl Connection {
             return;
         }
         self.accepted = true;
-        shared.clients.insert(
-            self.id,
-            ClientInfo {
-                client_id: client_id.to_string(),
-                username,
-                peer: self.info.peer,
-                transport: self.info.transport,
-                tls_identity: self.info.tls_identity.clone(),
-            },
-        );
+        if let Some(identity) = &self.identity {
+            shared.clients.insert(self.id, identity.clone(), &self.info);
+        }
         let stats = &shared.stats;
         let connected = stats.clients_connected.fetch_add(1, Ordering::Relaxed) + 1;
         stats
@@ -1064,13 +1055,13 @@ impl Connection {
                 .publisher_waits
                 .fetch_add(1, Ordering::Relaxed);
             tracing::debug!(conn = self.id, client_id = %self.session.client_id(), "publisher waits for full mailboxes");
-            self.blocked = Some(Blocked {
+            self.blocked = Some(Box::new(Blocked {
                 waiting: std::mem::take(&mut self.congested),
                 ack,
                 durable,
                 deadline: tokio::time::Instant::now()
                     + self.shared.config.backpressure.stall_timeout(),
-            });
+            }));
             return;
         }
         self.congested.clear();

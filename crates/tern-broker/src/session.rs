@@ -155,8 +155,8 @@ struct Inbox {
     /// Connection to be closed as a slow consumer.
     kick: Option<u64>,
     next_offline: u64,
-    /// The session's persistence; see [`Durable`].
-    durable: Option<Durable>,
+    /// The session's persistence; see [`Durable`]. Boxed: most sessions are not persistent.
+    durable: Option<Box<Durable>>,
 }
 
 /// How a persistent session's log lines up with its engine.
@@ -541,11 +541,13 @@ impl SessionHandle {
     /// delivery is logged. Returns the ticket of the snapshot.
     pub(crate) fn start_durable(&self, store: Arc<Persistence>, engine: &ServerSession) -> u64 {
         let mut inbox = self.inbox.lock();
-        let durable = inbox.durable.get_or_insert_with(|| Durable {
-            store: store.clone(),
-            next_seq: 1,
-            queued: VecDeque::new(),
-            handed: 0,
+        let durable = inbox.durable.get_or_insert_with(|| {
+            Box::new(Durable {
+                store: store.clone(),
+                next_seq: 1,
+                queued: VecDeque::new(),
+                handed: 0,
+            })
         });
         let len = engine.state().queued.len();
         durable.sync(len);
@@ -886,12 +888,12 @@ impl Registry {
             let mut inbox = handle.inbox.lock();
             inbox.next_offline = 1;
             inbox.owner = Owner::Offline(engine, 1);
-            inbox.durable = Some(Durable {
+            inbox.durable = Some(Box::new(Durable {
                 store,
                 next_seq: delivered + 1,
                 queued: VecDeque::new(),
                 handed: delivered,
-            });
+            }));
         }
         let handle = Arc::new(handle);
         self.sessions.lock().insert(client_id, handle.clone());

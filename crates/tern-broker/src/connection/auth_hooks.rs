@@ -62,11 +62,11 @@ impl Connection {
             };
             let mut steps = method.start(&self.connect_info(&connect, username.as_deref()));
             let step = steps.step(connect.properties.authentication_data.as_deref());
-            self.exchange = Some(Exchange {
+            self.exchange = Some(Box::new(Exchange {
                 method,
                 steps,
                 connect: Some(connect),
-            });
+            }));
             return self.on_auth_step(step);
         }
         let allow_anonymous = self
@@ -238,11 +238,11 @@ impl Connection {
                 tls_identity: self.info.tls_identity.as_deref(),
             };
             let steps = method.start(&info);
-            self.exchange = Some(Exchange {
+            self.exchange = Some(Box::new(Exchange {
                 method,
                 steps,
                 connect: None,
-            });
+            }));
         }
         let Some(exchange) = self.exchange.as_mut() else {
             // AUTH Continue with no exchange in progress.
