@@ -206,6 +206,21 @@ impl Connection {
     }
 }
 
+/// What the connection's one timer is armed for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Deadline {
+    /// A held-back publish gives up waiting ([`Blocked::deadline`]).
+    Blocked,
+    /// The socket took nothing for the stall timeout.
+    Stalled,
+    /// The inbound rate limit lets reading resume.
+    Paused,
+    /// A deferred (QoS 1 only) snapshot is due.
+    Snapshot,
+    /// The engine's `poll_timeout` (keep alive, connect timeout).
+    Engine,
+}
+
 /// A publish of this connection's client that waits for room in subscribers' mailboxes.
 #[derive(Debug)]
 struct Blocked {
@@ -357,7 +372,6 @@ impl Connection {
                             let _ = rx.wait_for(|c: &Committed| c.upto >= target).await;
                         })
                     });
-            let snapshot_due = self.snapshot_due;
             let handle = self.handle.clone();
             let mut room = self.blocked.as_ref().map(|b| {
                 let waiting = b.waiting.clone();
@@ -367,17 +381,18 @@ impl Connection {
                     }
                 })
             });
+            // The earliest deadline and what it is for (the first of equal ones, in this order).
             let wake = [
-                blocked_until,
-                stalled_at,
-                paused_until,
-                snapshot_due,
-                deadline,
+                (blocked_until, Deadline::Blocked),
+                (stalled_at, Deadline::Stalled),
+                (paused_until, Deadline::Paused),
+                (self.snapshot_due, Deadline::Snapshot),
+                (deadline, Deadline::Engine),
             ]
             .into_iter()
-            .flatten()
-            .min();
-            if let Some(at) = wake
+            .filter_map(|(at, what)| at.map(|at| (at, what)))
+            .min_by_key(|&(at, _)| at);
+            if let Some((at, _)) = wake
                 && at != timer.deadline()
             {
                 timer.as_mut().reset(at);
@@ -416,21 +431,17 @@ impl Connection {
                 _ = async { room.as_mut().expect("guarded").await }, if room.is_some() => self.unblock(false),
                 // The earliest deadline passed: its handler runs (one per step, in this order);
                 // another one that passed too fires at once on the next step.
-                () = &mut timer, if wake.is_some() => {
-                    let at = timer.deadline();
-                    if blocked_until.is_some_and(|t| t <= at) {
-                        self.unblock(true);
-                    } else if stalled_at.is_some_and(|t| t <= at) {
-                        self.on_write_stall();
-                    } else if paused_until.is_some_and(|t| t <= at) {
-                        // Reading resumes.
-                    } else if snapshot_due.is_some_and(|t| t <= at) {
+                () = &mut timer, if wake.is_some() => match wake.map(|(_, what)| what) {
+                    Some(Deadline::Blocked) => self.unblock(true),
+                    Some(Deadline::Stalled) => self.on_write_stall(),
+                    // Reading resumes.
+                    Some(Deadline::Paused) | None => {}
+                    Some(Deadline::Snapshot) => {
                         self.snapshot_due = None;
                         self.signatures.0 = self.signatures.0.wrapping_add(1);
-                    } else {
-                        self.session.handle_timeout(now());
                     }
-                }
+                    Some(Deadline::Engine) => self.session.handle_timeout(now()),
+                },
                 _ = async { committed.as_mut().expect("guarded").await }, if committed.is_some() => {}
                 // Sized to what the client sends (see `ReadBuffer`): no buffer while it idles.
                 read = async { read_buf.read(&mut limited).await }, if can_read => match read {
