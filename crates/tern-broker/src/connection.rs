@@ -33,7 +33,7 @@ use tern_topic::{SubscriptionFilter, TopicFilter};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::auth::{Access, AuthMethod, Identity};
-use crate::broker::{Shared, TaskGuard};
+use crate::broker::{Shared, StatsCounters, TaskGuard};
 use crate::limits::{InboundRate, topic_within};
 use crate::read_buffer::ReadBuffer;
 use crate::router::{Routed, Subscription, Target};
@@ -159,50 +159,84 @@ impl Connection {
         W: AsyncWrite + Unpin + Send + 'static,
     {
         async move {
-            let conn = &mut self;
-            conn.drive(&mut reader, &mut writer).await;
-            let stall = conn.shared.config.backpressure.stall_timeout();
-            // Packets held for a snapshot (and the DISCONNECT behind them) leave once it is committed.
-            if let (Some(ticket), Some(store)) = (conn.hold.take(), conn.shared.persistence.clone())
-            {
-                let mut committed = store.subscribe();
-                let _ = tokio::time::timeout(stall, committed.wait_for(|c| c.upto >= ticket)).await;
-                if conn.session.has_transmit() {
-                    let before = conn.out.len();
-                    conn.session.poll_transmit(&mut conn.out);
-                    conn.shared.stats.traffic.count_sent(&conn.out[before..]);
-                }
-            }
+            self.drive(&mut reader, &mut writer).await;
+            // What runs after `drive` is in futures of its own: locals held across several
+            // awaits here would take room in the future for the connection's whole life.
+            self.release_held().await;
+            let closing = self.closing();
+            let (peer, id) = (self.info.peer, self.id);
             // The session is settled (handed over, offline or ended) before the client sees the
             // close, so that a reconnect right after it finds the session where it should be.
-            let out = std::mem::take(&mut conn.out);
-            let stats = conn.shared.stats.clone();
-            let reported = conn.reported_out;
-            // A client that stopped reading gets one try, not another stall timeout; during shutdown
-            // the flush fits in the shutdown timeout.
-            let budget = if conn.abandoned {
-                Duration::ZERO
-            } else if *conn.shared.shutdown.borrow() {
-                stall.min(conn.shared.config.shutdown.timeout())
-            } else {
-                stall
-            };
-            let (peer, id) = (conn.info.peer, conn.id);
             self.finish();
-            if !out.is_empty()
-                && let Ok(Ok(())) = tokio::time::timeout(budget, writer.write_all(&out)).await
-            {
-                stats
-                    .bytes_sent
-                    .fetch_add(out.len() as u64, Ordering::Relaxed);
-            }
-            stats
-                .write_buffer_bytes
-                .fetch_sub(reported as u64, Ordering::Relaxed);
-            let _ = tokio::time::timeout(budget, writer.shutdown()).await;
+            closing.close(writer).await;
             tracing::debug!(%peer, conn = id, "connection closed");
             drop(guard);
         }
+    }
+
+    /// Packets held for a snapshot (and the DISCONNECT behind them) leave once it is committed.
+    async fn release_held(&mut self) {
+        let stall = self.shared.config.backpressure.stall_timeout();
+        if let (Some(ticket), Some(store)) = (self.hold.take(), self.shared.persistence.clone()) {
+            let mut committed = store.subscribe();
+            let _ = tokio::time::timeout(stall, committed.wait_for(|c| c.upto >= ticket)).await;
+            if self.session.has_transmit() {
+                let before = self.out.len();
+                self.session.poll_transmit(&mut self.out);
+                self.shared.stats.traffic.count_sent(&self.out[before..]);
+            }
+        }
+    }
+
+    /// What is left to write, and how long it may take.
+    fn closing(&mut self) -> Closing {
+        let stall = self.shared.config.backpressure.stall_timeout();
+        // A client that stopped reading gets one try, not another stall timeout; during shutdown
+        // the flush fits in the shutdown timeout.
+        let budget = if self.abandoned {
+            Duration::ZERO
+        } else if *self.shared.shutdown.borrow() {
+            stall.min(self.shared.config.shutdown.timeout())
+        } else {
+            stall
+        };
+        Closing {
+            out: std::mem::take(&mut self.out),
+            stats: self.shared.stats.clone(),
+            reported: self.reported_out,
+            budget,
+        }
+    }
+}
+
+/// The end of a connection: its last bytes, written within `budget`, then the close.
+struct Closing {
+    out: BytesMut,
+    stats: Arc<StatsCounters>,
+    /// The length of `out` as counted in the stats.
+    reported: usize,
+    budget: Duration,
+}
+
+impl Closing {
+    async fn close<W: AsyncWrite + Unpin>(self, mut writer: W) {
+        let Closing {
+            out,
+            stats,
+            reported,
+            budget,
+        } = self;
+        if !out.is_empty()
+            && let Ok(Ok(())) = tokio::time::timeout(budget, writer.write_all(&out)).await
+        {
+            stats
+                .bytes_sent
+                .fetch_add(out.len() as u64, Ordering::Relaxed);
+        }
+        stats
+            .write_buffer_bytes
+            .fetch_sub(reported as u64, Ordering::Relaxed);
+        let _ = tokio::time::timeout(budget, writer.shutdown()).await;
     }
 }
 
