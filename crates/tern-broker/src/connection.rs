@@ -100,6 +100,10 @@ where
     let id = shared.next_conn();
     let session = ServerSession::new(shared.engine.clone());
     let rate = InboundRate::new(&shared.config.limits);
+    let persisting = shared
+        .persistence
+        .is_some()
+        .then(|| Box::new(Persisting::new()));
     let conn = Connection {
         shared,
         id,
@@ -126,13 +130,7 @@ where
         exchange: None,
         auth_method: None,
         durable: false,
-        pending_acks: VecDeque::new(),
-        unticketed: Vec::new(),
-        hold: None,
-        signatures: (0, 0),
-        subscriptions_changed: false,
-        snapshot_due: None,
-        last_snapshot: tokio::time::Instant::now(),
+        persisting,
     };
     tracing::debug!(peer = %conn.info.peer, conn = id, transport = %conn.info.transport, "connection opened");
     let (reader, writer) = tokio::io::split(stream);
@@ -177,7 +175,8 @@ impl Connection {
     /// Packets held for a snapshot (and the DISCONNECT behind them) leave once it is committed.
     async fn release_held(&mut self) {
         let stall = self.shared.config.backpressure.stall_timeout();
-        if let (Some(ticket), Some(store)) = (self.hold.take(), self.shared.persistence.clone()) {
+        let hold = self.persisting.as_mut().and_then(|p| p.hold.take());
+        if let (Some(ticket), Some(store)) = (hold, self.shared.persistence.clone()) {
             let mut committed = store.subscribe();
             let _ = tokio::time::timeout(stall, committed.wait_for(|c| c.upto >= ticket)).await;
             if self.session.has_transmit() {
@@ -311,6 +310,14 @@ struct Connection {
     auth_method: Option<Arc<dyn AuthMethod>>,
     /// The session is persistent: its snapshot is kept in the storage.
     durable: bool,
+    /// What the connection keeps for the storage; `None` without persistence.
+    persisting: Option<Box<Persisting>>,
+}
+
+/// What a connection keeps for the storage, with persistence only: boxed, so that the
+/// connections of a broker without it do not hold room for it.
+#[derive(Debug)]
+struct Persisting {
     /// Acknowledgements of stored messages waiting for their commit, in arrival order.
     pending_acks: VecDeque<PendingAck>,
     /// Acknowledgements of this step, ticketed at its end (after the session's snapshot).
@@ -325,6 +332,20 @@ struct Connection {
     /// When a deferred (QoS 1 only) snapshot is due.
     snapshot_due: Option<tokio::time::Instant>,
     last_snapshot: tokio::time::Instant,
+}
+
+impl Persisting {
+    fn new() -> Self {
+        Persisting {
+            pending_acks: VecDeque::new(),
+            unticketed: Vec::new(),
+            hold: None,
+            signatures: (0, 0),
+            subscriptions_changed: false,
+            snapshot_due: None,
+            last_snapshot: tokio::time::Instant::now(),
+        }
+    }
 }
 
 /// An acknowledgement that waits until the storage committed what the message produced.
@@ -372,7 +393,10 @@ impl Connection {
             let stalled_at =
                 (!self.out.is_empty() || self.unflushed).then(|| self.write_progress + stall);
             // Stored messages waiting for their commit count against the Receive Maximum.
-            let waiting_acks = self.pending_acks.len() + self.unticketed.len();
+            let waiting_acks = self
+                .persisting
+                .as_ref()
+                .map_or(0, |p| p.pending_acks.len() + p.unticketed.len());
             let can_read = blocked_until.is_none()
                 && paused_until.is_none()
                 && self.out.len() < high_water
@@ -388,13 +412,10 @@ impl Connection {
                 .map(tokio::time::Instant::from_std);
             // The commit this connection waits for: its oldest withheld acknowledgement, or the
             // snapshot its output waits for.
-            let commit_target = self
-                .pending_acks
-                .front()
-                .map(|a| a.ticket)
-                .into_iter()
-                .chain(self.hold)
-                .min();
+            let commit_target = self.persisting.as_ref().and_then(|p| {
+                let oldest = p.pending_acks.front().map(|a| a.ticket);
+                oldest.into_iter().chain(p.hold).min()
+            });
             // Waits that rarely run are boxed, so that every connection's future need not
             // hold room for them.
             let mut committed =
@@ -420,7 +441,10 @@ impl Connection {
                 (blocked_until, Deadline::Blocked),
                 (stalled_at, Deadline::Stalled),
                 (paused_until, Deadline::Paused),
-                (self.snapshot_due, Deadline::Snapshot),
+                (
+                    self.persisting.as_ref().and_then(|p| p.snapshot_due),
+                    Deadline::Snapshot,
+                ),
                 (deadline, Deadline::Engine),
             ]
             .into_iter()
@@ -471,8 +495,10 @@ impl Connection {
                     // Reading resumes.
                     Some(Deadline::Paused) | None => {}
                     Some(Deadline::Snapshot) => {
-                        self.snapshot_due = None;
-                        self.signatures.0 = self.signatures.0.wrapping_add(1);
+                        if let Some(p) = self.persisting.as_mut() {
+                            p.snapshot_due = None;
+                            p.signatures.0 = p.signatures.0.wrapping_add(1);
+                        }
                     }
                     Some(Deadline::Engine) => self.session.handle_timeout(now()),
                 },
@@ -555,13 +581,17 @@ impl Connection {
         let Some(store) = self.shared.persistence.clone() else {
             return true;
         };
+        let mut p = self
+            .persisting
+            .take()
+            .unwrap_or_else(|| Box::new(Persisting::new()));
         let committed = store.committed();
-        while self
+        while p
             .pending_acks
             .front()
             .is_some_and(|a| a.ticket <= committed.upto)
         {
-            let ack = self.pending_acks.pop_front().expect("checked");
+            let ack = p.pending_acks.pop_front().expect("checked");
             self.release_ack(&ack, committed.broken);
         }
         if self.durable
@@ -569,10 +599,10 @@ impl Connection {
             && !self.session.is_closed()
             && let Some(handle) = self.handle.clone()
         {
-            let awaiting: Vec<PacketId> = self
+            let awaiting: Vec<PacketId> = p
                 .pending_acks
                 .iter()
-                .chain(&self.unticketed)
+                .chain(&p.unticketed)
                 .filter(|a| a.qos == QoS::ExactlyOnce)
                 .map(|a| a.packet_id)
                 .chain(
@@ -585,40 +615,42 @@ impl Connection {
             let (all, qos2) = signatures(&self.session, &awaiting);
             let now = tokio::time::Instant::now();
             let interval = Duration::from_millis(self.shared.config.persistence_snapshot_ms);
-            if qos2 != self.signatures.1 || self.subscriptions_changed {
+            if qos2 != p.signatures.1 || p.subscriptions_changed {
                 // What is about to be sent (a QoS 2 PUBLISH, PUBREL, PUBREC, PUBCOMP, SUBACK)
                 // depends on this state: it leaves once the snapshot is committed.
                 let ticket = handle.snapshot(&self.session, &awaiting, None);
-                self.hold = Some(ticket);
-                self.signatures = (all, qos2);
-                self.subscriptions_changed = false;
-                self.snapshot_due = None;
-                self.last_snapshot = now;
-            } else if all != self.signatures.0 {
+                p.hold = Some(ticket);
+                p.signatures = (all, qos2);
+                p.subscriptions_changed = false;
+                p.snapshot_due = None;
+                p.last_snapshot = now;
+            } else if all != p.signatures.0 {
                 // QoS 1 only: a stale snapshot means a redelivery at worst, so it is
                 // written at most every `persistence_snapshot_ms`.
-                if now >= self.last_snapshot + interval {
+                if now >= p.last_snapshot + interval {
                     handle.snapshot(&self.session, &awaiting, None);
-                    self.signatures = (all, qos2);
-                    self.snapshot_due = None;
-                    self.last_snapshot = now;
-                } else if self.snapshot_due.is_none() {
-                    self.snapshot_due = Some(self.last_snapshot + interval);
+                    p.signatures = (all, qos2);
+                    p.snapshot_due = None;
+                    p.last_snapshot = now;
+                } else if p.snapshot_due.is_none() {
+                    p.snapshot_due = Some(p.last_snapshot + interval);
                 }
             }
         }
-        if !self.unticketed.is_empty() {
+        if !p.unticketed.is_empty() {
             let ticket = store.sent();
-            for mut ack in self.unticketed.drain(..) {
+            for mut ack in p.unticketed.drain(..) {
                 ack.ticket = ticket;
-                self.pending_acks.push_back(ack);
+                p.pending_acks.push_back(ack);
             }
         }
         let committed = store.committed();
-        if self.hold.is_some_and(|t| t <= committed.upto) {
-            self.hold = None;
+        if p.hold.is_some_and(|t| t <= committed.upto) {
+            p.hold = None;
         }
-        self.hold.is_none()
+        let may_send = p.hold.is_none();
+        self.persisting = Some(p);
+        may_send
     }
 
     /// Sends an acknowledgement whose message is committed; refuses it if the store broke.
@@ -639,14 +671,14 @@ impl Connection {
 
     /// Acknowledges now, or once the message's durable copies are committed.
     fn acknowledge(&mut self, packet_id: PacketId, reason: ReasonCode, durable: Option<QoS>) {
-        match durable {
-            Some(qos) => self.unticketed.push(PendingAck {
+        match (durable, self.persisting.as_mut()) {
+            (Some(qos), Some(p)) => p.unticketed.push(PendingAck {
                 ticket: 0,
                 packet_id,
                 reason,
                 qos,
             }),
-            None => {
+            _ => {
                 if let Err(e) = self.session.ack(now(), packet_id, reason) {
                     tracing::error!(conn = self.id, "cannot acknowledge: {e}");
                 }
@@ -1214,7 +1246,9 @@ impl Connection {
                 options,
                 identifier,
             ));
-            self.subscriptions_changed = true;
+            if let Some(p) = self.persisting.as_mut() {
+                p.subscriptions_changed = true;
+            }
             codes.push(granted(options.qos));
             // Retained messages on subscribe, per Retain Handling [MQTT-3.3.1-9],
             // [MQTT-3.3.1-10], [MQTT-3.3.1-11]; none for shared subscriptions.
@@ -1288,7 +1322,9 @@ impl Connection {
                 match parsed {
                     Ok(filter) => {
                         handle.forget_subscription(f.as_str());
-                        self.subscriptions_changed = true;
+                        if let Some(p) = self.persisting.as_mut() {
+                            p.subscriptions_changed = true;
+                        }
                         if self.shared.router.unsubscribe(&filter, handle.key) {
                             ReasonCode::Success
                         } else {
