@@ -239,6 +239,15 @@ impl Closing {
     }
 }
 
+/// What [`Connection::next_step`] found.
+struct Next {
+    can_read: bool,
+    /// At most this many bytes may be read (the inbound byte rate).
+    read_limit: u64,
+    /// The earliest deadline and what it is for.
+    wake: Option<(tokio::time::Instant, Deadline)>,
+}
+
 /// What the connection's one timer is armed for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Deadline {
@@ -368,8 +377,6 @@ impl Connection {
         if stopping {
             return;
         }
-        let high_water = self.shared.config.backpressure.write_buffer;
-        let stall = self.shared.config.backpressure.stall_timeout();
         let mut read_buf = ReadBuffer::new();
         // One timer for every deadline below, reset to the earliest (a connection's memory is
         // mostly its task's future: one `Sleep` instead of five saves a few hundred bytes).
@@ -377,39 +384,21 @@ impl Connection {
         tokio::pin!(timer);
         self.session.start(now());
         loop {
-            if self.mailbox_pending && self.out.len() < high_water {
+            if self.mailbox_pending && self.out.len() < self.shared.config.backpressure.write_buffer
+            {
                 self.on_mailbox();
                 self.step_done().await;
             }
             if self.session.is_closed() {
                 return;
             }
-            let blocked_until = self.blocked.as_ref().map(|b| b.deadline);
-            // Reading may pause for the inbound rate limit (until `paused_until`).
-            let (read_limit, paused_until) = match self.rate.poll() {
-                Ok(limit) => (limit, None),
-                Err(at) => (0, Some(at)),
-            };
-            let stalled_at =
-                (!self.out.is_empty() || self.unflushed).then(|| self.write_progress + stall);
-            // Stored messages waiting for their commit count against the Receive Maximum.
-            let waiting_acks = self
-                .persisting
-                .as_ref()
-                .map_or(0, |p| p.pending_acks.len() + p.unticketed.len());
-            let can_read = blocked_until.is_none()
-                && paused_until.is_none()
-                && self.out.len() < high_water
-                && waiting_acks < usize::from(self.shared.config.limits.receive_maximum);
-            // While a publish is held back, the rate limit pauses reading, the write buffer is
-            // full or stored messages wait for their commit, nothing is read, so the client
-            // cannot be blamed for silence: the engine suspends its keep-alive deadline and
-            // restarts it when reading resumes. (Before CONNECT, the connect timeout runs on.)
-            self.session.set_reading(now(), can_read);
-            let deadline = self
-                .session
-                .poll_timeout()
-                .map(tokio::time::Instant::from_std);
+            // Computed apart, so that what only this computation needs is not held across the
+            // wait below (it would take room in the future for the connection's whole life).
+            let Next {
+                can_read,
+                read_limit,
+                wake,
+            } = self.next_step();
             // The commit this connection waits for: its oldest withheld acknowledgement, or the
             // snapshot its output waits for.
             let commit_target = self.persisting.as_ref().and_then(|p| {
@@ -436,20 +425,6 @@ impl Connection {
                     }
                 })
             });
-            // The earliest deadline and what it is for (the first of equal ones, in this order).
-            let wake = [
-                (blocked_until, Deadline::Blocked),
-                (stalled_at, Deadline::Stalled),
-                (paused_until, Deadline::Paused),
-                (
-                    self.persisting.as_ref().and_then(|p| p.snapshot_due),
-                    Deadline::Snapshot,
-                ),
-                (deadline, Deadline::Engine),
-            ]
-            .into_iter()
-            .filter_map(|(at, what)| at.map(|at| (at, what)))
-            .min_by_key(|&(at, _)| at);
             if let Some((at, _)) = wake
                 && at != timer.deadline()
             {
@@ -527,6 +502,58 @@ impl Connection {
                 },
             }
             self.step_done().await;
+        }
+    }
+
+    /// What the next step of `drive` may wait for: whether to read and how much, and the
+    /// earliest deadline. Tells the engine whether its client is being read.
+    fn next_step(&mut self) -> Next {
+        let high_water = self.shared.config.backpressure.write_buffer;
+        let stall = self.shared.config.backpressure.stall_timeout();
+        let blocked_until = self.blocked.as_ref().map(|b| b.deadline);
+        // Reading may pause for the inbound rate limit (until `paused_until`).
+        let (read_limit, paused_until) = match self.rate.poll() {
+            Ok(limit) => (limit, None),
+            Err(at) => (0, Some(at)),
+        };
+        let stalled_at =
+            (!self.out.is_empty() || self.unflushed).then(|| self.write_progress + stall);
+        // Stored messages waiting for their commit count against the Receive Maximum.
+        let waiting_acks = self
+            .persisting
+            .as_ref()
+            .map_or(0, |p| p.pending_acks.len() + p.unticketed.len());
+        let can_read = blocked_until.is_none()
+            && paused_until.is_none()
+            && self.out.len() < high_water
+            && waiting_acks < usize::from(self.shared.config.limits.receive_maximum);
+        // While a publish is held back, the rate limit pauses reading, the write buffer is
+        // full or stored messages wait for their commit, nothing is read, so the client
+        // cannot be blamed for silence: the engine suspends its keep-alive deadline and
+        // restarts it when reading resumes. (Before CONNECT, the connect timeout runs on.)
+        self.session.set_reading(now(), can_read);
+        let deadline = self
+            .session
+            .poll_timeout()
+            .map(tokio::time::Instant::from_std);
+        // The earliest deadline and what it is for (the first of equal ones, in this order).
+        let wake = [
+            (blocked_until, Deadline::Blocked),
+            (stalled_at, Deadline::Stalled),
+            (paused_until, Deadline::Paused),
+            (
+                self.persisting.as_ref().and_then(|p| p.snapshot_due),
+                Deadline::Snapshot,
+            ),
+            (deadline, Deadline::Engine),
+        ]
+        .into_iter()
+        .filter_map(|(at, what)| at.map(|at| (at, what)))
+        .min_by_key(|&(at, _)| at);
+        Next {
+            can_read,
+            read_limit,
+            wake,
         }
     }
 
