@@ -425,8 +425,11 @@ impl Connection {
                     }
                 })
             });
+            // Moved earlier at once, later only once it fired: a deadline that moves later
+            // with every packet (keep alive, stall) costs no timer operation per step, and at
+            // most one early wake.
             if let Some((at, _)) = wake
-                && at != timer.deadline()
+                && (at < timer.deadline() || timer.is_elapsed())
             {
                 timer.as_mut().reset(at);
             }
@@ -464,18 +467,20 @@ impl Connection {
                 _ = async { room.as_mut().expect("guarded").await }, if room.is_some() => self.unblock(false),
                 // The earliest deadline passed: its handler runs (one per step, in this order);
                 // another one that passed too fires at once on the next step.
-                () = &mut timer, if wake.is_some() => match wake.map(|(_, what)| what) {
-                    Some(Deadline::Blocked) => self.unblock(true),
-                    Some(Deadline::Stalled) => self.on_write_stall(),
+                () = &mut timer, if wake.is_some() => match wake {
+                    // Armed earlier than the deadline now is: nothing is due yet.
+                    Some((at, _)) if at > tokio::time::Instant::now() => {}
+                    Some((_, Deadline::Blocked)) => self.unblock(true),
+                    Some((_, Deadline::Stalled)) => self.on_write_stall(),
                     // Reading resumes.
-                    Some(Deadline::Paused) | None => {}
-                    Some(Deadline::Snapshot) => {
+                    Some((_, Deadline::Paused)) | None => {}
+                    Some((_, Deadline::Snapshot)) => {
                         if let Some(p) = self.persisting.as_mut() {
                             p.snapshot_due = None;
                             p.signatures.0 = p.signatures.0.wrapping_add(1);
                         }
                     }
-                    Some(Deadline::Engine) => self.session.handle_timeout(now()),
+                    Some((_, Deadline::Engine)) => self.session.handle_timeout(now()),
                 },
                 _ = async { committed.as_mut().expect("guarded").await }, if committed.is_some() => {}
                 // Sized to what the client sends (see `ReadBuffer`): no buffer while it idles.
