@@ -33,14 +33,14 @@ use tern_topic::{SubscriptionFilter, TopicFilter};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::auth::{Access, AuthMethod, Identity};
-use crate::broker::{Shared, TaskGuard};
+use crate::broker::{Shared, StatsCounters, TaskGuard};
 use crate::limits::{InboundRate, topic_within};
 use crate::read_buffer::ReadBuffer;
 use crate::router::{Routed, Subscription, Target};
 use crate::session::{Delivery, Previous, Released, SessionHandle, Wake};
 use crate::storage::StoredSubscription;
 use crate::storage::writer::Committed;
-use crate::transport::{ClientInfo, ConnectionInfo, Transport};
+use crate::transport::{ConnectionInfo, Transport};
 
 mod auth_hooks;
 use auth_hooks::{Authenticated, Exchange};
@@ -84,20 +84,29 @@ pub(crate) fn route(
 }
 
 /// Runs one connection to its end.
-pub(crate) async fn run<S>(shared: Arc<Shared>, stream: S, info: ConnectionInfo, guard: TaskGuard)
+///
+/// Not an `async fn`: the connection is set up before the future is made, so that the future
+/// holds it once (an `async fn` keeps its arguments besides what it makes of them, and its
+/// future is most of what an idle connection costs).
+pub(crate) fn run<S>(
+    shared: Arc<Shared>,
+    stream: S,
+    info: ConnectionInfo,
+    guard: TaskGuard,
+) -> impl Future<Output = ()> + Send + 'static
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let peer = info.peer;
     let id = shared.next_conn();
     let session = ServerSession::new(shared.engine.clone());
-    let stall = shared.config.backpressure.stall_timeout();
     let rate = InboundRate::new(&shared.config.limits);
-    let mut conn = Connection {
+    let persisting = shared
+        .persistence
+        .is_some()
+        .then(|| Box::new(Persisting::new()));
+    let conn = Connection {
         shared,
         id,
-        peer,
-        listener: info.listener,
         rate,
         refusal_logged: false,
         session,
@@ -121,55 +130,137 @@ where
         exchange: None,
         auth_method: None,
         durable: false,
-        pending_acks: VecDeque::new(),
-        unticketed: Vec::new(),
-        hold: None,
-        signatures: (0, 0),
-        subscriptions_changed: false,
-        snapshot_due: None,
-        last_snapshot: tokio::time::Instant::now(),
+        persisting,
     };
-    tracing::debug!(%peer, conn = id, transport = %conn.info.transport, "connection opened");
-    let (mut reader, mut writer) = tokio::io::split(stream);
-    conn.drive(&mut reader, &mut writer).await;
-    // Packets held for a snapshot (and the DISCONNECT behind them) leave once it is committed.
-    if let (Some(ticket), Some(store)) = (conn.hold.take(), conn.shared.persistence.clone()) {
-        let mut committed = store.subscribe();
-        let _ = tokio::time::timeout(stall, committed.wait_for(|c| c.upto >= ticket)).await;
-        if conn.session.has_transmit() {
-            let before = conn.out.len();
-            conn.session.poll_transmit(&mut conn.out);
-            conn.shared.stats.traffic.count_sent(&conn.out[before..]);
+    tracing::debug!(peer = %conn.info.peer, conn = id, transport = %conn.info.transport, "connection opened");
+    let (reader, writer) = tokio::io::split(stream);
+    conn.serve(reader, writer, guard)
+}
+
+impl Connection {
+    /// The connection's task: drives it, then settles the session and closes the stream.
+    ///
+    /// Not an `async fn` either: one stores its arguments twice (as captured and as moved
+    /// into its body), and the connection is most of its future.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn stores its arguments twice"
+    )]
+    fn serve<R, W>(
+        mut self,
+        mut reader: R,
+        mut writer: W,
+        guard: TaskGuard,
+    ) -> impl Future<Output = ()> + Send + 'static
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        async move {
+            self.drive(&mut reader, &mut writer).await;
+            // What runs after `drive` is in futures of its own: locals held across several
+            // awaits here would take room in the future for the connection's whole life.
+            self.release_held().await;
+            let closing = self.closing();
+            let (peer, id) = (self.info.peer, self.id);
+            // The session is settled (handed over, offline or ended) before the client sees the
+            // close, so that a reconnect right after it finds the session where it should be.
+            self.finish();
+            closing.close(writer).await;
+            tracing::debug!(%peer, conn = id, "connection closed");
+            drop(guard);
         }
     }
-    // The session is settled (handed over, offline or ended) before the client sees the
-    // close, so that a reconnect right after it finds the session where it should be.
-    let out = std::mem::take(&mut conn.out);
-    let stats = conn.shared.stats.clone();
-    let reported = conn.reported_out;
-    // A client that stopped reading gets one try, not another stall timeout; during shutdown
-    // the flush fits in the shutdown timeout.
-    let budget = if conn.abandoned {
-        Duration::ZERO
-    } else if *conn.shared.shutdown.borrow() {
-        stall.min(conn.shared.config.shutdown.timeout())
-    } else {
-        stall
-    };
-    conn.finish();
-    if !out.is_empty()
-        && let Ok(Ok(())) = tokio::time::timeout(budget, writer.write_all(&out)).await
-    {
-        stats
-            .bytes_sent
-            .fetch_add(out.len() as u64, Ordering::Relaxed);
+
+    /// Packets held for a snapshot (and the DISCONNECT behind them) leave once it is committed.
+    async fn release_held(&mut self) {
+        let stall = self.shared.config.backpressure.stall_timeout();
+        let hold = self.persisting.as_mut().and_then(|p| p.hold.take());
+        if let (Some(ticket), Some(store)) = (hold, self.shared.persistence.clone()) {
+            let mut committed = store.subscribe();
+            let _ = tokio::time::timeout(stall, committed.wait_for(|c| c.upto >= ticket)).await;
+            if self.session.has_transmit() {
+                let before = self.out.len();
+                self.session.poll_transmit(&mut self.out);
+                self.shared.stats.traffic.count_sent(&self.out[before..]);
+            }
+        }
     }
-    stats
-        .write_buffer_bytes
-        .fetch_sub(reported as u64, Ordering::Relaxed);
-    let _ = tokio::time::timeout(budget, writer.shutdown()).await;
-    tracing::debug!(%peer, conn = id, "connection closed");
-    drop(guard);
+
+    /// What is left to write, and how long it may take.
+    fn closing(&mut self) -> Closing {
+        let stall = self.shared.config.backpressure.stall_timeout();
+        // A client that stopped reading gets one try, not another stall timeout; during shutdown
+        // the flush fits in the shutdown timeout.
+        let budget = if self.abandoned {
+            Duration::ZERO
+        } else if *self.shared.shutdown.borrow() {
+            stall.min(self.shared.config.shutdown.timeout())
+        } else {
+            stall
+        };
+        Closing {
+            out: std::mem::take(&mut self.out),
+            stats: self.shared.stats.clone(),
+            reported: self.reported_out,
+            budget,
+        }
+    }
+}
+
+/// The end of a connection: its last bytes, written within `budget`, then the close.
+struct Closing {
+    out: BytesMut,
+    stats: Arc<StatsCounters>,
+    /// The length of `out` as counted in the stats.
+    reported: usize,
+    budget: Duration,
+}
+
+impl Closing {
+    async fn close<W: AsyncWrite + Unpin>(self, mut writer: W) {
+        let Closing {
+            out,
+            stats,
+            reported,
+            budget,
+        } = self;
+        if !out.is_empty()
+            && let Ok(Ok(())) = tokio::time::timeout(budget, writer.write_all(&out)).await
+        {
+            stats
+                .bytes_sent
+                .fetch_add(out.len() as u64, Ordering::Relaxed);
+        }
+        stats
+            .write_buffer_bytes
+            .fetch_sub(reported as u64, Ordering::Relaxed);
+        let _ = tokio::time::timeout(budget, writer.shutdown()).await;
+    }
+}
+
+/// What [`Connection::next_step`] found.
+struct Next {
+    can_read: bool,
+    /// At most this many bytes may be read (the inbound byte rate).
+    read_limit: u64,
+    /// The earliest deadline and what it is for.
+    wake: Option<(tokio::time::Instant, Deadline)>,
+}
+
+/// What the connection's one timer is armed for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Deadline {
+    /// A held-back publish gives up waiting ([`Blocked::deadline`]).
+    Blocked,
+    /// The socket took nothing for the stall timeout.
+    Stalled,
+    /// The inbound rate limit lets reading resume.
+    Paused,
+    /// A deferred (QoS 1 only) snapshot is due.
+    Snapshot,
+    /// The engine's `poll_timeout` (keep alive, connect timeout).
+    Engine,
 }
 
 /// A publish of this connection's client that waits for room in subscribers' mailboxes.
@@ -188,9 +279,6 @@ struct Blocked {
 struct Connection {
     shared: Arc<Shared>,
     id: u64,
-    /// The client's address and the listener's, for the logs.
-    peer: SocketAddr,
-    listener: Option<SocketAddr>,
     /// The inbound rate limit.
     rate: InboundRate,
     /// The broker refused the CONNECT and logged it.
@@ -210,7 +298,8 @@ struct Connection {
     reported_out: usize,
     /// The mailbox has deliveries that were left there while `out` was full.
     mailbox_pending: bool,
-    blocked: Option<Blocked>,
+    /// Boxed, like `exchange`: rare, and every connection's future holds room for it.
+    blocked: Option<Box<Blocked>>,
     /// Closed as a slow consumer: nothing more is flushed.
     abandoned: bool,
     /// CONNECT was accepted (the client counts as connected).
@@ -225,11 +314,19 @@ struct Connection {
     /// Who the client is for the authorizer, once CONNECT was accepted.
     identity: Option<Arc<Identity>>,
     /// An enhanced authentication exchange in progress (CONNECT or re-authentication).
-    exchange: Option<Exchange>,
+    exchange: Option<Box<Exchange>>,
     /// The enhanced authentication method CONNECT used, for re-authentication.
     auth_method: Option<Arc<dyn AuthMethod>>,
     /// The session is persistent: its snapshot is kept in the storage.
     durable: bool,
+    /// What the connection keeps for the storage; `None` without persistence.
+    persisting: Option<Box<Persisting>>,
+}
+
+/// What a connection keeps for the storage, with persistence only: boxed, so that the
+/// connections of a broker without it do not hold room for it.
+#[derive(Debug)]
+struct Persisting {
     /// Acknowledgements of stored messages waiting for their commit, in arrival order.
     pending_acks: VecDeque<PendingAck>,
     /// Acknowledgements of this step, ticketed at its end (after the session's snapshot).
@@ -244,6 +341,20 @@ struct Connection {
     /// When a deferred (QoS 1 only) snapshot is due.
     snapshot_due: Option<tokio::time::Instant>,
     last_snapshot: tokio::time::Instant,
+}
+
+impl Persisting {
+    fn new() -> Self {
+        Persisting {
+            pending_acks: VecDeque::new(),
+            unticketed: Vec::new(),
+            hold: None,
+            signatures: (0, 0),
+            subscriptions_changed: false,
+            snapshot_due: None,
+            last_snapshot: tokio::time::Instant::now(),
+        }
+    }
 }
 
 /// An acknowledgement that waits until the storage committed what the message produced.
@@ -266,58 +377,62 @@ impl Connection {
         if stopping {
             return;
         }
-        let high_water = self.shared.config.backpressure.write_buffer;
-        let stall = self.shared.config.backpressure.stall_timeout();
         let mut read_buf = ReadBuffer::new();
+        // One timer for every deadline below, reset to the earliest (a connection's memory is
+        // mostly its task's future: one `Sleep` instead of five saves a few hundred bytes).
+        let timer = tokio::time::sleep_until(far_future());
+        tokio::pin!(timer);
         self.session.start(now());
         loop {
-            if self.mailbox_pending && self.out.len() < high_water {
+            if self.mailbox_pending && self.out.len() < self.shared.config.backpressure.write_buffer
+            {
                 self.on_mailbox();
                 self.step_done().await;
             }
             if self.session.is_closed() {
                 return;
             }
-            let blocked = self
-                .blocked
-                .as_ref()
-                .map(|b| (b.waiting.clone(), b.deadline));
-            // Reading may pause for the inbound rate limit (until `paused_until`).
-            let (read_limit, paused_until) = match self.rate.poll() {
-                Ok(limit) => (limit, None),
-                Err(at) => (0, Some(at)),
-            };
-            let stalled_at =
-                (!self.out.is_empty() || self.unflushed).then(|| self.write_progress + stall);
-            // Stored messages waiting for their commit count against the Receive Maximum.
-            let waiting_acks = self.pending_acks.len() + self.unticketed.len();
-            let can_read = blocked.is_none()
-                && paused_until.is_none()
-                && self.out.len() < high_water
-                && waiting_acks < usize::from(self.shared.config.limits.receive_maximum);
-            // While a publish is held back, the rate limit pauses reading, the write buffer is
-            // full or stored messages wait for their commit, nothing is read, so the client
-            // cannot be blamed for silence: the engine suspends its keep-alive deadline and
-            // restarts it when reading resumes. (Before CONNECT, the connect timeout runs on.)
-            self.session.set_reading(now(), can_read);
-            let deadline = self
-                .session
-                .poll_timeout()
-                .map(tokio::time::Instant::from_std);
+            // Computed apart, so that what only this computation needs is not held across the
+            // wait below (it would take room in the future for the connection's whole life).
+            let Next {
+                can_read,
+                read_limit,
+                wake,
+            } = self.next_step();
             // The commit this connection waits for: its oldest withheld acknowledgement, or the
             // snapshot its output waits for.
-            let commit_target = self
-                .pending_acks
-                .front()
-                .map(|a| a.ticket)
-                .into_iter()
-                .chain(self.hold)
-                .min();
+            let commit_target = self.persisting.as_ref().and_then(|p| {
+                let oldest = p.pending_acks.front().map(|a| a.ticket);
+                oldest.into_iter().chain(p.hold).min()
+            });
+            // Waits that rarely run are boxed, so that every connection's future need not
+            // hold room for them.
             let mut committed =
-                commit_target.and(self.shared.persistence.as_ref().map(|p| p.subscribe()));
-            let snapshot_due = self.snapshot_due;
+                commit_target
+                    .zip(self.shared.persistence.as_ref())
+                    .map(|(target, store)| {
+                        let mut rx = store.subscribe();
+                        Box::pin(async move {
+                            let _ = rx.wait_for(|c: &Committed| c.upto >= target).await;
+                        })
+                    });
             let handle = self.handle.clone();
-            let (waiting, blocked_until) = blocked.unzip();
+            let mut room = self.blocked.as_ref().map(|b| {
+                let waiting = b.waiting.clone();
+                Box::pin(async move {
+                    for session in &waiting {
+                        session.room().await;
+                    }
+                })
+            });
+            // Moved earlier at once, later only once it fired: a deadline that moves later
+            // with every packet (keep alive, stall) costs no timer operation per step, and at
+            // most one early wake.
+            if let Some((at, _)) = wake
+                && (at < timer.deadline() || timer.is_elapsed())
+            {
+                timer.as_mut().reset(at);
+            }
             // At most what the byte rate allows.
             let mut limited = (&mut *reader).take(read_limit);
             tokio::select! {
@@ -349,31 +464,27 @@ impl Connection {
                 _ = async { handle.as_deref().expect("guarded").notified().await }, if handle.is_some() => {
                     self.on_mailbox();
                 }
-                _ = async {
-                    for session in waiting.as_deref().unwrap_or_default() {
-                        session.room().await;
+                _ = async { room.as_mut().expect("guarded").await }, if room.is_some() => self.unblock(false),
+                // The earliest deadline passed: its handler runs (one per step, in this order);
+                // another one that passed too fires at once on the next step.
+                () = &mut timer, if wake.is_some() => match wake {
+                    // Armed earlier than the deadline now is: nothing is due yet.
+                    Some((at, _)) if at > tokio::time::Instant::now() => {}
+                    Some((_, Deadline::Blocked)) => self.unblock(true),
+                    Some((_, Deadline::Stalled)) => self.on_write_stall(),
+                    // Reading resumes.
+                    Some((_, Deadline::Paused)) | None => {}
+                    Some((_, Deadline::Snapshot)) => {
+                        if let Some(p) = self.persisting.as_mut() {
+                            p.snapshot_due = None;
+                            p.signatures.0 = p.signatures.0.wrapping_add(1);
+                        }
                     }
-                }, if waiting.is_some() => self.unblock(false),
-                _ = tokio::time::sleep_until(blocked_until.unwrap_or_else(far_future)), if blocked_until.is_some() => {
-                    self.unblock(true);
-                }
-                _ = tokio::time::sleep_until(stalled_at.unwrap_or_else(far_future)), if stalled_at.is_some() => {
-                    self.on_write_stall();
-                }
-                _ = tokio::time::sleep_until(paused_until.unwrap_or_else(far_future)), if paused_until.is_some() => {}
-                _ = async {
-                    let target = commit_target.unwrap_or(0);
-                    if let Some(rx) = committed.as_mut() {
-                        let _ = rx.wait_for(|c: &Committed| c.upto >= target).await;
-                    }
-                }, if committed.is_some() => {}
-                _ = tokio::time::sleep_until(snapshot_due.unwrap_or_else(far_future)), if snapshot_due.is_some() => {
-                    self.snapshot_due = None;
-                    self.signatures.0 = self.signatures.0.wrapping_add(1);
-                }
-                // Sized to what the client sends (see `ReadBuffer`): a few hundred bytes while
-                // it idles.
-                read = async { limited.read_buf(read_buf.for_read()).await }, if can_read => match read {
+                    Some((_, Deadline::Engine)) => self.session.handle_timeout(now()),
+                },
+                _ = async { committed.as_mut().expect("guarded").await }, if committed.is_some() => {}
+                // Sized to what the client sends (see `ReadBuffer`): no buffer while it idles.
+                read = async { read_buf.read(&mut limited).await }, if can_read => match read {
                     Ok(0) => self.session.handle_transport_closed(now()),
                     Ok(n) => {
                         self.shared.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
@@ -394,11 +505,60 @@ impl Connection {
                         self.session.handle_transport_closed(now());
                     }
                 },
-                _ = tokio::time::sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
-                    self.session.handle_timeout(now());
-                }
             }
             self.step_done().await;
+        }
+    }
+
+    /// What the next step of `drive` may wait for: whether to read and how much, and the
+    /// earliest deadline. Tells the engine whether its client is being read.
+    fn next_step(&mut self) -> Next {
+        let high_water = self.shared.config.backpressure.write_buffer;
+        let stall = self.shared.config.backpressure.stall_timeout();
+        let blocked_until = self.blocked.as_ref().map(|b| b.deadline);
+        // Reading may pause for the inbound rate limit (until `paused_until`).
+        let (read_limit, paused_until) = match self.rate.poll() {
+            Ok(limit) => (limit, None),
+            Err(at) => (0, Some(at)),
+        };
+        let stalled_at =
+            (!self.out.is_empty() || self.unflushed).then(|| self.write_progress + stall);
+        // Stored messages waiting for their commit count against the Receive Maximum.
+        let waiting_acks = self
+            .persisting
+            .as_ref()
+            .map_or(0, |p| p.pending_acks.len() + p.unticketed.len());
+        let can_read = blocked_until.is_none()
+            && paused_until.is_none()
+            && self.out.len() < high_water
+            && waiting_acks < usize::from(self.shared.config.limits.receive_maximum);
+        // While a publish is held back, the rate limit pauses reading, the write buffer is
+        // full or stored messages wait for their commit, nothing is read, so the client
+        // cannot be blamed for silence: the engine suspends its keep-alive deadline and
+        // restarts it when reading resumes. (Before CONNECT, the connect timeout runs on.)
+        self.session.set_reading(now(), can_read);
+        let deadline = self
+            .session
+            .poll_timeout()
+            .map(tokio::time::Instant::from_std);
+        // The earliest deadline and what it is for (the first of equal ones, in this order).
+        let wake = [
+            (blocked_until, Deadline::Blocked),
+            (stalled_at, Deadline::Stalled),
+            (paused_until, Deadline::Paused),
+            (
+                self.persisting.as_ref().and_then(|p| p.snapshot_due),
+                Deadline::Snapshot,
+            ),
+            (deadline, Deadline::Engine),
+        ]
+        .into_iter()
+        .filter_map(|(at, what)| at.map(|at| (at, what)))
+        .min_by_key(|&(at, _)| at);
+        Next {
+            can_read,
+            read_limit,
+            wake,
         }
     }
 
@@ -453,13 +613,17 @@ impl Connection {
         let Some(store) = self.shared.persistence.clone() else {
             return true;
         };
+        let mut p = self
+            .persisting
+            .take()
+            .unwrap_or_else(|| Box::new(Persisting::new()));
         let committed = store.committed();
-        while self
+        while p
             .pending_acks
             .front()
             .is_some_and(|a| a.ticket <= committed.upto)
         {
-            let ack = self.pending_acks.pop_front().expect("checked");
+            let ack = p.pending_acks.pop_front().expect("checked");
             self.release_ack(&ack, committed.broken);
         }
         if self.durable
@@ -467,10 +631,10 @@ impl Connection {
             && !self.session.is_closed()
             && let Some(handle) = self.handle.clone()
         {
-            let awaiting: Vec<PacketId> = self
+            let awaiting: Vec<PacketId> = p
                 .pending_acks
                 .iter()
-                .chain(&self.unticketed)
+                .chain(&p.unticketed)
                 .filter(|a| a.qos == QoS::ExactlyOnce)
                 .map(|a| a.packet_id)
                 .chain(
@@ -483,40 +647,42 @@ impl Connection {
             let (all, qos2) = signatures(&self.session, &awaiting);
             let now = tokio::time::Instant::now();
             let interval = Duration::from_millis(self.shared.config.persistence_snapshot_ms);
-            if qos2 != self.signatures.1 || self.subscriptions_changed {
+            if qos2 != p.signatures.1 || p.subscriptions_changed {
                 // What is about to be sent (a QoS 2 PUBLISH, PUBREL, PUBREC, PUBCOMP, SUBACK)
                 // depends on this state: it leaves once the snapshot is committed.
                 let ticket = handle.snapshot(&self.session, &awaiting, None);
-                self.hold = Some(ticket);
-                self.signatures = (all, qos2);
-                self.subscriptions_changed = false;
-                self.snapshot_due = None;
-                self.last_snapshot = now;
-            } else if all != self.signatures.0 {
+                p.hold = Some(ticket);
+                p.signatures = (all, qos2);
+                p.subscriptions_changed = false;
+                p.snapshot_due = None;
+                p.last_snapshot = now;
+            } else if all != p.signatures.0 {
                 // QoS 1 only: a stale snapshot means a redelivery at worst, so it is
                 // written at most every `persistence_snapshot_ms`.
-                if now >= self.last_snapshot + interval {
+                if now >= p.last_snapshot + interval {
                     handle.snapshot(&self.session, &awaiting, None);
-                    self.signatures = (all, qos2);
-                    self.snapshot_due = None;
-                    self.last_snapshot = now;
-                } else if self.snapshot_due.is_none() {
-                    self.snapshot_due = Some(self.last_snapshot + interval);
+                    p.signatures = (all, qos2);
+                    p.snapshot_due = None;
+                    p.last_snapshot = now;
+                } else if p.snapshot_due.is_none() {
+                    p.snapshot_due = Some(p.last_snapshot + interval);
                 }
             }
         }
-        if !self.unticketed.is_empty() {
+        if !p.unticketed.is_empty() {
             let ticket = store.sent();
-            for mut ack in self.unticketed.drain(..) {
+            for mut ack in p.unticketed.drain(..) {
                 ack.ticket = ticket;
-                self.pending_acks.push_back(ack);
+                p.pending_acks.push_back(ack);
             }
         }
         let committed = store.committed();
-        if self.hold.is_some_and(|t| t <= committed.upto) {
-            self.hold = None;
+        if p.hold.is_some_and(|t| t <= committed.upto) {
+            p.hold = None;
         }
-        self.hold.is_none()
+        let may_send = p.hold.is_none();
+        self.persisting = Some(p);
+        may_send
     }
 
     /// Sends an acknowledgement whose message is committed; refuses it if the store broke.
@@ -537,14 +703,14 @@ impl Connection {
 
     /// Acknowledges now, or once the message's durable copies are committed.
     fn acknowledge(&mut self, packet_id: PacketId, reason: ReasonCode, durable: Option<QoS>) {
-        match durable {
-            Some(qos) => self.unticketed.push(PendingAck {
+        match (durable, self.persisting.as_mut()) {
+            (Some(qos), Some(p)) => p.unticketed.push(PendingAck {
                 ticket: 0,
                 packet_id,
                 reason,
                 qos,
             }),
-            None => {
+            _ => {
                 if let Err(e) = self.session.ack(now(), packet_id, reason) {
                     tracing::error!(conn = self.id, "cannot acknowledge: {e}");
                 }
@@ -664,7 +830,9 @@ impl Connection {
                 return;
             };
             match event {
-                Event::ConnectRequest(connect) => self.on_connect(connect).await,
+                // Boxed, like `on_auth`: at most a few times per connection, and their futures
+                // would otherwise make every connection's future larger.
+                Event::ConnectRequest(connect) => Box::pin(self.on_connect(connect)).await,
                 Event::Publish { publish, needs_ack } => {
                     self.rate.on_message();
                     self.on_publish(publish, needs_ack);
@@ -682,7 +850,7 @@ impl Connection {
                         &mut self.scratch,
                     );
                 }
-                Event::Auth(auth) => self.on_auth(auth).await,
+                Event::Auth(auth) => Box::pin(self.on_auth(auth)).await,
                 Event::Disconnected(reason) => self.on_disconnected(&reason),
                 other => tracing::trace!(conn = self.id, event = ?other, "event ignored"),
             }
@@ -691,15 +859,15 @@ impl Connection {
 
     fn on_disconnected(&mut self, reason: &ConnectionError) {
         if self.accepted {
-            tracing::info!(conn = self.id, client_id = %self.session.client_id(), peer = %self.peer, %reason, "client disconnected");
+            tracing::info!(conn = self.id, client_id = %self.session.client_id(), peer = %self.info.peer, %reason, "client disconnected");
         } else if let ConnectionError::Rejected(code) = reason {
             // Refused by the engine (the broker's own refusals are logged with the CONNECT).
             if !self.refusal_logged {
-                tracing::info!(conn = self.id, version = %version_name(self.session.version()), peer = %self.peer, listener = %listener_name(self.listener), reason = %code, "connect refused");
+                tracing::info!(conn = self.id, version = %version_name(self.session.version()), peer = %self.info.peer, listener = %listener_name(self.info.listener), reason = %code, "connect refused");
             }
         } else {
             // Never connected: a connect timeout, a bad first packet, a close.
-            tracing::info!(conn = self.id, peer = %self.peer, listener = %listener_name(self.listener), %reason, "connection ended before CONNECT");
+            tracing::info!(conn = self.id, peer = %self.info.peer, listener = %listener_name(self.info.listener), %reason, "connection ended before CONNECT");
         }
     }
 
@@ -778,8 +946,8 @@ impl Connection {
             client_id = %connect.client_id,
             username = %connect.username.as_ref().map_or("-", |u| u.as_str()),
             version = %version_name(connect.protocol),
-            peer = %self.peer,
-            listener = %listener_name(self.listener),
+            peer = %self.info.peer,
+            listener = %listener_name(self.info.listener),
             %reason,
             "connect refused"
         );
@@ -814,7 +982,7 @@ impl Connection {
         // one enhanced authentication established.
         let username = auth_username;
         // Who the client is for the authorizer (a Will is checked when it is published).
-        let identity = Identity::new(client_id.to_string(), username.clone());
+        let identity = Identity::new(client_id.to_string(), username);
         self.identity = Some(Arc::new(identity));
         let shared = self.shared.clone();
         let claim = shared.registry.claim(
@@ -888,16 +1056,9 @@ impl Connection {
             return;
         }
         self.accepted = true;
-        shared.clients.insert(
-            self.id,
-            ClientInfo {
-                client_id: client_id.to_string(),
-                username,
-                peer: self.info.peer,
-                transport: self.info.transport,
-                tls_identity: self.info.tls_identity.clone(),
-            },
-        );
+        if let Some(identity) = &self.identity {
+            shared.clients.insert(self.id, identity.clone(), &self.info);
+        }
         let stats = &shared.stats;
         let connected = stats.clients_connected.fetch_add(1, Ordering::Relaxed) + 1;
         stats
@@ -922,8 +1083,8 @@ impl Connection {
             conn = self.id,
             %client_id,
             version = %version_name(connect.protocol),
-            peer = %self.peer,
-            listener = %listener_name(self.listener),
+            peer = %self.info.peer,
+            listener = %listener_name(self.info.listener),
             keep_alive = server_keep_alive.unwrap_or(connect.keep_alive),
             resumed,
             "client connected"
@@ -1003,13 +1164,13 @@ impl Connection {
                 .publisher_waits
                 .fetch_add(1, Ordering::Relaxed);
             tracing::debug!(conn = self.id, client_id = %self.session.client_id(), "publisher waits for full mailboxes");
-            self.blocked = Some(Blocked {
+            self.blocked = Some(Box::new(Blocked {
                 waiting: std::mem::take(&mut self.congested),
                 ack,
                 durable,
                 deadline: tokio::time::Instant::now()
                     + self.shared.config.backpressure.stall_timeout(),
-            });
+            }));
             return;
         }
         self.congested.clear();
@@ -1117,7 +1278,9 @@ impl Connection {
                 options,
                 identifier,
             ));
-            self.subscriptions_changed = true;
+            if let Some(p) = self.persisting.as_mut() {
+                p.subscriptions_changed = true;
+            }
             codes.push(granted(options.qos));
             // Retained messages on subscribe, per Retain Handling [MQTT-3.3.1-9],
             // [MQTT-3.3.1-10], [MQTT-3.3.1-11]; none for shared subscriptions.
@@ -1191,7 +1354,9 @@ impl Connection {
                 match parsed {
                     Ok(filter) => {
                         handle.forget_subscription(f.as_str());
-                        self.subscriptions_changed = true;
+                        if let Some(p) = self.persisting.as_mut() {
+                            p.subscriptions_changed = true;
+                        }
                         if self.shared.router.unsubscribe(&filter, handle.key) {
                             ReasonCode::Success
                         } else {

@@ -192,8 +192,9 @@ impl Bucket {
 /// and reading resumes once the debt they left is paid back.
 #[derive(Debug)]
 pub(crate) struct InboundRate {
-    messages: Option<Bucket>,
-    bytes: Option<Bucket>,
+    // Boxed: every connection has one, few have a limit.
+    messages: Option<Box<Bucket>>,
+    bytes: Option<Box<Bucket>>,
 }
 
 impl InboundRate {
@@ -201,8 +202,8 @@ impl InboundRate {
     pub(crate) fn new(limits: &Limits) -> Self {
         let now = Instant::now();
         InboundRate {
-            messages: Bucket::new(limits.max_inbound_messages_per_second, now),
-            bytes: Bucket::new(limits.max_inbound_bytes_per_second, now),
+            messages: Bucket::new(limits.max_inbound_messages_per_second, now).map(Box::new),
+            bytes: Bucket::new(limits.max_inbound_bytes_per_second, now).map(Box::new),
         }
     }
 
@@ -230,7 +231,7 @@ impl InboundRate {
             let at = [&self.messages, &self.bytes]
                 .into_iter()
                 .flatten()
-                .filter_map(Bucket::ready_at)
+                .filter_map(|b| b.ready_at())
                 .max()
                 .unwrap_or(now);
             return Err(at);

@@ -1,8 +1,15 @@
-//! A connection's read buffer, sized to what the client sends: small while it idles (an idle
-//! connection holds a few hundred bytes, not a buffer sized for its busiest moment), doubled
+//! A connection's read buffer, sized to what the client sends: none at all while it idles
+//! (an idle connection holds no buffer sized for its busiest moment, nor any buffer), doubled
 //! while reads fill it, halved again when they stop doing so.
 
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Poll, ready};
+
 use bytes::BytesMut;
+use futures_util::future::Either;
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 /// The smallest read: room for a PINGREQ, a CONNECT or a short PUBLISH.
 const MIN: usize = 256;
@@ -24,6 +31,32 @@ impl ReadBuffer {
             buf: BytesMut::new(),
             next: MIN,
             offered: 0,
+        }
+    }
+
+    /// Reads once from `reader` (`Ok(0)`: end of stream). With nothing buffered at the
+    /// smallest read size, the buffer is not allocated while the read waits: the read goes
+    /// through a buffer on the stack of each poll and what arrived is copied in. Otherwise it
+    /// reads straight into the buffer.
+    pub(crate) fn read<'a, R>(
+        &'a mut self,
+        reader: &'a mut R,
+    ) -> impl Future<Output = io::Result<usize>> + 'a
+    where
+        R: AsyncRead + Unpin,
+    {
+        if self.buf.capacity() == 0 {
+            self.offered = MIN;
+            let buf = &mut self.buf;
+            Either::Left(std::future::poll_fn(move |cx| {
+                let mut scratch = [0u8; MIN];
+                let mut room = ReadBuf::new(&mut scratch);
+                ready!(Pin::new(&mut *reader).poll_read(cx, &mut room))?;
+                buf.extend_from_slice(room.filled());
+                Poll::Ready(Ok(room.filled().len()))
+            }))
+        } else {
+            Either::Right(reader.read_buf(self.for_read()))
         }
     }
 
@@ -52,10 +85,11 @@ impl ReadBuffer {
         &mut self.buf
     }
 
-    /// After decoding: an empty buffer larger than the next read is let go (decoded payloads
-    /// keep the memory they point into alive on their own).
+    /// After decoding: an empty buffer is let go when reads are at their smallest (the next
+    /// read waits without one) or when it is larger than the next read (decoded payloads keep
+    /// the memory they point into alive on their own).
     pub(crate) fn settle(&mut self) {
-        if self.buf.is_empty() && self.buf.capacity() > self.next {
+        if self.buf.is_empty() && (self.next == MIN || self.buf.capacity() > self.next) {
             self.buf = BytesMut::new();
         }
     }
@@ -85,7 +119,7 @@ mod tests {
             r.settle();
         }
         assert_eq!(r.next, MAX);
-        // Then a PINGREQ now and then: back to the minimum, and the big buffer is let go.
+        // Then a PINGREQ now and then: back to the minimum, and the buffer is let go.
         for _ in 0..16 {
             let b = r.for_read();
             b.extend_from_slice(&[0xC0, 0]);
@@ -94,6 +128,35 @@ mod tests {
             r.settle();
         }
         assert_eq!(r.next, MIN);
-        assert!(r.capacity() <= 2 * MIN, "{}", r.capacity());
+        assert_eq!(r.capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn idle_buffer_holds_nothing_and_reads_through_the_stack() {
+        let mut r = ReadBuffer::new();
+        assert_eq!(r.capacity(), 0);
+        // A PINGREQ: read without a buffer of the read size, decoded, let go.
+        let mut ping: &[u8] = &[0xC0, 0];
+        assert_eq!(r.read(&mut ping).await.unwrap(), 2);
+        r.filled(2);
+        assert_eq!(&r.data()[..], &[0xC0, 0]);
+        r.data().clear();
+        r.settle();
+        assert_eq!(r.capacity(), 0);
+        // A stream: the first read fills the stack buffer, so the reads grow and go straight
+        // into the buffer, which is kept while they stay large.
+        let stream = vec![7u8; 10 * MIN];
+        let mut reader = &stream[..];
+        let mut total = 0;
+        while total < stream.len() {
+            let n = r.read(&mut reader).await.unwrap();
+            r.filled(n);
+            total += n;
+            r.data().clear();
+            r.settle();
+        }
+        assert!(r.next > MIN, "{}", r.next);
+        assert!(r.capacity() > 0);
+        assert_eq!(r.read(&mut reader).await.unwrap(), 0);
     }
 }

@@ -28,7 +28,9 @@
 //!
 //! See [the configuration's policy](crate::config#memory-bounds-and-slow-consumers).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -155,8 +157,8 @@ struct Inbox {
     /// Connection to be closed as a slow consumer.
     kick: Option<u64>,
     next_offline: u64,
-    /// The session's persistence; see [`Durable`].
-    durable: Option<Durable>,
+    /// The session's persistence; see [`Durable`]. Boxed: most sessions are not persistent.
+    durable: Option<Box<Durable>>,
 }
 
 /// How a persistent session's log lines up with its engine.
@@ -541,11 +543,13 @@ impl SessionHandle {
     /// delivery is logged. Returns the ticket of the snapshot.
     pub(crate) fn start_durable(&self, store: Arc<Persistence>, engine: &ServerSession) -> u64 {
         let mut inbox = self.inbox.lock();
-        let durable = inbox.durable.get_or_insert_with(|| Durable {
-            store: store.clone(),
-            next_seq: 1,
-            queued: VecDeque::new(),
-            handed: 0,
+        let durable = inbox.durable.get_or_insert_with(|| {
+            Box::new(Durable {
+                store: store.clone(),
+                next_seq: 1,
+                queued: VecDeque::new(),
+                handed: 0,
+            })
         });
         let len = engine.state().queued.len();
         durable.sync(len);
@@ -718,9 +722,34 @@ pub(crate) enum Released {
 /// Client identifier → session.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
-    sessions: Mutex<HashMap<MqttString, Arc<SessionHandle>>>,
+    sessions: Mutex<HashSet<Entry>>,
     next_key: AtomicU64,
 }
+
+/// A session in the registry, found by its client identifier: the handle's own, so that the
+/// registry keeps no second copy of it (one per client, connected or not).
+#[derive(Clone, Debug)]
+struct Entry(Arc<SessionHandle>);
+
+impl Borrow<str> for Entry {
+    fn borrow(&self) -> &str {
+        self.0.client_id.as_str()
+    }
+}
+
+impl Hash for Entry {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.client_id.as_str().hash(state);
+    }
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.client_id.as_str() == other.0.client_id.as_str()
+    }
+}
+
+impl Eq for Entry {}
 
 impl Registry {
     /// Connection `conn` claims `client_id`. With `clean_start`, or when the client has no
@@ -735,7 +764,7 @@ impl Registry {
         stats: &Arc<StatsCounters>,
     ) -> Claim {
         let mut sessions = self.sessions.lock();
-        let existing = sessions.get(client_id).cloned();
+        let existing = sessions.get(client_id.as_str()).map(|e| e.0.clone());
         let fresh = || {
             Arc::new(SessionHandle::new(
                 self.next_key.fetch_add(1, Ordering::Relaxed),
@@ -747,7 +776,7 @@ impl Registry {
         };
         let Some(old) = existing else {
             let handle = fresh();
-            sessions.insert(client_id.clone(), handle.clone());
+            sessions.replace(Entry(handle.clone()));
             return Claim {
                 handle,
                 previous: Previous::None,
@@ -770,7 +799,7 @@ impl Registry {
             drop(old.take_queue(&mut inbox));
             drop(inbox);
             let handle = fresh();
-            sessions.insert(client_id.clone(), handle.clone());
+            sessions.replace(Entry(handle.clone()));
             Claim {
                 handle,
                 previous,
@@ -833,10 +862,10 @@ impl Registry {
             drop(inbox);
             handle.set_queued(0);
             if sessions
-                .get(&handle.client_id)
-                .is_some_and(|h| Arc::ptr_eq(h, handle))
+                .get(handle.client_id.as_str())
+                .is_some_and(|e| Arc::ptr_eq(&e.0, handle))
             {
-                sessions.remove(&handle.client_id);
+                sessions.remove(handle.client_id.as_str());
             }
             Released::Ended
         }
@@ -854,10 +883,10 @@ impl Registry {
         drop(inbox);
         handle.set_queued(0);
         if sessions
-            .get(&handle.client_id)
-            .is_some_and(|h| Arc::ptr_eq(h, handle))
+            .get(handle.client_id.as_str())
+            .is_some_and(|e| Arc::ptr_eq(&e.0, handle))
         {
-            sessions.remove(&handle.client_id);
+            sessions.remove(handle.client_id.as_str());
         }
         true
     }
@@ -886,15 +915,15 @@ impl Registry {
             let mut inbox = handle.inbox.lock();
             inbox.next_offline = 1;
             inbox.owner = Owner::Offline(engine, 1);
-            inbox.durable = Some(Durable {
+            inbox.durable = Some(Box::new(Durable {
                 store,
                 next_seq: delivered + 1,
                 queued: VecDeque::new(),
                 handed: delivered,
-            });
+            }));
         }
         let handle = Arc::new(handle);
-        self.sessions.lock().insert(client_id, handle.clone());
+        self.sessions.lock().replace(Entry(handle.clone()));
         (handle, 1)
     }
 

@@ -30,6 +30,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use crate::auth::Identity;
 use crate::broker::{Shared, TaskGuard};
 use crate::config::{ConfigError, Limits, ListenerConfig, Protocol, TlsConfig, TlsVersion};
 use crate::connection;
@@ -130,11 +131,28 @@ pub struct ClientInfo {
 
 /// The connected clients, by connection id; written on CONNECT accepted and on close.
 #[derive(Debug, Default)]
-pub(crate) struct ClientTable(Mutex<BTreeMap<u64, ClientInfo>>);
+pub(crate) struct ClientTable(Mutex<BTreeMap<u64, ClientEntry>>);
+
+/// A connected client as the table keeps it: its [`Identity`] is the connection's (client
+/// identifier and username are not copied again), and the rest of a [`ClientInfo`].
+#[derive(Debug)]
+struct ClientEntry {
+    identity: Arc<Identity>,
+    peer: SocketAddr,
+    transport: Transport,
+    tls_identity: Option<String>,
+}
 
 impl ClientTable {
-    pub(crate) fn insert(&self, conn: u64, info: ClientInfo) {
-        self.0.lock().insert(conn, info);
+    /// Connection `conn`'s client `identity` is connected.
+    pub(crate) fn insert(&self, conn: u64, identity: Arc<Identity>, info: &ConnectionInfo) {
+        let entry = ClientEntry {
+            identity,
+            peer: info.peer,
+            transport: info.transport,
+            tls_identity: info.tls_identity.clone(),
+        };
+        self.0.lock().insert(conn, entry);
     }
 
     pub(crate) fn remove(&self, conn: u64) {
@@ -143,7 +161,17 @@ impl ClientTable {
 
     /// A snapshot, in connection order.
     pub(crate) fn snapshot(&self) -> Vec<ClientInfo> {
-        self.0.lock().values().cloned().collect()
+        self.0
+            .lock()
+            .values()
+            .map(|e| ClientInfo {
+                client_id: e.identity.client_id.clone(),
+                username: e.identity.username.clone(),
+                peer: e.peer,
+                transport: e.transport,
+                tls_identity: e.tls_identity.clone(),
+            })
+            .collect()
     }
 }
 

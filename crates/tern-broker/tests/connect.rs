@@ -268,3 +268,31 @@ async fn unsupported_protocol_level_is_refused() {
     );
     assert_eq!(broker.stats().sessions, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_client_is_closed_after_one_and_a_half_keep_alives() {
+    let broker = broker().await;
+    let addr = broker.local_addrs()[0];
+    let mut c = connect(ProtocolVersion::V3_1_1, "ka-silent", true);
+    c.keep_alive = 1;
+    let (mut silent, _) = Client::connect_with(addr, c).await;
+    let mut c = connect(ProtocolVersion::V3_1_1, "ka-pinging", true);
+    c.keep_alive = 1;
+    let (mut pinging, _) = Client::connect_with(addr, c).await;
+    let since = std::time::Instant::now();
+    // A client that sends a packet within each keep alive stays connected meanwhile.
+    let pinger = tokio::spawn(async move {
+        while since.elapsed() < std::time::Duration::from_secs(3) {
+            assert!(pinging.ping().await.is_empty());
+            tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        }
+        pinging
+    });
+    // [MQTT-3.1.2-24]: nothing heard for 1.5 times the keep alive: the server closes the
+    // connection (3.1.1 has no DISCONNECT from the server).
+    silent.expect_closed().await;
+    assert!(since.elapsed() >= std::time::Duration::from_millis(1400));
+    let pinging = pinger.await.unwrap();
+    pinging.disconnect().await;
+    assert!(broker.shutdown().await);
+}

@@ -9,7 +9,13 @@ use tern_codec::MqttString;
 #[derive(Clone, Debug, Default)]
 pub(crate) struct InboundAliases {
     maximum: u16,
-    topics: HashMap<u16, MqttString>,
+    /// Allocated with the first alias the peer defines: most connections use none, and an
+    /// idle connection should not pay for the map (48 bytes boxed to 8).
+    #[expect(
+        clippy::box_collection,
+        reason = "the box is what keeps an unused map small"
+    )]
+    topics: Option<Box<HashMap<u16, MqttString>>>,
 }
 
 /// What resolving an inbound alias found.
@@ -27,7 +33,7 @@ impl InboundAliases {
     pub(crate) fn new(maximum: u16) -> Self {
         InboundAliases {
             maximum,
-            topics: HashMap::new(),
+            topics: None,
         }
     }
 
@@ -41,12 +47,14 @@ impl InboundAliases {
             return Resolve::Invalid;
         }
         if topic.is_empty() {
-            match self.topics.get(&alias) {
+            match self.topics.as_ref().and_then(|t| t.get(&alias)) {
                 Some(t) => Resolve::Topic(t.clone()),
                 None => Resolve::Unknown,
             }
         } else {
-            self.topics.insert(alias, topic.clone());
+            self.topics
+                .get_or_insert_default()
+                .insert(alias, topic.clone());
             Resolve::Topic(topic.clone())
         }
     }
@@ -69,6 +77,13 @@ pub(crate) enum Choice {
 pub(crate) struct OutboundAliases {
     maximum: u16,
     enabled: bool,
+    /// Allocated with the first alias defined (see [`InboundAliases`]).
+    maps: Option<Box<OutboundMaps>>,
+}
+
+/// The aliases in use, both ways, and when each was last used.
+#[derive(Clone, Debug, Default)]
+struct OutboundMaps {
     by_topic: HashMap<MqttString, (u16, u64)>,
     by_alias: HashMap<u16, MqttString>,
     tick: u64,
@@ -88,7 +103,11 @@ impl OutboundAliases {
         if !self.enabled || self.maximum == 0 || topic.is_empty() {
             return Choice::None;
         }
-        if let Some(&(alias, _)) = self.by_topic.get(topic) {
+        let Some(maps) = self.maps.as_deref() else {
+            // Nothing defined yet (the maximum is at least 1).
+            return Choice::Define(1);
+        };
+        if let Some(&(alias, _)) = maps.by_topic.get(topic) {
             // An empty topic plus a 3-byte property only pays for topics longer than 3 bytes.
             return if topic.len() > 3 {
                 Choice::Use(alias)
@@ -96,12 +115,12 @@ impl OutboundAliases {
                 Choice::None
             };
         }
-        let next = self.by_alias.len() as u16 + 1;
+        let next = maps.by_alias.len() as u16 + 1;
         if next <= self.maximum {
             return Choice::Define(next);
         }
         // All taken: replace the least recently used.
-        let lru = self
+        let lru = maps
             .by_topic
             .values()
             .min_by_key(|(_, used)| *used)
@@ -111,19 +130,24 @@ impl OutboundAliases {
 
     /// Records that `choice` was sent for `topic`.
     pub(crate) fn commit(&mut self, topic: &MqttString, choice: Choice) {
-        self.tick += 1;
+        if choice == Choice::None && self.maps.is_none() {
+            // No alias to age.
+            return;
+        }
+        let maps = self.maps.get_or_insert_default();
+        maps.tick += 1;
         match choice {
             Choice::None => {}
             Choice::Use(_) => {
-                if let Some(entry) = self.by_topic.get_mut(topic) {
-                    entry.1 = self.tick;
+                if let Some(entry) = maps.by_topic.get_mut(topic) {
+                    entry.1 = maps.tick;
                 }
             }
             Choice::Define(alias) => {
-                if let Some(old) = self.by_alias.insert(alias, topic.clone()) {
-                    self.by_topic.remove(&old);
+                if let Some(old) = maps.by_alias.insert(alias, topic.clone()) {
+                    maps.by_topic.remove(&old);
                 }
-                self.by_topic.insert(topic.clone(), (alias, self.tick));
+                maps.by_topic.insert(topic.clone(), (alias, maps.tick));
             }
         }
     }

@@ -149,9 +149,9 @@ pub(crate) struct Core {
     /// The Authentication Method of CONNECT, when enhanced authentication is in use.
     pub(crate) auth_method: Option<MqttString>,
     /// Server: the Will Message of the current connection.
-    pub(crate) will: Option<Will>,
+    pub(crate) will: Option<Box<Will>>,
     /// Server: a Will waiting for its delay after the connection ended.
-    pub(crate) pending_will: Option<Will>,
+    pub(crate) pending_will: Option<Box<Will>>,
     /// The Session Expiry Interval CONNECT asked for (DISCONNECT may not raise it from 0).
     pub(crate) connect_session_expiry: u32,
     pub(crate) queue_limits: (usize, usize),
@@ -455,7 +455,7 @@ impl Core {
 
     /// After an unclean end: the Will is published after the smaller of the Will Delay
     /// Interval and the Session Expiry Interval [MQTT-3.1.2-8], [MQTT-3.1.3-9].
-    fn schedule_will(&mut self, will: Will) {
+    fn schedule_will(&mut self, will: Box<Will>) {
         let delay = if self.version.is_v5() {
             will.properties
                 .will_delay_interval

@@ -200,7 +200,10 @@ impl ServerSession {
 
     /// The Will Message of the connection, until it is discarded or published.
     pub fn will(&self) -> Option<&Will> {
-        self.core.will.as_ref().or(self.core.pending_will.as_ref())
+        self.core
+            .will
+            .as_deref()
+            .or(self.core.pending_will.as_deref())
     }
 
     /// The Session Expiry Interval in force (seconds).
@@ -423,7 +426,7 @@ impl ServerSession {
             .clone()
             .filter(|_| v5)
             .unwrap_or(connect.client_id.clone());
-        self.core.will = connect.will.clone();
+        self.core.will = connect.will.clone().map(Box::new);
         self.core.pending_will = None;
         self.core.timers.stop(Timer::WillDelay);
 

@@ -39,7 +39,7 @@ impl Connection {
             username,
             password: connect.password.as_deref(),
             peer: self.info.peer,
-            listener: self.listener,
+            listener: self.info.listener,
             protocol: connect.protocol,
             tls_identity: self.info.tls_identity.as_deref(),
         }
@@ -62,11 +62,11 @@ impl Connection {
             };
             let mut steps = method.start(&self.connect_info(&connect, username.as_deref()));
             let step = steps.step(connect.properties.authentication_data.as_deref());
-            self.exchange = Some(Exchange {
+            self.exchange = Some(Box::new(Exchange {
                 method,
                 steps,
                 connect: Some(connect),
-            });
+            }));
             return self.on_auth_step(step);
         }
         let allow_anonymous = self
@@ -74,7 +74,7 @@ impl Connection {
             .allow_anonymous
             .unwrap_or(self.shared.auth.allow_anonymous);
         if username.is_none() && !allow_anonymous {
-            tracing::info!(conn = self.id, client_id = %connect.client_id, peer = %self.peer, "anonymous client not allowed");
+            tracing::info!(conn = self.id, client_id = %connect.client_id, peer = %self.info.peer, "anonymous client not allowed");
             self.refuse(&connect, ReasonCode::NotAuthorized);
             return None;
         }
@@ -94,7 +94,7 @@ impl Connection {
                 None => Some(ReasonCode::ServerUnavailable),
             };
             if let Some(reason) = refusal {
-                tracing::info!(conn = self.id, client_id = %connect.client_id, username = %username.as_deref().unwrap_or("-"), peer = %self.peer, "authentication failed");
+                tracing::info!(conn = self.id, client_id = %connect.client_id, username = %username.as_deref().unwrap_or("-"), peer = %self.info.peer, "authentication failed");
                 self.refuse(&connect, reason);
                 return None;
             }
@@ -120,7 +120,7 @@ impl Connection {
         let client_id = connect.client_id.to_string();
         let username = username.clone();
         let password = connect.password.clone();
-        let (peer, listener, protocol) = (self.info.peer, self.listener, connect.protocol);
+        let (peer, listener, protocol) = (self.info.peer, self.info.listener, connect.protocol);
         let tls_identity = self.info.tls_identity.clone();
         async move {
             let permit = if wait > 0 {
@@ -205,7 +205,7 @@ impl Connection {
             }
             _ => {
                 let exchange = self.exchange.take()?;
-                tracing::info!(conn = self.id, method = exchange.method.name(), peer = %self.peer, reauth, "enhanced authentication failed");
+                tracing::info!(conn = self.id, method = exchange.method.name(), peer = %self.info.peer, reauth, "enhanced authentication failed");
                 match exchange.connect {
                     // [MQTT-4.12.0-4]: CONNACK with a reason code of 0x80 or above, then close.
                     Some(connect) => self.refuse(&connect, ReasonCode::NotAuthorized),
@@ -233,16 +233,16 @@ impl Connection {
                 username: username.as_deref(),
                 password: None,
                 peer: self.info.peer,
-                listener: self.listener,
+                listener: self.info.listener,
                 protocol: self.session.version(),
                 tls_identity: self.info.tls_identity.as_deref(),
             };
             let steps = method.start(&info);
-            self.exchange = Some(Exchange {
+            self.exchange = Some(Box::new(Exchange {
                 method,
                 steps,
                 connect: None,
-            });
+            }));
         }
         let Some(exchange) = self.exchange.as_mut() else {
             // AUTH Continue with no exchange in progress.
