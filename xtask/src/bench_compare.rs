@@ -482,7 +482,8 @@ impl Broker {
         port: u16,
         connections: usize,
     ) -> Result<Broker> {
-        let config = work.join(format!("{}.conf", kind.name()));
+        // rumqttd reads its configuration by extension: it must be `.toml`.
+        let config = work.join(format!("{}.toml", kind.name()));
         let text = match kind {
             // Queues sized for the largest scenario, so that nothing is dropped; in memory,
             // like mosquitto below.

@@ -469,6 +469,7 @@ fn restore_session(
                 seq: Some(seq),
             },
             now,
+            false,
         );
     }
     // Rewritten with the time the client went away, so that expiry keeps counting from it
@@ -734,10 +735,9 @@ impl BrokerHandle {
             received_at: now,
         });
         let mut scratch = Vec::new();
-        // The caller cannot be made to wait: a congested mailbox takes the message anyway
-        // (bounded at twice its limits, see the policy).
-        let mut congested = Vec::new();
-        let routed = connection::route(&self.shared, &message, now, &mut scratch, &mut congested);
+        // The caller cannot be made to wait: a congested mailbox takes a QoS 1/2 message
+        // anyway (bounded at twice its limits) and drops a QoS 0 one (see the policy).
+        let routed = connection::route(&self.shared, &message, now, &mut scratch, None);
         Ok(routed.taken)
     }
 

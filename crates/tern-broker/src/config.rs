@@ -64,6 +64,8 @@
 //! stall_timeout = 30               # seconds a socket may accept nothing, and a publisher
 //!                                  # may wait for a full mailbox, before the slow client
 //!                                  # is disconnected
+//! qos0_wait_ms = 1000              # how long a QoS 0 publisher may wait for a full
+//!                                  # mailbox before its consumer sheds QoS 0
 //!
 //! [shutdown]
 //! timeout = 5                      # seconds to flush DISCONNECT 0x8B before exiting
@@ -155,8 +157,12 @@
 //!   accepts no byte for [`Backpressure::stall_timeout`] is closed (a slow consumer, counted
 //!   in [`Stats::slow_consumers`](crate::Stats)); its session stays as its expiry says.
 //! - **Routed messages** wait in the session's mailbox, bounded by [`MailboxLimits`]. A
-//!   **QoS 0** message beyond the limits is dropped and counted
-//!   ([`Stats::dropped_qos0`](crate::Stats)).
+//!   **QoS 0** message beyond the limits puts back-pressure on its publisher too (below), so
+//!   a subscriber that keeps up at its own pace loses nothing; but a QoS 0 publisher waits at
+//!   most [`Backpressure::qos0_wait_ms`]. If the mailbox is still full then, its subscriber
+//!   *sheds*: QoS 0 beyond its limits is dropped and counted
+//!   ([`Stats::dropped_qos0`](crate::Stats)) until it has emptied its mailbox, and it stays
+//!   connected. QoS 0 at twice the limits is always dropped.
 //! - **QoS 1/2 are never dropped silently.** A QoS 1/2 message that meets a full mailbox of a
 //!   connected subscriber is admitted (beyond the limit by at most one message per waiting
 //!   publisher) and *back-pressure* applies to the client that published it: its connection
@@ -748,9 +754,9 @@ impl Default for SessionLimits {
 /// Per-session mailbox limits, `[mailbox]` in TOML: how many routed messages may wait for
 /// the connection's task to hand them to its session engine.
 ///
-/// A **QoS 0** message beyond either limit is dropped and counted
-/// ([`Stats::dropped_qos0`](crate::Stats)); a **QoS 1/2** one puts back-pressure on its
-/// publisher. See [the policy](self#memory-bounds-and-slow-consumers).
+/// A message beyond either limit puts back-pressure on its publisher; a **QoS 0** one is
+/// dropped and counted ([`Stats::dropped_qos0`](crate::Stats)) once its subscriber sheds.
+/// See [the policy](self#memory-bounds-and-slow-consumers).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
@@ -783,6 +789,10 @@ pub struct Backpressure {
     /// that a publisher may wait for room in a full mailbox, before the slow client is
     /// disconnected (at least 1). Also bounds the final flush of a closing connection.
     pub stall_timeout: u64,
+    /// Milliseconds a QoS 0 publish may wait for room in a full mailbox; past it the
+    /// mailbox's consumer drops QoS 0 beyond its limits until it has emptied it (0: QoS 0
+    /// never waits and is dropped beyond the limits at once).
+    pub qos0_wait_ms: u64,
 }
 
 impl Default for Backpressure {
@@ -790,11 +800,17 @@ impl Default for Backpressure {
         Backpressure {
             write_buffer: 64 << 10,
             stall_timeout: 30,
+            qos0_wait_ms: 1000,
         }
     }
 }
 
 impl Backpressure {
+    /// The QoS 0 wait as a duration.
+    pub fn qos0_wait(&self) -> Duration {
+        Duration::from_millis(self.qos0_wait_ms)
+    }
+
     /// The stall timeout as a duration.
     pub fn stall_timeout(&self) -> Duration {
         Duration::from_secs(self.stall_timeout)

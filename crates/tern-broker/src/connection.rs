@@ -51,13 +51,14 @@ fn now() -> Instant {
 }
 
 /// Records a message as received, updates the retained store and routes it. Sessions whose
-/// mailbox took it beyond its limits are appended to `congested`.
+/// mailbox took it beyond its limits are appended to `congested`; `None`: the caller cannot
+/// wait (see [`SessionHandle::push`]).
 pub(crate) fn route(
     shared: &Shared,
     message: &Arc<Message>,
     now: Instant,
     scratch: &mut Vec<Target>,
-    congested: &mut Vec<Arc<SessionHandle>>,
+    congested: Option<&mut Vec<Arc<SessionHandle>>>,
 ) -> Routed {
     shared
         .stats
@@ -806,7 +807,7 @@ impl Connection {
         };
         if timed_out {
             for session in &blocked.waiting {
-                if !session.has_room() && session.kick() {
+                if !session.has_room() && session.stalled() {
                     tracing::warn!(conn = self.id, publisher = %self.session.client_id(), subscriber = %session.client_id, "subscriber's mailbox stayed full: disconnecting it");
                 }
             }
@@ -1137,7 +1138,7 @@ impl Connection {
                 &message,
                 now,
                 &mut self.scratch,
-                &mut self.congested,
+                Some(&mut self.congested),
             );
             if routed.persisted > 0 {
                 // Acknowledged once every durable copy is committed.
@@ -1158,7 +1159,7 @@ impl Connection {
             .map(|id| (id, if v5 { reason } else { ReasonCode::Success }));
         if !self.congested.is_empty() && !self.session.is_closed() {
             // Back-pressure: hold the acknowledgement and stop reading until the subscribers
-            // made room, at most the stall timeout.
+            // made room, at most the stall timeout (QoS 0: `qos0_wait_ms`).
             self.shared
                 .stats
                 .publisher_waits
@@ -1169,7 +1170,11 @@ impl Connection {
                 ack,
                 durable,
                 deadline: tokio::time::Instant::now()
-                    + self.shared.config.backpressure.stall_timeout(),
+                    + if qos == QoS::AtMostOnce {
+                        self.shared.config.backpressure.qos0_wait()
+                    } else {
+                        self.shared.config.backpressure.stall_timeout()
+                    },
             }));
             return;
         }
@@ -1327,7 +1332,7 @@ impl Connection {
                 };
                 if self.durable {
                     // Through the mailbox, to be logged in order with what waits there.
-                    handle.push(delivery, now);
+                    handle.push(delivery, now, false);
                 } else {
                     self.deliver(&delivery, now);
                 }
@@ -1510,8 +1515,7 @@ fn publish_will(
         received_at: now,
     });
     // A Will cannot wait: a congested mailbox takes it anyway (bounded, see the policy).
-    let mut congested = Vec::new();
-    route(shared, &message, now, scratch, &mut congested);
+    route(shared, &message, now, scratch, None);
 }
 
 /// Watches an offline session: publishes its Will when the Will Delay passes and ends the

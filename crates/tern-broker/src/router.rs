@@ -102,13 +102,14 @@ impl Router {
     /// subscription identifier [MQTT-3.3.4-2], [MQTT-3.3.4-4]; once per matching shared group
     /// to one member, round robin (MQTT 5.0 section 4.8.2). `scratch` is reused across calls.
     /// The sessions whose mailbox took the message beyond its limits are appended to
-    /// `congested`. A subscription for which `readable` is false does not receive it.
+    /// `congested` (`None`: the caller cannot wait, see [`SessionHandle::push`]). A
+    /// subscription for which `readable` is false does not receive it.
     pub(crate) fn route(
         &self,
         message: &Arc<Message>,
         now: Instant,
         scratch: &mut Vec<Target>,
-        congested: &mut Vec<Arc<SessionHandle>>,
+        mut congested: Option<&mut Vec<Arc<SessionHandle>>>,
         readable: &dyn Fn(&Subscription) -> bool,
     ) -> Routed {
         scratch.clear();
@@ -172,13 +173,16 @@ impl Router {
                     seq: None,
                 },
                 now,
+                congested.is_some(),
             );
             routed.persisted += usize::from(logged);
             match pushed {
                 Pushed::Taken => routed.taken += 1,
                 Pushed::Congested => {
                     routed.taken += 1;
-                    congested.push(first.session.clone());
+                    if let Some(congested) = congested.as_deref_mut() {
+                        congested.push(first.session.clone());
+                    }
                 }
                 Pushed::Refused => routed.refused += 1,
                 Pushed::Gone => {}

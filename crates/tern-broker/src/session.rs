@@ -14,13 +14,18 @@
 //! payload `Bytes`-backed) and never waits on the push itself; [`SessionHandle::push`] tells
 //! it what happened ([`Pushed`]):
 //!
-//! - **QoS 0** beyond the limits is dropped and counted ([`Stats::dropped_qos0`](crate::Stats)).
-//! - **QoS 1/2** beyond the limits is still admitted, and the push answers
+//! - Beyond the limits a message is still admitted, and the push answers
 //!   [`Pushed::Congested`]: a publishing client's connection then waits for
-//!   [`SessionHandle::room`] before it reads on (back-pressure), at most the stall timeout,
-//!   after which it [kicks](SessionHandle::kick) the slow consumer. A mailbox at twice its
-//!   limits kicks its consumer at once (what cannot wait, Wills and in-process publishes, is
-//!   bounded this way).
+//!   [`SessionHandle::room`] before it reads on (back-pressure), so a consumer that keeps up
+//!   at its own pace loses nothing, QoS 0 included.
+//! - **QoS 1/2:** a publisher waits at most the stall timeout, after which it
+//!   [kicks](SessionHandle::kick) the slow consumer. A mailbox at twice its limits kicks its
+//!   consumer at once (what cannot wait, Wills and in-process publishes, is bounded this way).
+//! - **QoS 0:** a QoS 0 publish waits at most `backpressure.qos0_wait_ms`; if the mailbox is
+//!   still full then, the consumer is not disconnected but *sheds*: QoS 0 beyond the limits
+//!   is dropped and counted ([`Stats::dropped_qos0`](crate::Stats)) until it empties its
+//!   mailbox, so a stuck QoS 0 consumer holds its publishers back once, briefly. QoS 0 at
+//!   twice the limits is dropped at once.
 //! - A kicked or disconnected consumer's mailbox moves into the session's own queue, bounded
 //!   by [`SessionLimits`](crate::config::SessionLimits); a message beyond it is refused by the
 //!   engine, logged at `warn` and counted ([`Stats::dropped_queue_full`](crate::Stats)), and
@@ -152,6 +157,12 @@ struct Inbox {
     queue: VecDeque<Delivery>,
     bytes: usize,
     owner: Owner,
+    /// A publisher gave up waiting for this mailbox with only QoS 0 messages beyond its
+    /// limits: QoS 0 beyond them is dropped until the consumer empties it.
+    shedding: bool,
+    /// A QoS 1/2 message was admitted beyond the limits since the mailbox was last emptied:
+    /// a publisher that gives up waiting disconnects the consumer.
+    over_reliable: bool,
     /// A new connection of the same client waits for connection `.0` to hand over its engine.
     takeover: Option<(u64, oneshot::Sender<Box<ServerSession>>)>,
     /// Connection to be closed as a slow consumer.
@@ -270,6 +281,8 @@ impl SessionHandle {
                 takeover: None,
                 kick: None,
                 next_offline: 0,
+                shedding: false,
+                over_reliable: false,
                 durable: None,
             }),
             notify: Notify::new(),
@@ -317,8 +330,15 @@ impl SessionHandle {
     }
 
     /// Pushes a routed message: into the mailbox while online, into the engine's queue while
-    /// offline. Never blocks on anything but the session's own lock.
-    pub(crate) fn push(&self, mut delivery: Delivery, now: Instant) -> (Pushed, bool) {
+    /// offline. Never blocks on anything but the session's own lock. `can_wait`: the pusher
+    /// waits for [`room`](Self::room) when told [`Pushed::Congested`]; a QoS 0 message
+    /// beyond the limits from one that cannot is dropped.
+    pub(crate) fn push(
+        &self,
+        mut delivery: Delivery,
+        now: Instant,
+        can_wait: bool,
+    ) -> (Pushed, bool) {
         let mut inbox = self.inbox.lock();
         let mut logged = false;
         if !matches!(inbox.owner, Owner::Ended)
@@ -337,7 +357,7 @@ impl SessionHandle {
             delivery.seq = Some(seq);
             logged = true;
         }
-        let pushed = self.push_locked(inbox, delivery, now);
+        let pushed = self.push_locked(inbox, delivery, now, can_wait);
         (pushed, logged)
     }
 
@@ -346,6 +366,7 @@ impl SessionHandle {
         mut inbox: parking_lot::MutexGuard<'_, Inbox>,
         delivery: Delivery,
         now: Instant,
+        can_wait: bool,
     ) -> Pushed {
         match &mut inbox.owner {
             Owner::Online(conn) => {
@@ -354,12 +375,14 @@ impl SessionHandle {
                 let len = inbox.queue.len();
                 let full =
                     len >= self.limits.max_messages || inbox.bytes + weight > self.limits.max_bytes;
-                if full && delivery.effective_qos() == QoS::AtMostOnce {
+                let overflowing = len >= self.limits.max_messages.saturating_mul(2)
+                    || inbox.bytes + weight > self.limits.max_bytes.saturating_mul(2);
+                let qos0 = delivery.effective_qos() == QoS::AtMostOnce;
+                if full && qos0 && (!can_wait || inbox.shedding || overflowing) {
                     self.stats.dropped_qos0.fetch_add(1, Ordering::Relaxed);
                     return Pushed::Refused;
                 }
-                let overflowing = len >= self.limits.max_messages.saturating_mul(2)
-                    || inbox.bytes + weight > self.limits.max_bytes.saturating_mul(2);
+                inbox.over_reliable |= full && !qos0;
                 inbox.bytes += weight;
                 inbox.queue.push_back(delivery);
                 self.count_mailbox(1, weight as u64, true);
@@ -428,6 +451,8 @@ impl SessionHandle {
         let queue = std::mem::take(&mut inbox.queue);
         self.count_mailbox(queue.len() as u64, inbox.bytes as u64, false);
         inbox.bytes = 0;
+        inbox.shedding = false;
+        inbox.over_reliable = false;
         self.room.notify_waiters();
         queue
     }
@@ -456,6 +481,7 @@ impl SessionHandle {
         let inbox = self.inbox.lock();
         !matches!(inbox.owner, Owner::Online(_))
             || inbox.kick.is_some()
+            || (inbox.shedding && !inbox.over_reliable)
             || (inbox.queue.len() < self.limits.max_messages && inbox.bytes < self.limits.max_bytes)
     }
 
@@ -471,6 +497,24 @@ impl SessionHandle {
             }
             notified.await;
         }
+    }
+
+    /// A publisher gave up waiting for room: with a QoS 1/2 message beyond the limits the
+    /// consumer is disconnected ([`kick`](Self::kick), returns true); with QoS 0 only, QoS 0
+    /// beyond the limits is dropped from now on until the consumer empties its mailbox.
+    pub(crate) fn stalled(&self) -> bool {
+        let mut inbox = self.inbox.lock();
+        if inbox.over_reliable || !matches!(inbox.owner, Owner::Online(_)) {
+            drop(inbox);
+            return self.kick();
+        }
+        if !inbox.shedding {
+            inbox.shedding = true;
+            tracing::warn!(client_id = %self.client_id, "mailbox stayed full: dropping QoS 0 messages beyond its limits until it drains");
+        }
+        drop(inbox);
+        self.room.notify_waiters();
+        false
     }
 
     /// Asks the connection of this session to close as a slow consumer. Returns whether a
@@ -971,14 +1015,15 @@ mod tests {
         let handle = claim.handle;
         let now = Instant::now();
         let pushed: Vec<_> = (0..3)
-            .map(|_| handle.push(delivery(QoS::AtMostOnce), now).0)
+            .map(|_| handle.push(delivery(QoS::AtMostOnce), now, false).0)
             .collect();
+        // From a pusher that cannot wait, QoS 0 beyond the limit is dropped.
         assert_eq!(pushed, [Pushed::Taken, Pushed::Taken, Pushed::Refused]);
         assert_eq!(stats.dropped_qos0.load(Ordering::Relaxed), 1);
         assert!(!handle.has_room());
         // QoS 1 beyond the limit is admitted, and its publisher told to wait.
         assert_eq!(
-            handle.push(delivery(QoS::AtLeastOnce), now).0,
+            handle.push(delivery(QoS::AtLeastOnce), now, true).0,
             Pushed::Congested
         );
         assert_eq!(stats.mailbox_messages.load(Ordering::Relaxed), 3);
@@ -997,6 +1042,53 @@ mod tests {
     }
 
     #[test]
+    fn qos0_beyond_the_limits_waits_then_sheds_until_the_mailbox_is_emptied() {
+        let stats = Arc::new(StatsCounters::default());
+        let limits = MailboxLimits {
+            max_messages: 2,
+            max_bytes: 1 << 20,
+        };
+        let registry = Registry::default();
+        let handle = registry
+            .claim(&MqttString::from_static("c"), 3, true, &limits, &stats)
+            .handle;
+        let now = Instant::now();
+        let qos0 = |h: &SessionHandle| h.push(delivery(QoS::AtMostOnce), now, true).0;
+        // A publisher that can wait is held back instead of losing its QoS 0 message.
+        assert_eq!(
+            [qos0(&handle), qos0(&handle), qos0(&handle)],
+            [Pushed::Taken, Pushed::Taken, Pushed::Congested]
+        );
+        assert!(!handle.has_room());
+        // It gave up waiting: with QoS 0 only beyond the limits, the consumer is not
+        // disconnected but sheds; the publisher may go on.
+        assert!(!handle.stalled());
+        assert!(handle.has_room());
+        assert_eq!(qos0(&handle), Pushed::Refused);
+        assert_eq!(stats.dropped_qos0.load(Ordering::Relaxed), 1);
+        let mut out = VecDeque::new();
+        assert!(matches!(handle.wake(3, &mut out, true), Wake::Taken));
+        assert_eq!(out.len(), 3);
+        // Emptied: back-pressure again, no more dropping.
+        assert_eq!(
+            [qos0(&handle), qos0(&handle), qos0(&handle)],
+            [Pushed::Taken, Pushed::Taken, Pushed::Congested]
+        );
+        // QoS 0 at twice the limits is dropped even from a pusher that may wait.
+        assert_eq!(qos0(&handle), Pushed::Congested);
+        assert_eq!(qos0(&handle), Pushed::Refused);
+        // A QoS 1 message beyond the limits: giving up disconnects the consumer.
+        assert!(matches!(handle.wake(3, &mut out, true), Wake::Taken));
+        assert_eq!([qos0(&handle), qos0(&handle)], [Pushed::Taken; 2]);
+        assert_eq!(
+            handle.push(delivery(QoS::AtLeastOnce), now, true).0,
+            Pushed::Congested
+        );
+        assert!(handle.stalled());
+        assert!(matches!(handle.wake(3, &mut out, true), Wake::Kicked));
+    }
+
+    #[test]
     fn mailbox_at_twice_its_limits_kicks_its_consumer() {
         let stats = Arc::new(StatsCounters::default());
         let limits = MailboxLimits {
@@ -1009,7 +1101,7 @@ mod tests {
             .handle;
         let now = Instant::now();
         let pushed: Vec<_> = (0..5)
-            .map(|_| handle.push(delivery(QoS::AtLeastOnce), now).0)
+            .map(|_| handle.push(delivery(QoS::AtLeastOnce), now, true).0)
             .collect();
         assert_eq!(
             pushed,
@@ -1053,11 +1145,11 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            handle.push(delivery(QoS::AtLeastOnce), now).0,
+            handle.push(delivery(QoS::AtLeastOnce), now, true).0,
             Pushed::Taken
         );
         assert_eq!(
-            handle.push(delivery(QoS::AtLeastOnce), now).0,
+            handle.push(delivery(QoS::AtLeastOnce), now, true).0,
             Pushed::Refused
         );
         assert_eq!(stats.dropped_queue_full.load(Ordering::Relaxed), 1);
@@ -1076,8 +1168,8 @@ mod tests {
         let Released::Offline(n) = registry.release(&handle, 1, session, true, now) else {
             panic!()
         };
-        handle.push(delivery(QoS::AtMostOnce), now);
-        handle.push(delivery(QoS::AtLeastOnce), now);
+        handle.push(delivery(QoS::AtMostOnce), now, true);
+        handle.push(delivery(QoS::AtLeastOnce), now, true);
         assert_eq!(handle.with_offline(n, |s| s.state().queued.len()), Some(1));
         // A new connection resumes it and gets the engine back.
         let claim = registry.claim(&id, 2, false, &limits, &stats);

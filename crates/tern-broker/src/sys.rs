@@ -168,11 +168,10 @@ impl Sys {
             shared.retained.update(&message, None);
         }
         let mut scratch = Vec::new();
-        let mut congested = Vec::new();
         let readable = shared.auth.readable(&message.publish.topic);
         let routed = shared
             .router
-            .route(&message, now, &mut scratch, &mut congested, &readable);
+            .route(&message, now, &mut scratch, None, &readable);
         shared
             .stats
             .deliveries

@@ -1,5 +1,6 @@
 //! Slow consumers and memory bounds: mailboxes and write buffers stay within their limits
-//! whatever a client does; QoS 0 overflow is dropped and counted; QoS 1/2 are never dropped
+//! whatever a client does; a QoS 0 subscriber that keeps up at its own pace loses nothing,
+//! and one that is stuck sheds QoS 0 (dropped and counted); QoS 1/2 are never dropped
 //! silently: the publisher is held back, a subscriber that does not read is disconnected after
 //! the stall timeout and its session keeps the messages, and a full offline queue is refused
 //! visibly.
@@ -311,4 +312,79 @@ async fn full_offline_queue_is_refused_with_quota_exceeded() {
             .await;
     }
     assert!(sub.ping().await.is_empty());
+}
+
+/// Publishes `count` QoS 0 messages of [`PAYLOAD`] bytes tagged `m0`.. from a task.
+fn spawn_qos0_publisher(
+    mut publisher: Client,
+    topic: &'static str,
+    count: usize,
+) -> tokio::task::JoinHandle<Client> {
+    tokio::spawn(async move {
+        for i in 0..count {
+            let p = big_publish(topic, &format!("m{i}"), PAYLOAD, QoS::AtMostOnce, None);
+            publisher.send(Packet::Publish(p)).await;
+        }
+        publisher
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_qos0_subscriber_that_keeps_up_at_its_own_pace_loses_nothing() {
+    let mut config = slow_config(30);
+    config.backpressure.qos0_wait_ms = 20_000;
+    let broker = broker_with(config).await;
+    let addr = broker.local_addrs()[0];
+    let mut sub = Client::connect_small(addr, connect(V5, "steady", true)).await;
+    sub.subscribe(1, "steady/#", opts(QoS::AtMostOnce)).await;
+    // 8 MiB, far more than the socket buffers, the write buffer and the mailbox hold: the
+    // publisher outruns the subscriber, which pauses every 32 messages.
+    const COUNT: usize = 512;
+    let publisher = Client::connected(addr, V5, "steady-pub", true).await;
+    let task = spawn_qos0_publisher(publisher, "steady/t", COUNT);
+    let mut tags = BTreeSet::new();
+    while tags.len() < COUNT {
+        let p = sub.expect_publish().await;
+        assert!(tags.insert(tag_of(&p)), "a duplicate {}", tag_of(&p));
+        if tags.len().is_multiple_of(32) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+    // Back-pressure, not loss: the publisher was held back while the mailbox was full.
+    let stats = broker.stats();
+    assert_eq!(stats.dropped_qos0, 0, "{stats:?}");
+    assert!(stats.publisher_waits > 0, "{stats:?}");
+    assert_eq!(stats.slow_consumers, 0, "{stats:?}");
+    task.await.unwrap().disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_qos0_subscriber_sheds_and_holds_its_publisher_back_only_briefly() {
+    let mut config = slow_config(30);
+    config.backpressure.qos0_wait_ms = 200;
+    let broker = broker_with(config).await;
+    let addr = broker.local_addrs()[0];
+    // Never reads.
+    let mut stuck = Client::connect_small(addr, connect(V5, "stuck", true)).await;
+    stuck.subscribe(1, "shed/#", opts(QoS::AtMostOnce)).await;
+    let mut fast = Client::connected(addr, V5, "fast", true).await;
+    fast.subscribe(1, "shed/#", opts(QoS::AtMostOnce)).await;
+    const COUNT: usize = 512;
+    let publisher = Client::connected(addr, V5, "shed-pub", true).await;
+    let task = spawn_qos0_publisher(publisher, "shed/t", COUNT);
+    // The publisher waits for the stuck mailbox for 200 ms, not the 30 s stall timeout: then
+    // the stuck subscriber sheds, and the subscriber that reads gets every message.
+    let mut tags = BTreeSet::new();
+    while tags.len() < COUNT {
+        let p = fast.expect_publish().await;
+        tags.insert(tag_of(&p));
+    }
+    let stats = broker.stats();
+    assert!(stats.dropped_qos0 > 0, "{stats:?}");
+    assert!(stats.publisher_waits > 0, "{stats:?}");
+    // Shedding is not a disconnection.
+    assert_eq!(stats.slow_consumers, 0, "{stats:?}");
+    assert_eq!(stats.clients_connected, 3, "{stats:?}");
+    task.await.unwrap().disconnect().await;
+    drop(stuck);
 }
