@@ -10,8 +10,8 @@
 //! # Durable state (see "Persistence" below). The keys come before the first table.
 //! persistence = true               # false (or `ternd --memory`): everything in memory
 //! persistence_location = "tern-data"   # the data directory, created if missing
-//! persistence_group_commit_ms = 1  # how long a commit gathers operations (one fsync
-//!                                  # for all); 0: only what already waits
+//! persistence_group_commit_ms = 0  # how long a commit gathers operations (one fsync
+//!                                  # for all); 0: what waited while the last commit ran
 //! persistence_group_commit_ops = 4096  # at most this many operations per commit
 //! persistence_snapshot_ms = 100    # a connected session's QoS 1 in-flight state is
 //!                                  # written at most this often (QoS 2: before each step)
@@ -263,7 +263,9 @@ pub struct Config {
     pub persistence: bool,
     /// The data directory.
     pub persistence_location: PathBuf,
-    /// Milliseconds a commit gathers operations for.
+    /// Milliseconds a commit gathers operations for. 0 (the default): a commit takes what
+    /// waited while the previous one ran, so batches grow with the load and the fsync time
+    /// by themselves and a lone message waits for nothing.
     pub persistence_group_commit_ms: u64,
     /// The most operations in one commit.
     pub persistence_group_commit_ops: usize,
@@ -285,7 +287,7 @@ impl Default for Config {
             auth: crate::auth::AuthConfig::default(),
             persistence: true,
             persistence_location: PathBuf::from("tern-data"),
-            persistence_group_commit_ms: 1,
+            persistence_group_commit_ms: 0,
             persistence_group_commit_ops: 4096,
             persistence_snapshot_ms: 100,
         }
