@@ -1003,16 +1003,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn mailbox_drops_qos0_and_keeps_qos1_beyond_its_limits() {
+    /// Client `c` online on connection `conn`, its mailbox limited to two messages.
+    fn online_mailbox(conn: u64) -> (Arc<StatsCounters>, Registry, Arc<SessionHandle>) {
         let stats = Arc::new(StatsCounters::default());
         let limits = MailboxLimits {
             max_messages: 2,
             max_bytes: 1 << 20,
         };
         let registry = Registry::default();
-        let claim = registry.claim(&MqttString::from_static("c"), 1, true, &limits, &stats);
-        let handle = claim.handle;
+        let handle = registry
+            .claim(&MqttString::from_static("c"), conn, true, &limits, &stats)
+            .handle;
+        (stats, registry, handle)
+    }
+
+    #[test]
+    fn mailbox_drops_qos0_and_keeps_qos1_beyond_its_limits() {
+        let (stats, _registry, handle) = online_mailbox(1);
         let now = Instant::now();
         let pushed: Vec<_> = (0..3)
             .map(|_| handle.push(delivery(QoS::AtMostOnce), now, false).0)
@@ -1043,15 +1050,7 @@ mod tests {
 
     #[test]
     fn qos0_beyond_the_limits_waits_then_sheds_until_the_mailbox_is_emptied() {
-        let stats = Arc::new(StatsCounters::default());
-        let limits = MailboxLimits {
-            max_messages: 2,
-            max_bytes: 1 << 20,
-        };
-        let registry = Registry::default();
-        let handle = registry
-            .claim(&MqttString::from_static("c"), 3, true, &limits, &stats)
-            .handle;
+        let (stats, _registry, handle) = online_mailbox(3);
         let now = Instant::now();
         let qos0 = |h: &SessionHandle| h.push(delivery(QoS::AtMostOnce), now, true).0;
         // A publisher that can wait is held back instead of losing its QoS 0 message.
@@ -1090,15 +1089,7 @@ mod tests {
 
     #[test]
     fn mailbox_at_twice_its_limits_kicks_its_consumer() {
-        let stats = Arc::new(StatsCounters::default());
-        let limits = MailboxLimits {
-            max_messages: 2,
-            max_bytes: 1 << 20,
-        };
-        let registry = Registry::default();
-        let handle = registry
-            .claim(&MqttString::from_static("c"), 7, true, &limits, &stats)
-            .handle;
+        let (stats, registry, handle) = online_mailbox(7);
         let now = Instant::now();
         let pushed: Vec<_> = (0..5)
             .map(|_| handle.push(delivery(QoS::AtLeastOnce), now, true).0)

@@ -124,7 +124,7 @@ fn drop_log(
 const RUN_BYTES: usize = 1 << 20;
 
 /// The deliveries one commit logs for one client, written as one run (or several, see
-/// [`RUN_BYTES`]).
+/// [`RUN_BYTES`]) before any other operation on the client and at the end of the commit.
 #[derive(Debug)]
 struct Run {
     first: u64,
@@ -155,27 +155,19 @@ impl Run {
         self.bytes[at..at + 4].copy_from_slice(&len.to_le_bytes());
         Ok(())
     }
-}
 
-/// Writes the open run of client `id`, if any, unless a snapshot settled all of it
-/// (`settled`: its `delivered`).
-fn write_run(
-    log: &mut redb::Table<'_, u128, &[u8]>,
-    runs: &mut HashMap<u64, Run>,
-    id: u64,
-    settled: Option<u64>,
-    e: &impl Fn(redb::Error) -> StorageError,
-) -> Result<(), StorageError> {
-    let Some(mut run) = runs.remove(&id) else {
-        return Ok(());
-    };
-    if settled.is_some_and(|upto| run.last <= upto) {
-        return Ok(());
+    /// Writes the run as client `id`'s record.
+    fn write(
+        mut self,
+        log: &mut redb::Table<'_, u128, &[u8]>,
+        id: u64,
+        e: &impl Fn(redb::Error) -> StorageError,
+    ) -> Result<(), StorageError> {
+        self.bytes[..8].copy_from_slice(&self.last.to_le_bytes());
+        log.insert(log_key(id, self.first), self.bytes.as_slice())
+            .map_err(|x| e(x.into()))?;
+        Ok(())
     }
-    run.bytes[..8].copy_from_slice(&run.last.to_le_bytes());
-    log.insert(log_key(id, run.first), run.bytes.as_slice())
-        .map_err(|x| e(x.into()))?;
-    Ok(())
 }
 
 #[derive(Debug, Default)]
@@ -347,7 +339,10 @@ impl RedbStorage {
                             .map_err(|x| e(x.into()))?;
                         if let Some(id) = lookup(changed, client_id) {
                             let upto = session.delivered;
-                            write_run(&mut log, &mut runs, id, Some(upto), &e)?;
+                            // A run the snapshot settles whole is never written.
+                            if let Some(run) = runs.remove(&id).filter(|run| run.last > upto) {
+                                run.write(&mut log, id, &e)?;
+                            }
                             drop_log(&mut log, &mut removed, id, upto, &mut keys, &e)?;
                         }
                     }
@@ -383,19 +378,17 @@ impl RedbStorage {
                                 id
                             }
                         };
-                        if runs
-                            .get(&id)
-                            .is_some_and(|run| run.bytes.len() >= RUN_BYTES)
-                        {
-                            write_run(&mut log, &mut runs, id, None, &e)?;
+                        let run = runs.entry(id).or_insert_with(|| Run::new(*seq));
+                        if run.bytes.len() >= RUN_BYTES {
+                            std::mem::replace(run, Run::new(*seq)).write(&mut log, id, &e)?;
                         }
-                        runs.entry(id)
-                            .or_insert_with(|| Run::new(*seq))
-                            .push(*seq, delivery)?;
+                        run.push(*seq, delivery)?;
                     }
                     StorageOp::RemoveDelivery { client_id, seq } => {
                         if let Some(id) = lookup(changed, client_id) {
-                            write_run(&mut log, &mut runs, id, None, &e)?;
+                            if let Some(run) = runs.remove(&id) {
+                                run.write(&mut log, id, &e)?;
+                            }
                             removed
                                 .insert(log_key(id, *seq), ())
                                 .map_err(|x| e(x.into()))?;
@@ -403,9 +396,8 @@ impl RedbStorage {
                     }
                 }
             }
-            let ids: Vec<u64> = runs.keys().copied().collect();
-            for id in ids {
-                write_run(&mut log, &mut runs, id, None, &e)?;
+            for (id, run) in runs {
+                run.write(&mut log, id, &e)?;
             }
             meta.insert("last_commit", codec::to_millis(SystemTime::now()))
                 .map_err(|x| e(x.into()))?;
