@@ -511,7 +511,7 @@ impl<K: Hash + Eq, V> SubscriptionTree<K, V> {
     ///
     /// Filters starting with a wildcard do not match names starting with `$`
     /// [MQTT-4.7.2-1]; `a/#` matches `a`. The order of the reports is unspecified. The lookup
-    /// does not allocate for topics of up to about 30 levels.
+    /// does not allocate unless more than 32 nodes of the tree match at one level of the topic.
     ///
     /// `topic` should be a valid topic name; any other string is read level by level like
     /// [`matches`](crate::matches) does, a `+` or `#` in it being an ordinary character.
@@ -1107,8 +1107,8 @@ impl<K: Hash + Eq, V> SubscriptionTree<K, V> {
     }
 }
 
-/// A vector held inline up to [`INLINE`] items, spilling to the heap past that: the levels of
-/// a topic and the nodes a lookup reached, so that it allocates nothing for usual topics.
+/// A vector held inline up to [`INLINE`] items, spilling to the heap past that: the nodes
+/// a lookup reached at one level, so that it allocates nothing for usual topics.
 struct Inline<T> {
     inline: [T; INLINE],
     len: usize,
