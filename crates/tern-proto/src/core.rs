@@ -86,15 +86,32 @@ pub(crate) fn wire_len(packet: &Packet, version: ProtocolVersion) -> Result<usiz
 /// The PUBLISH as it goes on the wire with a topic alias [MQTT-3.3.2-12]: defined (alias and
 /// topic) or used (alias and an empty topic).
 fn with_alias(mut publish: Publish, choice: Choice) -> Publish {
+    apply_alias(&mut publish, choice);
+    publish
+}
+
+/// Puts the topic alias of `choice` on `publish`; returns the topic it took away (for a used
+/// alias), which [`take_alias_back`] puts back.
+fn apply_alias(publish: &mut Publish, choice: Choice) -> Option<MqttString> {
     match choice {
-        Choice::Define(a) => publish.properties.topic_alias = PacketId::new(a),
+        Choice::Define(a) => {
+            publish.properties.topic_alias = PacketId::new(a);
+            None
+        }
         Choice::Use(a) => {
             publish.properties.topic_alias = PacketId::new(a);
-            publish.topic = MqttString::new();
+            Some(core::mem::take(&mut publish.topic))
         }
-        Choice::None => {}
+        Choice::None => None,
     }
-    publish
+}
+
+/// Undoes [`apply_alias`]: the full topic and no alias, as the session state keeps it.
+fn take_alias_back(publish: &mut Publish, topic: Option<MqttString>) {
+    publish.properties.topic_alias = None;
+    if let Some(topic) = topic {
+        publish.topic = topic;
+    }
 }
 
 /// Frees a queue's storage once it is drained, if the batch it just gave (`batch` entries)
@@ -103,11 +120,13 @@ fn with_alias(mut publish: Publish, choice: Choice) -> Publish {
 /// bytes, so four of them already cost more than a whole idle session should), while a busy
 /// one keeps its capacity instead of growing it again at every step.
 fn release_if_quiet<T>(queue: &mut VecDeque<T>, batch: usize) {
-    const KEEP: usize = 2;
-    if queue.is_empty() && queue.capacity() > KEEP && batch <= KEEP {
+    if queue.is_empty() && queue.capacity() > QUIET_BATCH && batch <= QUIET_BATCH {
         *queue = VecDeque::new();
     }
 }
+
+/// A batch of at most this many entries is a quiet one (see [`release_if_quiet`]).
+const QUIET_BATCH: usize = 2;
 
 /// The shared engine.
 #[derive(Debug)]
@@ -121,7 +140,11 @@ pub(crate) struct Core {
     /// SUBSCRIBE). Server: requests awaiting the broker's answer (with the filter count).
     pub(crate) requests: Vec<(PacketId, PacketType, usize)>,
     pub(crate) decoder: Decoder,
-    out: VecDeque<Packet>,
+    /// Packets waiting for `poll_transmit`, encoded when they were queued: a message in
+    /// flight is kept once (in the session state), not a second time as a packet to send.
+    out: BytesMut,
+    /// Packets in `out`, for [`release_if_quiet`]'s rule.
+    out_packets: usize,
     /// Bytes of the PUBLISH packets in `out`, for the server's QoS 0 backlog bound.
     out_publish_bytes: usize,
     events: VecDeque<Event>,
@@ -170,7 +193,8 @@ impl Core {
             ids: PacketIds::default(),
             requests: Vec::new(),
             decoder,
-            out: VecDeque::new(),
+            out: BytesMut::new(),
+            out_packets: 0,
             out_publish_bytes: 0,
             events: VecDeque::new(),
             events_popped: 0,
@@ -223,7 +247,8 @@ impl Core {
 
     /// Forgets everything that belongs to one network connection.
     pub(crate) fn reset_connection(&mut self) {
-        self.out.clear();
+        self.out = BytesMut::new();
+        self.out_packets = 0;
         self.out_publish_bytes = 0;
         self.timers.stop_connection_timers();
         self.ping_outstanding = false;
@@ -256,6 +281,28 @@ impl Core {
     /// Queues a packet for `poll_transmit`. A client re-arms its keepalive: the link is not
     /// idle [MQTT-3.1.2-20].
     pub(crate) fn queue(&mut self, packet: Packet) {
+        let result = packet.encode(self.version, &mut self.out);
+        self.queued_packet(result);
+    }
+
+    /// Queues a PUBLISH (with the topic alias of `choice`, which is taken off again) without
+    /// copying or keeping it.
+    fn queue_publish(&mut self, publish: &mut Publish, choice: Choice) {
+        let topic = apply_alias(publish, choice);
+        let result = publish.encode(self.version, &mut self.out);
+        take_alias_back(publish, topic);
+        self.queued_packet(result);
+    }
+
+    fn queued_packet(&mut self, result: Result<(), EncodeError>) {
+        // Every packet queued was checked with `encoded_len` or built by the engine for the
+        // version in force, so encoding cannot fail; a failure would be an engine bug, and the
+        // packet is skipped (encoding writes nothing on error) rather than sent half-written.
+        debug_assert!(
+            result.is_ok(),
+            "engine queued an unencodable packet: {result:?}"
+        );
+        self.out_packets += 1;
         if self.side == Side::Client
             && self.keep_alive > 0
             && self.phase == Phase::Connected
@@ -266,26 +313,26 @@ impl Core {
                 now + Duration::from_secs(self.keep_alive.into()),
             );
         }
-        self.out.push_back(packet);
     }
 
     /// Appends every queued packet to `buf`; returns the bytes appended.
     pub(crate) fn poll_transmit(&mut self, buf: &mut BytesMut) -> usize {
-        let start = buf.len();
-        self.out_publish_bytes = 0;
-        let batch = self.out.len();
-        while let Some(packet) = self.out.pop_front() {
-            // Every packet queued was checked with `encoded_len` or built by the engine for
-            // the version in force, so encoding cannot fail; a failure would be an engine bug
-            // and the packet is skipped rather than sent half-written.
-            let result = packet.encode(self.version, buf);
-            debug_assert!(
-                result.is_ok(),
-                "engine queued an unencodable packet: {result:?}"
-            );
+        let len = self.out.len();
+        let quiet = self.out_packets <= QUIET_BATCH;
+        if buf.is_empty() && !quiet {
+            // A busy connection: the buffers trade places, nothing is copied.
+            core::mem::swap(buf, &mut self.out);
+        } else {
+            buf.extend_from_slice(&self.out);
+            self.out.clear();
         }
-        release_if_quiet(&mut self.out, batch);
-        buf.len() - start
+        if quiet {
+            // As in `release_if_quiet`: a connection gone quiet keeps no buffer.
+            self.out = BytesMut::new();
+        }
+        self.out_packets = 0;
+        self.out_publish_bytes = 0;
+        len
     }
 
     /// Bytes of PUBLISH packets waiting for `poll_transmit`.
@@ -294,7 +341,7 @@ impl Core {
     }
 
     pub(crate) fn has_transmit(&self) -> bool {
-        !self.out.is_empty()
+        self.out_packets > 0
     }
 
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
@@ -908,26 +955,21 @@ impl Core {
         };
         let alias = self.choose_alias(&publish, size);
         self.state.next_packet_id = self.ids.next_hint();
-        let wire = match id {
-            // QoS 0 keeps nothing: the message itself goes on the wire, no copy.
-            None => publish,
-            Some(packet_id) => {
-                let wire = publish.clone();
-                let phase = if publish.qos == QoS::AtLeastOnce {
-                    OutgoingPhase::AwaitPubAck
-                } else {
-                    OutgoingPhase::AwaitPubRec
-                };
-                self.state.outgoing.push_back(OutgoingPublish {
-                    packet_id,
-                    phase,
-                    publish,
-                });
-                wire
-            }
-        };
+        self.queue_publish(&mut publish, alias);
         self.out_publish_bytes += size;
-        self.queue(Packet::Publish(with_alias(wire, alias)));
+        // QoS 0 keeps nothing; QoS 1 and 2 keep the message itself, encoded already.
+        if let Some(packet_id) = id {
+            let phase = if publish.qos == QoS::AtLeastOnce {
+                OutgoingPhase::AwaitPubAck
+            } else {
+                OutgoingPhase::AwaitPubRec
+            };
+            self.state.outgoing.push_back(OutgoingPublish {
+                packet_id,
+                phase,
+                publish,
+            });
+        }
         Ok(id)
     }
 
