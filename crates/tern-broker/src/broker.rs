@@ -6,6 +6,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::counter::{Counter, Peak};
 use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
@@ -387,10 +389,7 @@ fn restore_session(
     if expired {
         // Its Session Expiry Interval passed while the broker was down [MQTT-3.1.2-23].
         tracing::debug!(%client_id, "stored session expired");
-        shared
-            .stats
-            .sessions_expired
-            .fetch_add(1, Ordering::Relaxed);
+        shared.stats.sessions_expired.add(1);
         store.send(StorageOp::RemoveSession { client_id });
         return;
     }
@@ -555,25 +554,25 @@ impl Shared {
             connections: load(&c.connections),
             clients_connected: load(&c.clients_connected),
             clients_maximum: load(&c.clients_maximum),
-            sessions_expired: load(&c.sessions_expired),
-            messages_received: load(&c.messages_received),
-            messages_sent: load(&c.messages_sent),
-            bytes_received: load(&c.bytes_received),
-            bytes_sent: load(&c.bytes_sent),
-            deliveries: load(&c.deliveries),
-            dropped_qos0: load(&c.dropped_qos0),
-            dropped_queue_full: load(&c.dropped_queue_full),
-            mailbox_messages: load(&c.mailbox_messages),
-            mailbox_bytes: load(&c.mailbox_bytes),
-            mailbox_peak_messages: load(&c.mailbox_peak_messages),
-            mailbox_peak_bytes: load(&c.mailbox_peak_bytes),
-            queued_messages: load(&c.queued_messages),
-            queued_peak_messages: load(&c.queued_peak_messages),
-            write_buffer_bytes: load(&c.write_buffer_bytes),
-            write_buffer_peak_bytes: load(&c.write_buffer_peak_bytes),
-            publisher_waits: load(&c.publisher_waits),
-            slow_consumers: load(&c.slow_consumers),
-            read_buffer_peak_bytes: load(&c.read_buffer_peak_bytes),
+            sessions_expired: c.sessions_expired.get(),
+            messages_received: c.messages_received.get(),
+            messages_sent: c.messages_sent.get(),
+            bytes_received: c.bytes_received.get(),
+            bytes_sent: c.bytes_sent.get(),
+            deliveries: c.deliveries.get(),
+            dropped_qos0: c.dropped_qos0.get(),
+            dropped_queue_full: c.dropped_queue_full.get(),
+            mailbox_messages: c.mailbox_messages.get(),
+            mailbox_bytes: c.mailbox_bytes.get(),
+            mailbox_peak_messages: c.mailbox_peak_messages.get(),
+            mailbox_peak_bytes: c.mailbox_peak_bytes.get(),
+            queued_messages: c.queued_messages.get(),
+            queued_peak_messages: c.queued_peak_messages.get(),
+            write_buffer_bytes: c.write_buffer_bytes.get(),
+            write_buffer_peak_bytes: c.write_buffer_peak_bytes.get(),
+            publisher_waits: c.publisher_waits.get(),
+            slow_consumers: c.slow_consumers.get(),
+            read_buffer_peak_bytes: c.read_buffer_peak_bytes.get(),
             connections_open: self.open.open(),
             sessions: self.registry.len(),
             subscriptions: self.router.len(),
@@ -597,31 +596,32 @@ impl Shared {
     }
 }
 
-/// Counters and gauges of the broker, updated with relaxed atomics. See [`Stats`].
+/// Counters and gauges of the broker: sharded per thread where the hot paths update them
+/// (see [`crate::counter`]), plain atomics for the rare ones. See [`Stats`].
 #[derive(Debug, Default)]
 pub(crate) struct StatsCounters {
     pub(crate) connections: AtomicU64,
     pub(crate) clients_connected: AtomicU64,
     pub(crate) clients_maximum: AtomicU64,
-    pub(crate) sessions_expired: AtomicU64,
-    pub(crate) messages_received: AtomicU64,
-    pub(crate) messages_sent: AtomicU64,
-    pub(crate) bytes_received: AtomicU64,
-    pub(crate) bytes_sent: AtomicU64,
-    pub(crate) deliveries: AtomicU64,
-    pub(crate) dropped_qos0: AtomicU64,
-    pub(crate) dropped_queue_full: AtomicU64,
-    pub(crate) mailbox_messages: AtomicU64,
-    pub(crate) mailbox_bytes: AtomicU64,
-    pub(crate) mailbox_peak_messages: AtomicU64,
-    pub(crate) mailbox_peak_bytes: AtomicU64,
-    pub(crate) queued_messages: AtomicU64,
-    pub(crate) queued_peak_messages: AtomicU64,
-    pub(crate) write_buffer_bytes: AtomicU64,
-    pub(crate) write_buffer_peak_bytes: AtomicU64,
-    pub(crate) publisher_waits: AtomicU64,
-    pub(crate) slow_consumers: AtomicU64,
-    pub(crate) read_buffer_peak_bytes: AtomicU64,
+    pub(crate) sessions_expired: Counter,
+    pub(crate) messages_received: Counter,
+    pub(crate) messages_sent: Counter,
+    pub(crate) bytes_received: Counter,
+    pub(crate) bytes_sent: Counter,
+    pub(crate) deliveries: Counter,
+    pub(crate) dropped_qos0: Counter,
+    pub(crate) dropped_queue_full: Counter,
+    pub(crate) mailbox_messages: Counter,
+    pub(crate) mailbox_bytes: Counter,
+    pub(crate) mailbox_peak_messages: Peak,
+    pub(crate) mailbox_peak_bytes: Peak,
+    pub(crate) queued_messages: Counter,
+    pub(crate) queued_peak_messages: Peak,
+    pub(crate) write_buffer_bytes: Counter,
+    pub(crate) write_buffer_peak_bytes: Peak,
+    pub(crate) publisher_waits: Counter,
+    pub(crate) slow_consumers: Counter,
+    pub(crate) read_buffer_peak_bytes: Peak,
     /// The counters by label of the metrics endpoint.
     pub(crate) traffic: crate::metrics::Traffic,
 }

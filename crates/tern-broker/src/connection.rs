@@ -60,10 +60,7 @@ pub(crate) fn route(
     scratch: &mut Vec<Target>,
     congested: Option<&mut Vec<Arc<SessionHandle>>>,
 ) -> Routed {
-    shared
-        .stats
-        .messages_received
-        .fetch_add(1, Ordering::Relaxed);
+    shared.stats.messages_received.add(1);
     shared.stats.traffic.received(message.publish.qos);
     let mut retained = false;
     if message.publish.retain {
@@ -77,10 +74,7 @@ pub(crate) fn route(
         .router
         .route(message, now, scratch, congested, &readable);
     routed.persisted += usize::from(retained);
-    shared
-        .stats
-        .deliveries
-        .fetch_add(routed.taken as u64, Ordering::Relaxed);
+    shared.stats.deliveries.add(routed.taken as u64);
     routed
 }
 
@@ -229,13 +223,9 @@ impl Closing {
         if !out.is_empty()
             && let Ok(Ok(())) = tokio::time::timeout(budget, writer.write_all(&out)).await
         {
-            stats
-                .bytes_sent
-                .fetch_add(out.len() as u64, Ordering::Relaxed);
+            stats.bytes_sent.add(out.len() as u64);
         }
-        stats
-            .write_buffer_bytes
-            .fetch_sub(reported as u64, Ordering::Relaxed);
+        stats.write_buffer_bytes.sub(reported as u64);
         let _ = tokio::time::timeout(budget, writer.shutdown()).await;
     }
 }
@@ -383,6 +373,7 @@ impl Connection {
         // mostly its task's future: one `Sleep` instead of five saves a few hundred bytes).
         let timer = tokio::time::sleep_until(far_future());
         tokio::pin!(timer);
+        let mut mailbox: Option<Arc<SessionHandle>> = None;
         self.session.start(now());
         loop {
             if self.mailbox_pending && self.out.len() < self.shared.config.backpressure.write_buffer
@@ -417,7 +408,11 @@ impl Connection {
                             let _ = rx.wait_for(|c: &Committed| c.upto >= target).await;
                         })
                     });
-            let handle = self.handle.clone();
+            // Cloned only when it changed: the publishers' routing updates the same count.
+            if !same_handle(&mailbox, &self.handle) {
+                mailbox.clone_from(&self.handle);
+            }
+            let handle = mailbox.as_deref();
             let mut room = self.blocked.as_ref().map(|b| {
                 let waiting = b.waiting.clone();
                 Box::pin(async move {
@@ -452,7 +447,7 @@ impl Connection {
                     Ok(Some(0)) => self.session.handle_transport_closed(now()),
                     Ok(Some(n)) => {
                         self.out.advance(n);
-                        self.shared.stats.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
+                        self.shared.stats.bytes_sent.add(n as u64);
                         self.write_progress = tokio::time::Instant::now();
                         // TCP sends what it takes; other streams may buffer it.
                         self.unflushed = self.info.transport != Transport::Tcp;
@@ -462,7 +457,7 @@ impl Connection {
                         self.session.handle_transport_closed(now());
                     }
                 },
-                _ = async { handle.as_deref().expect("guarded").notified().await }, if handle.is_some() => {
+                _ = async { handle.expect("guarded").notified().await }, if handle.is_some() => {
                     self.on_mailbox();
                 }
                 _ = async { room.as_mut().expect("guarded").await }, if room.is_some() => self.unblock(false),
@@ -488,7 +483,7 @@ impl Connection {
                 read = async { read_buf.read(&mut limited).await }, if can_read => match read {
                     Ok(0) => self.session.handle_transport_closed(now()),
                     Ok(n) => {
-                        self.shared.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+                        self.shared.stats.bytes_received.add(n as u64);
                         self.rate.on_bytes(n);
                         read_buf.filled(n);
                         self.shared.stats.traffic.count_received(read_buf.data());
@@ -498,7 +493,7 @@ impl Connection {
                         self.shared
                             .stats
                             .read_buffer_peak_bytes
-                            .fetch_max(read_buf.capacity() as u64, Ordering::Relaxed);
+                            .record(read_buf.capacity() as u64);
                         read_buf.settle();
                     }
                     Err(e) => {
@@ -582,14 +577,12 @@ impl Connection {
         if len > self.reported_out {
             stats
                 .write_buffer_bytes
-                .fetch_add((len - self.reported_out) as u64, Ordering::Relaxed);
-            stats
-                .write_buffer_peak_bytes
-                .fetch_max(len as u64, Ordering::Relaxed);
+                .add((len - self.reported_out) as u64);
+            stats.write_buffer_peak_bytes.record(len as u64);
         } else {
             stats
                 .write_buffer_bytes
-                .fetch_sub((self.reported_out - len) as u64, Ordering::Relaxed);
+                .sub((self.reported_out - len) as u64);
         }
         self.reported_out = len;
         if self.accepted
@@ -598,9 +591,7 @@ impl Connection {
             let queued = self.session.state().queued.len();
             // What left the queue was sent (or expired on the way out).
             let pumped = (self.last_queued + self.queued_adds).saturating_sub(queued);
-            stats
-                .messages_sent
-                .fetch_add(pumped as u64, Ordering::Relaxed);
+            stats.messages_sent.add(pumped as u64);
             self.last_queued = queued;
             self.queued_adds = 0;
             handle.set_queued(queued);
@@ -727,10 +718,7 @@ impl Connection {
             pending = self.out.len(),
             "client does not read: disconnecting a slow consumer"
         );
-        self.shared
-            .stats
-            .slow_consumers
-            .fetch_add(1, Ordering::Relaxed);
+        self.shared.stats.slow_consumers.add(1);
         self.abandoned = true;
         self.session.handle_transport_closed(now());
     }
@@ -749,22 +737,20 @@ impl Connection {
     }
 
     fn on_mailbox(&mut self) {
-        let Some(handle) = self.handle.clone() else {
+        // Borrowed, not cloned: the publishers' routing updates the same reference count.
+        let Some(handle) = self.handle.as_deref() else {
             return;
         };
         let room = self.out.len() < self.shared.config.backpressure.write_buffer;
         match handle.wake(self.id, &mut self.inbox, room) {
             Wake::TakenOver => {
-                tracing::debug!(conn = self.id, client_id = %handle.client_id, "session taken over");
+                tracing::debug!(conn = self.id, client_id = %self.session.client_id(), "session taken over");
                 // [MQTT-3.1.4-3]: DISCONNECT 0x8E to the existing client, then close.
                 self.close(ReasonCode::SessionTakenOver);
             }
             Wake::Kicked => {
-                tracing::warn!(conn = self.id, client_id = %handle.client_id, "publishers waited too long for this client: disconnecting a slow consumer");
-                self.shared
-                    .stats
-                    .slow_consumers
-                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(conn = self.id, client_id = %self.session.client_id(), "publishers waited too long for this client: disconnecting a slow consumer");
+                self.shared.stats.slow_consumers.add(1);
                 self.abandoned = true;
                 self.close(ReasonCode::QuotaExceeded);
             }
@@ -789,10 +775,7 @@ impl Connection {
         }
         match outcome {
             DeliverOutcome::Sent(_) => {
-                self.shared
-                    .stats
-                    .messages_sent
-                    .fetch_add(1, Ordering::Relaxed);
+                self.shared.stats.messages_sent.add(1);
             }
             DeliverOutcome::Queued => self.queued_adds += 1,
             DeliverOutcome::Dropped(_) => {}
@@ -1160,10 +1143,7 @@ impl Connection {
         if !self.congested.is_empty() && !self.session.is_closed() {
             // Back-pressure: hold the acknowledgement and stop reading until the subscribers
             // made room, at most the stall timeout (QoS 0: `qos0_wait_ms`).
-            self.shared
-                .stats
-                .publisher_waits
-                .fetch_add(1, Ordering::Relaxed);
+            self.shared.stats.publisher_waits.add(1);
             tracing::debug!(conn = self.id, client_id = %self.session.client_id(), "publisher waits for full mailboxes");
             self.blocked = Some(Box::new(Blocked {
                 waiting: std::mem::take(&mut self.congested),
@@ -1482,6 +1462,15 @@ fn signatures(session: &ServerSession, awaiting: &[PacketId]) -> (u64, u64) {
     (all.finish(), qos2)
 }
 
+/// Whether both are the same mailbox (or both none).
+fn same_handle(a: &Option<Arc<SessionHandle>>, b: &Option<Arc<SessionHandle>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
 fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(86400 * 365)
 }
@@ -1596,10 +1585,7 @@ pub(crate) async fn keep_offline(
             && shared.registry.expire(&handle, offline)
         {
             tracing::debug!(client_id = %handle.client_id, "session expired");
-            shared
-                .stats
-                .sessions_expired
-                .fetch_add(1, Ordering::Relaxed);
+            shared.stats.sessions_expired.add(1);
             shared.router.remove_session(handle.key);
             handle.stop_durable();
             return;

@@ -94,6 +94,7 @@ pub mod auth;
 mod broker;
 pub mod config;
 mod connection;
+mod counter;
 mod limits;
 mod listener;
 pub mod metrics;

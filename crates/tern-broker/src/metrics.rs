@@ -32,7 +32,6 @@ use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -50,6 +49,7 @@ use tern_proto::DropReason;
 use tokio::net::TcpListener;
 
 use crate::broker::{Shared, TaskGuard};
+use crate::counter::Counter;
 use crate::limits::Refusal;
 
 /// The content type of the OpenMetrics text format.
@@ -96,41 +96,45 @@ const PACKET_TYPES: [&str; 16] = [
 /// and what it read, before the engine decodes it (a fixed header is all it takes).
 #[derive(Debug, Default)]
 pub(crate) struct Traffic {
-    received: [AtomicU64; 3],
-    sent: [AtomicU64; 3],
-    dropped: [AtomicU64; DROPPED.len()],
-    packets_received: [AtomicU64; 16],
-    packets_sent: [AtomicU64; 16],
+    received: [Counter; 3],
+    sent: [Counter; 3],
+    dropped: [Counter; DROPPED.len()],
+    packets_received: [Counter; 16],
+    packets_sent: [Counter; 16],
 }
 
 impl Traffic {
     /// Counts an application message received at `qos`.
     pub(crate) fn received(&self, qos: QoS) {
-        self.received[qos as usize].fetch_add(1, Ordering::Relaxed);
+        self.received[qos as usize].add(1);
     }
 
     /// Counts the whole packets at the start of `bytes` that a connection read, by type; a
     /// packet cut at the end is counted by the read that completes it (the engine keeps only
     /// such a remainder between reads).
     pub(crate) fn count_received(&self, mut packets: &[u8]) {
+        let mut by_type = [0u64; 16];
         // Malformed bytes end the walk: the engine closes the connection for them.
         while let Ok(Framing::Complete(header)) = framing(packets, MAX_PACKET_SIZE) {
-            self.packets_received[header.packet_type as usize].fetch_add(1, Ordering::Relaxed);
+            by_type[header.packet_type as usize] += 1;
             packets = &packets[header.packet_len()..];
         }
+        add_nonzero(&self.packets_received, &by_type);
     }
 
     /// Counts whole encoded packets about to be written, by type, and the PUBLISH packets
     /// among them by QoS.
     pub(crate) fn count_sent(&self, mut packets: &[u8]) {
+        let (mut by_type, mut by_qos) = ([0u64; 16], [0u64; 3]);
         while let Ok(Framing::Complete(header)) = framing(packets, MAX_PACKET_SIZE) {
-            self.packets_sent[header.packet_type as usize].fetch_add(1, Ordering::Relaxed);
+            by_type[header.packet_type as usize] += 1;
             if header.packet_type == PacketType::Publish {
-                let qos = usize::from((header.flags >> 1) & 0b11).min(2);
-                self.sent[qos].fetch_add(1, Ordering::Relaxed);
+                by_qos[usize::from((header.flags >> 1) & 0b11).min(2)] += 1;
             }
             packets = &packets[header.packet_len()..];
         }
+        add_nonzero(&self.packets_sent, &by_type);
+        add_nonzero(&self.sent, &by_qos);
     }
 
     /// Counts a message the engine did not deliver, for the reasons that are drops (No
@@ -142,7 +146,16 @@ impl Traffic {
             DropReason::Offline => Dropped::Offline,
             _ => return,
         };
-        self.dropped[dropped as usize].fetch_add(1, Ordering::Relaxed);
+        self.dropped[dropped as usize].add(1);
+    }
+}
+
+/// Adds a batch counted locally: one update per figure that changed, not one per packet.
+fn add_nonzero(counters: &[Counter], counts: &[u64]) {
+    for (counter, &n) in counters.iter().zip(counts) {
+        if n > 0 {
+            counter.add(n);
+        }
     }
 }
 
@@ -190,7 +203,7 @@ impl Collector for BrokerCollector {
         let shared = &self.shared;
         let stats = shared.stats();
         let traffic = &shared.stats.traffic;
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let load = Counter::get;
         gauge(
             &mut e,
             "mqtt_connections",
@@ -284,7 +297,7 @@ impl Collector for BrokerCollector {
             "reason",
             dropped,
         )?;
-        let by_type = |counts: &[AtomicU64; 16]| {
+        let by_type = |counts: &[Counter; 16]| {
             PACKET_TYPES
                 .into_iter()
                 .zip(counts.iter().map(load))
@@ -444,13 +457,9 @@ mod tests {
                 .unwrap();
         }
         traffic.count_sent(&out);
-        let sent: Vec<u64> = traffic
-            .sent
-            .iter()
-            .map(|a| a.load(Ordering::Relaxed))
-            .collect();
+        let sent: Vec<u64> = traffic.sent.iter().map(Counter::get).collect();
         assert_eq!(sent, [1, 2, 1]);
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let load = Counter::get;
         assert_eq!(load(&traffic.packets_sent[PacketType::Publish as usize]), 4);
         assert_eq!(
             load(&traffic.packets_sent[PacketType::PingResp as usize]),
@@ -476,7 +485,7 @@ mod tests {
         // it counts the PUBLISH (the engine has taken the PINGREQ by then).
         traffic.count_received(&bytes[..4]);
         traffic.count_received(&bytes[2..]);
-        let load = |t: PacketType| traffic.packets_received[t as usize].load(Ordering::Relaxed);
+        let load = |t: PacketType| traffic.packets_received[t as usize].get();
         assert_eq!(load(PacketType::PingReq), 1);
         assert_eq!(load(PacketType::Publish), 1);
     }

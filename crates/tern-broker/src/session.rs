@@ -107,7 +107,7 @@ impl Delivery {
         );
         match outcome {
             DeliverOutcome::Dropped(DropReason::QueueFull) => {
-                stats.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
+                stats.dropped_queue_full.add(1);
                 tracing::warn!(
                     client_id = %session.client_id(),
                     topic = %self.message.publish.topic,
@@ -379,7 +379,7 @@ impl SessionHandle {
                     || inbox.bytes + weight > self.limits.max_bytes.saturating_mul(2);
                 let qos0 = delivery.effective_qos() == QoS::AtMostOnce;
                 if full && qos0 && (!can_wait || inbox.shedding || overflowing) {
-                    self.stats.dropped_qos0.fetch_add(1, Ordering::Relaxed);
+                    self.stats.dropped_qos0.add(1);
                     return Pushed::Refused;
                 }
                 inbox.over_reliable |= full && !qos0;
@@ -388,10 +388,8 @@ impl SessionHandle {
                 self.count_mailbox(1, weight as u64, true);
                 self.stats
                     .mailbox_peak_messages
-                    .fetch_max(inbox.queue.len() as u64, Ordering::Relaxed);
-                self.stats
-                    .mailbox_peak_bytes
-                    .fetch_max(inbox.bytes as u64, Ordering::Relaxed);
+                    .record(inbox.queue.len() as u64);
+                self.stats.mailbox_peak_bytes.record(inbox.bytes as u64);
                 let mut pushed = if full {
                     Pushed::Congested
                 } else {
@@ -433,15 +431,11 @@ impl SessionHandle {
     fn count_mailbox(&self, messages: u64, bytes: u64, added: bool) {
         let stats = &self.stats;
         if added {
-            stats
-                .mailbox_messages
-                .fetch_add(messages, Ordering::Relaxed);
-            stats.mailbox_bytes.fetch_add(bytes, Ordering::Relaxed);
+            stats.mailbox_messages.add(messages);
+            stats.mailbox_bytes.add(bytes);
         } else {
-            stats
-                .mailbox_messages
-                .fetch_sub(messages, Ordering::Relaxed);
-            stats.mailbox_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            stats.mailbox_messages.sub(messages);
+            stats.mailbox_bytes.sub(bytes);
         }
     }
 
@@ -462,17 +456,11 @@ impl SessionHandle {
         let old = self.queued.swap(len, Ordering::Relaxed);
         let stats = &self.stats;
         if len > old {
-            stats
-                .queued_messages
-                .fetch_add((len - old) as u64, Ordering::Relaxed);
+            stats.queued_messages.add((len - old) as u64);
         } else {
-            stats
-                .queued_messages
-                .fetch_sub((old - len) as u64, Ordering::Relaxed);
+            stats.queued_messages.sub((old - len) as u64);
         }
-        stats
-            .queued_peak_messages
-            .fetch_max(len as u64, Ordering::Relaxed);
+        stats.queued_peak_messages.record(len as u64);
     }
 
     /// Whether a publisher waiting for this session may go on: its mailbox is under its
@@ -1026,15 +1014,15 @@ mod tests {
             .collect();
         // From a pusher that cannot wait, QoS 0 beyond the limit is dropped.
         assert_eq!(pushed, [Pushed::Taken, Pushed::Taken, Pushed::Refused]);
-        assert_eq!(stats.dropped_qos0.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.dropped_qos0.get(), 1);
         assert!(!handle.has_room());
         // QoS 1 beyond the limit is admitted, and its publisher told to wait.
         assert_eq!(
             handle.push(delivery(QoS::AtLeastOnce), now, true).0,
             Pushed::Congested
         );
-        assert_eq!(stats.mailbox_messages.load(Ordering::Relaxed), 3);
-        assert_eq!(stats.mailbox_peak_messages.load(Ordering::Relaxed), 3);
+        assert_eq!(stats.mailbox_messages.get(), 3);
+        assert_eq!(stats.mailbox_peak_messages.get(), 3);
         let mut out = VecDeque::new();
         // A task without room leaves them where they are.
         assert!(matches!(handle.wake(1, &mut out, false), Wake::Waiting));
@@ -1044,8 +1032,8 @@ mod tests {
         assert_eq!(out.back().unwrap().qos, QoS::AtLeastOnce);
         // Emptied: under the limit again.
         assert!(handle.has_room());
-        assert_eq!(stats.mailbox_messages.load(Ordering::Relaxed), 0);
-        assert_eq!(stats.mailbox_bytes.load(Ordering::Relaxed), 0);
+        assert_eq!(stats.mailbox_messages.get(), 0);
+        assert_eq!(stats.mailbox_bytes.get(), 0);
     }
 
     #[test]
@@ -1064,7 +1052,7 @@ mod tests {
         assert!(!handle.stalled());
         assert!(handle.has_room());
         assert_eq!(qos0(&handle), Pushed::Refused);
-        assert_eq!(stats.dropped_qos0.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.dropped_qos0.get(), 1);
         let mut out = VecDeque::new();
         assert!(matches!(handle.wake(3, &mut out, true), Wake::Taken));
         assert_eq!(out.len(), 3);
@@ -1115,8 +1103,8 @@ mod tests {
             panic!()
         };
         assert_eq!(handle.with_offline(n, |s| s.state().queued.len()), Some(5));
-        assert_eq!(stats.queued_messages.load(Ordering::Relaxed), 5);
-        assert_eq!(stats.mailbox_messages.load(Ordering::Relaxed), 0);
+        assert_eq!(stats.queued_messages.get(), 5);
+        assert_eq!(stats.mailbox_messages.get(), 0);
     }
 
     #[test]
@@ -1143,8 +1131,8 @@ mod tests {
             handle.push(delivery(QoS::AtLeastOnce), now, true).0,
             Pushed::Refused
         );
-        assert_eq!(stats.dropped_queue_full.load(Ordering::Relaxed), 1);
-        assert_eq!(stats.queued_messages.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.dropped_queue_full.get(), 1);
+        assert_eq!(stats.queued_messages.get(), 1);
     }
 
     #[test]

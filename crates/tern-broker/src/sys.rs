@@ -16,7 +16,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -172,10 +171,7 @@ impl Sys {
         let routed = shared
             .router
             .route(&message, now, &mut scratch, None, &readable);
-        shared
-            .stats
-            .deliveries
-            .fetch_add(routed.taken as u64, Ordering::Relaxed);
+        shared.stats.deliveries.add(routed.taken as u64);
         self.last.insert(topic.to_owned(), value);
     }
 }
