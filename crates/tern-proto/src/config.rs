@@ -95,6 +95,11 @@ pub struct ServerConfig {
     /// How long a connection may take to be accepted, from `start` to `accept`/`reject`:
     /// CONNECT and any enhanced-authentication exchange; `None` waits for ever.
     pub connect_timeout: Option<Duration>,
+    /// Whether each outgoing message's final acknowledgement is reported as
+    /// [`Event::PublishAcknowledged`](crate::Event::PublishAcknowledged). A broker that has no
+    /// use for them turns them off: one event per delivered QoS 1/2 message is work on the
+    /// hottest path for nothing.
+    pub acknowledgement_events: bool,
 }
 
 impl Default for ServerConfig {
@@ -112,6 +117,7 @@ impl Default for ServerConfig {
             max_queued_bytes: 16 * 1024 * 1024,
             max_transmit_backlog: 1024 * 1024,
             connect_timeout: None,
+            acknowledgement_events: true,
         }
     }
 }

@@ -167,6 +167,8 @@ pub(crate) struct Core {
     pub(crate) in_aliases: InboundAliases,
     pub(crate) out_aliases: OutboundAliases,
     pub(crate) ack_mode: AckMode,
+    /// Whether final acknowledgements of outgoing messages become events.
+    pub(crate) acknowledgement_events: bool,
     pub(crate) max_inflight: u16,
     blocked: bool,
     /// The Authentication Method of CONNECT, when enhanced authentication is in use.
@@ -210,6 +212,7 @@ impl Core {
             in_aliases: InboundAliases::new(0),
             out_aliases: OutboundAliases::new(0, false),
             ack_mode: AckMode::Auto,
+            acknowledgement_events: true,
             max_inflight: u16::MAX,
             blocked: false,
             auth_method: None,
@@ -743,12 +746,14 @@ impl Core {
     fn finish_outgoing(&mut self, pos: usize, reason_code: ReasonCode, properties: AckProperties) {
         if let Some(o) = self.state.outgoing.remove(pos) {
             self.ids.release(o.packet_id);
-            self.events.push_back(Event::PublishAcknowledged {
-                packet_id: o.packet_id,
-                qos: o.publish.qos,
-                reason_code,
-                properties,
-            });
+            if self.acknowledgement_events {
+                self.events.push_back(Event::PublishAcknowledged {
+                    packet_id: o.packet_id,
+                    qos: o.publish.qos,
+                    reason_code,
+                    properties,
+                });
+            }
             self.window_freed();
         }
     }

@@ -1,24 +1,32 @@
 //! Packet identifier allocation: never a value in use [MQTT-2.2.1-3], [MQTT-2.2.1-4].
 
-use std::collections::BTreeSet;
+use std::collections::VecDeque;
 
 use tern_codec::PacketId;
 
 /// Allocates packet identifiers for one direction of a session, round-robin, skipping every
 /// identifier still in flight (PUBLISH QoS > 0 until its final acknowledgement, SUBSCRIBE and
 /// UNSUBSCRIBE until SUBACK/UNSUBACK).
+///
+/// The identifiers in use are a sorted `VecDeque`: they are handed out in ascending order and
+/// mostly released oldest first, so an allocation appends and a release takes from the front
+/// (a `BTreeSet` allocated and freed a node every few messages of a busy session).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct PacketIds {
     /// The next value to try (0 means start at 1).
     next: u16,
-    in_use: BTreeSet<u16>,
+    /// The identifiers in use, ascending.
+    in_use: VecDeque<u16>,
 }
+
+/// Room for this many identifiers is kept when none is in use.
+const KEEP: usize = 64;
 
 impl PacketIds {
     pub(crate) fn with_next(next: u16) -> Self {
         PacketIds {
             next,
-            in_use: BTreeSet::new(),
+            in_use: VecDeque::new(),
         }
     }
 
@@ -36,8 +44,7 @@ impl PacketIds {
             if candidate == 0 {
                 candidate = 1;
             }
-            if !self.in_use.contains(&candidate) {
-                self.in_use.insert(candidate);
+            if self.insert(candidate) {
                 self.next = candidate.wrapping_add(1);
                 return PacketId::new(candidate);
             }
@@ -45,23 +52,48 @@ impl PacketIds {
         }
     }
 
+    /// Adds `id` to the set; false if it was in use.
+    fn insert(&mut self, id: u16) -> bool {
+        // The common case first: above every identifier in use.
+        if self.in_use.back().is_none_or(|&last| last < id) {
+            self.in_use.push_back(id);
+            return true;
+        }
+        match self.in_use.binary_search(&id) {
+            Ok(_) => false,
+            Err(at) => {
+                self.in_use.insert(at, id);
+                true
+            }
+        }
+    }
+
     /// Marks an identifier in use (a resumed session's in-flight messages).
     pub(crate) fn claim(&mut self, id: PacketId) -> bool {
-        self.in_use.insert(id.get())
+        self.insert(id.get())
     }
 
     pub(crate) fn release(&mut self, id: PacketId) {
-        self.in_use.remove(&id.get());
+        let id = id.get();
+        if self.in_use.front() == Some(&id) {
+            self.in_use.pop_front();
+        } else if let Ok(at) = self.in_use.binary_search(&id) {
+            self.in_use.remove(at);
+        }
+        if self.in_use.is_empty() && self.in_use.capacity() > KEEP {
+            self.in_use = VecDeque::new();
+        }
     }
 
     pub(crate) fn is_in_use(&self, id: PacketId) -> bool {
-        self.in_use.contains(&id.get())
+        self.in_use.binary_search(&id.get()).is_ok()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     #[test]
     fn never_reuses_an_id_in_flight() {
@@ -82,5 +114,22 @@ mod tests {
         assert_eq!(ids.allocate(), None);
         ids.release(a);
         assert_eq!(ids.allocate(), Some(a));
+    }
+
+    #[test]
+    fn releases_in_any_order_and_claims_keep_the_set_sorted() {
+        let mut ids = PacketIds::with_next(10);
+        let id = |n| PacketId::new(n).unwrap();
+        assert!(ids.claim(id(3)) && ids.claim(id(40)) && !ids.claim(id(3)));
+        let got: Vec<u16> = (0..5).map(|_| ids.allocate().unwrap().get()).collect();
+        assert_eq!(got, [10, 11, 12, 13, 14]);
+        for n in [12, 3, 14, 40] {
+            ids.release(id(n));
+            assert!(!ids.is_in_use(id(n)));
+        }
+        assert!(ids.is_in_use(id(10)) && ids.is_in_use(id(11)) && ids.is_in_use(id(13)));
+        // Releasing an identifier not in use changes nothing.
+        ids.release(id(500));
+        assert_eq!(Vec::from(ids.in_use.clone()), [10, 11, 13]);
     }
 }

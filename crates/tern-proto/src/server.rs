@@ -119,6 +119,7 @@ impl ServerSession {
         let decoder = Decoder::new(config.maximum_packet_size);
         let mut core = Core::new(Side::Server, ProtocolVersion::V3_1_1, decoder);
         core.ack_mode = config.ack_mode;
+        core.acknowledgement_events = config.acknowledgement_events;
         core.max_inflight = config.max_inflight;
         core.queue_limits = (config.max_queued_messages, config.max_queued_bytes);
         ServerSession {

@@ -345,3 +345,41 @@ fn qos0_output_is_bounded_when_the_driver_does_not_drain() {
         DeliverOutcome::Dropped(DropReason::Backlog)
     );
 }
+
+#[test]
+fn acknowledgement_events_can_be_turned_off() {
+    // [MQTT-4.3.2-3], [MQTT-4.3.3-12]: a PUBACK (QoS 1) or PUBCOMP (QoS 2) ends the flow and
+    // frees the identifier and the window whether or not the driver hears of it; a driver
+    // that turns the events off gets none.
+    let now = t0();
+    for events in [true, false] {
+        let server = ServerConfig {
+            acknowledgement_events: events,
+            ..ServerConfig::default()
+        };
+        let (mut c, mut s) = pair_with(
+            ClientConfig::new(V5, ms("c")),
+            server,
+            Accept::default(),
+            now,
+        );
+        events_server(&mut s);
+        for qos in [QoS::AtLeastOnce, QoS::ExactlyOnce] {
+            let m = Message {
+                publish: publish("t", qos),
+                origin: None,
+                received_at: now,
+            };
+            let out = s.deliver(now, &m, qos, &[], DeliveryOptions::default());
+            assert!(matches!(out, DeliverOutcome::Sent(Some(_))));
+        }
+        assert_eq!(s.inflight(), 2);
+        pump(now, &mut c, &mut s);
+        assert_eq!(s.inflight(), 0, "both flows ended");
+        let acknowledged = events_server(&mut s)
+            .iter()
+            .filter(|e| matches!(e, Event::PublishAcknowledged { .. }))
+            .count();
+        assert_eq!(acknowledged, if events { 2 } else { 0 });
+    }
+}
