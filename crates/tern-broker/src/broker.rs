@@ -508,6 +508,8 @@ fn engine_config(config: &Config) -> ServerConfig {
         // The connection task bounds its output itself: it takes nothing from the mailbox
         // while its write buffer is over `backpressure.write_buffer`.
         max_transmit_backlog: usize::MAX,
+        // Nothing in the broker waits for them.
+        acknowledgement_events: false,
         connect_timeout: (limits.connect_timeout > 0)
             .then(|| Duration::from_secs(limits.connect_timeout)),
     }

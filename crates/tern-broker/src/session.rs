@@ -227,6 +227,10 @@ impl Durable {
     }
 }
 
+/// A mailbox batch of at most this many deliveries is a quiet one: neither the mailbox nor the
+/// connection keeps room for more after it.
+const QUIET_BATCH: usize = 2;
+
 /// One session: its identity and mailbox. See the [module docs](self).
 #[derive(Debug)]
 pub(crate) struct SessionHandle {
@@ -442,13 +446,18 @@ impl SessionHandle {
     /// Empties the mailbox (the caller holds its lock), keeping the gauges right and waking
     /// the publishers that wait for room.
     fn take_queue(&self, inbox: &mut Inbox) -> VecDeque<Delivery> {
-        let queue = std::mem::take(&mut inbox.queue);
-        self.count_mailbox(queue.len() as u64, inbox.bytes as u64, false);
+        self.settle_taken(inbox);
+        std::mem::take(&mut inbox.queue)
+    }
+
+    /// What taking everything the mailbox holds changes (the caller then takes it): the
+    /// gauges, the flags, and the publishers waiting for room are woken.
+    fn settle_taken(&self, inbox: &mut Inbox) {
+        self.count_mailbox(inbox.queue.len() as u64, inbox.bytes as u64, false);
         inbox.bytes = 0;
         inbox.shedding = false;
         inbox.over_reliable = false;
         self.room.notify_waiters();
-        queue
     }
 
     /// Records the length of the session engine's queue in the stats.
@@ -548,11 +557,17 @@ impl SessionHandle {
                 Wake::Waiting
             };
         }
-        let mut queue = self.take_queue(&mut inbox);
-        drop(inbox);
-        if out.is_empty() {
-            std::mem::swap(out, &mut queue);
+        if out.is_empty() && inbox.queue.len() > QUIET_BATCH {
+            // The queues trade places: the mailbox keeps the caller's drained one and its
+            // room, so that the publishers' next pushes (on other cores) allocate nothing
+            // and the caller frees nothing.
+            self.settle_taken(&mut inbox);
+            std::mem::swap(out, &mut inbox.queue);
+            drop(inbox);
         } else {
+            // A quiet session keeps no room in either.
+            let queue = self.take_queue(&mut inbox);
+            drop(inbox);
             out.extend(queue);
         }
         Wake::Taken
