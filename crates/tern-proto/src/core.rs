@@ -744,18 +744,23 @@ impl Core {
     }
 
     fn finish_outgoing(&mut self, pos: usize, reason_code: ReasonCode, properties: AckProperties) {
-        if let Some(o) = self.state.outgoing.remove(pos) {
-            self.ids.release(o.packet_id);
-            if self.acknowledgement_events {
-                self.events.push_back(Event::PublishAcknowledged {
-                    packet_id: o.packet_id,
-                    qos: o.publish.qos,
-                    reason_code,
-                    properties,
-                });
-            }
-            self.window_freed();
+        let Some(o) = self.state.outgoing.get(pos) else {
+            return;
+        };
+        let (packet_id, qos) = (o.packet_id, o.publish.qos);
+        // Dropped where it lies rather than moved out first: an entry is a few hundred bytes,
+        // and by the time its acknowledgement comes it has left the cache.
+        self.state.outgoing.drain(pos..=pos);
+        self.ids.release(packet_id);
+        if self.acknowledgement_events {
+            self.events.push_back(Event::PublishAcknowledged {
+                packet_id,
+                qos,
+                reason_code,
+                properties,
+            });
         }
+        self.window_freed();
     }
 
     /// PUBACK: a QoS 1 message is done. An acknowledgement for an identifier not in flight is
@@ -978,6 +983,26 @@ impl Core {
         Ok(id)
     }
 
+    /// Sends a QoS 0 PUBLISH exactly as it is (no packet identifier, no alias, nothing to
+    /// rewrite: the caller checked), encoded from the borrowed message: a fan-out delivery
+    /// clones nothing and touches no reference count shared with the other subscribers.
+    pub(crate) fn send_qos0_as_is(&mut self, publish: &Publish) -> Result<(), PublishError> {
+        debug_assert!(publish.qos == QoS::AtMostOnce && publish.packet_id.is_none());
+        if self.phase != Phase::Connected {
+            return Err(UserError::NotConnected.into());
+        }
+        let size = self.check_publish_size(publish)?;
+        let result = publish.encode(self.version, &mut self.out);
+        self.queued_packet(result);
+        self.out_publish_bytes += size;
+        Ok(())
+    }
+
+    /// Whether the outgoing alias table would give `topic` no alias.
+    pub(crate) fn no_alias_for(&self, topic: &MqttString) -> bool {
+        !self.version.is_v5() || self.out_aliases.choose(topic) == Choice::None
+    }
+
     /// Checks the PUBLISH, with its full topic, against the peer's Maximum Packet Size
     /// [MQTT-3.1.2-24], [MQTT-3.2.2-15]; returns its encoded size.
     fn check_publish_size(&self, publish: &Publish) -> Result<usize, PublishError> {
@@ -1061,17 +1086,24 @@ impl Core {
     /// The message with its Message Expiry Interval reduced by the time it waited, or `None`
     /// once it expired.
     pub(crate) fn unexpired(&self, mut publish: Publish, received_at: Instant) -> Option<Publish> {
+        self.rewrite_expiry(&mut publish, received_at)
+            .then_some(publish)
+    }
+
+    /// [`unexpired`](Self::unexpired) in place: rewrites the remaining interval, or returns
+    /// false once the message expired.
+    pub(crate) fn rewrite_expiry(&self, publish: &mut Publish, received_at: Instant) -> bool {
         if let Some(interval) = publish.properties.message_expiry_interval {
             let waited = self.now.map_or(Duration::ZERO, |now| {
                 now.saturating_duration_since(received_at)
             });
             if waited >= Duration::from_secs(interval.into()) {
-                return None;
+                return false;
             }
             let waited_secs = u32::try_from(waited.as_secs()).unwrap_or(u32::MAX);
             publish.properties.message_expiry_interval = Some(interval - waited_secs);
         }
-        Some(publish)
+        true
     }
 
     /// Queues a message beyond the window (server side), within the broker's limits.

@@ -673,6 +673,19 @@ impl ServerSession {
         {
             return DeliverOutcome::Dropped(DropReason::NoLocal);
         }
+        if self.as_is_qos0(message, subscription_ids, options) {
+            let backlog = self.core.publish_backlog();
+            let p = &message.publish;
+            if backlog > 0
+                && backlog + p.topic.len() + p.payload.len() > self.config.max_transmit_backlog
+            {
+                return DeliverOutcome::Dropped(DropReason::Backlog);
+            }
+            return match self.core.send_qos0_as_is(p) {
+                Ok(()) => DeliverOutcome::Sent(None),
+                Err(_) => DeliverOutcome::Dropped(DropReason::PacketTooLarge),
+            };
+        }
         let mut publish = message.publish.clone();
         publish.qos = publish.qos.min(granted_qos);
         publish.retain = publish.retain && (options.retain_as_published || options.retained_replay);
@@ -684,9 +697,9 @@ impl ServerSession {
         } else {
             publish.properties = PublishProperties::default();
         }
-        let Some(publish) = self.core.unexpired(publish, message.received_at) else {
+        if !self.core.rewrite_expiry(&mut publish, message.received_at) {
             return DeliverOutcome::Dropped(DropReason::Expired);
-        };
+        }
         let connected = self.core.phase == Phase::Connected;
         if publish.qos == QoS::AtMostOnce {
             if !connected {
@@ -723,6 +736,28 @@ impl ServerSession {
         } else {
             DeliverOutcome::Dropped(DropReason::QueueFull)
         }
+    }
+
+    /// Whether `message` goes to this connected client exactly as the publisher sent it, at
+    /// QoS 0: the RETAIN flag stays, no subscription identifier or remaining expiry is
+    /// written, no topic alias is picked, and (3.x) it has no 5.0 property to take off.
+    fn as_is_qos0(
+        &self,
+        message: &Message,
+        subscription_ids: &[NonZeroU32],
+        options: DeliveryOptions,
+    ) -> bool {
+        let p = &message.publish;
+        p.qos == QoS::AtMostOnce
+            && self.core.phase == Phase::Connected
+            && !p.dup
+            && p.packet_id.is_none()
+            && (!p.retain || options.retain_as_published || options.retained_replay)
+            && subscription_ids.is_empty()
+            && p.properties.topic_alias.is_none()
+            && p.properties.message_expiry_interval.is_none()
+            && (self.core.version.is_v5() || p.properties.is_empty())
+            && self.core.no_alias_for(&p.topic)
     }
 
     /// Sends DISCONNECT (5.0, e.g. 0x8E Session taken over or 0x8B Server shutting down; 3.x

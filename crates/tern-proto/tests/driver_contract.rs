@@ -383,3 +383,76 @@ fn acknowledgement_events_can_be_turned_off() {
         assert_eq!(acknowledged, if events { 2 } else { 0 });
     }
 }
+
+#[test]
+fn a_qos0_delivery_goes_as_sent_unless_the_subscriber_needs_it_changed() {
+    // What a QoS 0 delivery may change, whether or not it can go out exactly as published:
+    // RETAIN cleared without Retain As Published [MQTT-3.3.1-12], the subscription
+    // identifiers added [MQTT-3.3.4-3], the remaining expiry written [MQTT-3.3.2-6], no 5.0
+    // property to a 3.1.1 client, a topic alias where the client allows them [MQTT-3.3.2-12].
+    let now = t0();
+    let later = now + Duration::from_secs(10);
+    let sent = |s: &mut ServerSession, message: &Message, ids: &[std::num::NonZeroU32]| {
+        let out = s.deliver(
+            later,
+            message,
+            QoS::AtLeastOnce,
+            ids,
+            DeliveryOptions::default(),
+        );
+        assert_eq!(out, DeliverOutcome::Sent(None));
+        match sent_by_server(s).as_slice() {
+            [Packet::Publish(p)] => p.clone(),
+            other => panic!("expected one PUBLISH, got {other:?}"),
+        }
+    };
+    let message = |publish| Message {
+        publish,
+        origin: None,
+        received_at: now,
+    };
+    let plain = publish("a/b", QoS::AtMostOnce);
+    let mut v5 = server_with(ServerConfig::default(), connect_packet(V5, "c", true), now);
+    assert_eq!(sent(&mut v5, &message(plain.clone()), &[]), plain);
+
+    let mut retained = plain.clone();
+    retained.retain = true;
+    assert!(!sent(&mut v5, &message(retained), &[]).retain);
+
+    let one = std::num::NonZeroU32::MIN;
+    let got = sent(&mut v5, &message(plain.clone()), &[one]);
+    assert_eq!(got.properties.subscription_identifiers, [one]);
+
+    let mut expiring = plain.clone();
+    expiring.properties.message_expiry_interval = Some(60);
+    let got = sent(&mut v5, &message(expiring), &[]);
+    assert_eq!(got.properties.message_expiry_interval, Some(50));
+
+    let mut with_property = plain.clone();
+    with_property.properties.user_properties = vec![(ms("k"), ms("v"))];
+    let v311 = ProtocolVersion::V3_1_1;
+    let mut old = server_with(
+        ServerConfig::default(),
+        connect_packet(v311, "o", true),
+        now,
+    );
+    assert!(
+        sent(&mut old, &message(with_property), &[])
+            .properties
+            .is_empty()
+    );
+
+    let mut connect = connect_packet(V5, "a", true);
+    connect.properties.topic_alias_maximum = Some(4);
+    let mut aliased = server_with(ServerConfig::default(), connect, now);
+    // An alias pays for topics longer than its 3-byte property.
+    let long = publish("sensors/a/b", QoS::AtMostOnce);
+    let first = sent(&mut aliased, &message(long.clone()), &[]);
+    let second = sent(&mut aliased, &message(long), &[]);
+    assert_eq!(
+        (first.topic.as_str(), second.topic.as_str()),
+        ("sensors/a/b", "")
+    );
+    assert!(first.properties.topic_alias.is_some());
+    assert_eq!(first.properties.topic_alias, second.properties.topic_alias);
+}

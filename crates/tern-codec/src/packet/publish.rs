@@ -26,6 +26,21 @@ pub struct Publish {
     pub payload: Bytes,
 }
 
+impl PublishProperties {
+    /// Whether no property is set: the PUBLISH encodes the same in 3.x and (with a zero
+    /// Property Length) in 5.0.
+    pub fn is_empty(&self) -> bool {
+        self.payload_format_indicator.is_none()
+            && self.message_expiry_interval.is_none()
+            && self.topic_alias.is_none()
+            && self.response_topic.is_none()
+            && self.correlation_data.is_none()
+            && self.user_properties.is_empty()
+            && self.subscription_identifiers.is_empty()
+            && self.content_type.is_none()
+    }
+}
+
 /// The Payload Format Indicator (3.3.2.3.2).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum PayloadFormat {
