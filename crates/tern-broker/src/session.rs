@@ -227,9 +227,11 @@ impl Durable {
     }
 }
 
-/// A mailbox batch of at most this many deliveries is a quiet one: neither the mailbox nor the
-/// connection keeps room for more after it.
+/// A mailbox batch of at most this many deliveries is a quiet one: after it the mailbox keeps
+/// room for at most [`QUIET_KEEP`] deliveries (a steady trickle allocates nothing, a burst's
+/// room is let go).
 const QUIET_BATCH: usize = 2;
+const QUIET_KEEP: usize = 8;
 
 /// One session: its identity and mailbox. See the [module docs](self).
 #[derive(Debug)]
@@ -557,15 +559,19 @@ impl SessionHandle {
                 Wake::Waiting
             };
         }
-        if out.is_empty() && inbox.queue.len() > QUIET_BATCH {
+        let quiet = inbox.queue.len() <= QUIET_BATCH;
+        if out.is_empty() {
             // The queues trade places: the mailbox keeps the caller's drained one and its
             // room, so that the publishers' next pushes (on other cores) allocate nothing
             // and the caller frees nothing.
             self.settle_taken(&mut inbox);
             std::mem::swap(out, &mut inbox.queue);
+            if quiet && inbox.queue.capacity() > QUIET_KEEP {
+                // A session gone quiet keeps no room for its busiest moment.
+                inbox.queue = VecDeque::new();
+            }
             drop(inbox);
         } else {
-            // A quiet session keeps no room in either.
             let queue = self.take_queue(&mut inbox);
             drop(inbox);
             out.extend(queue);

@@ -128,6 +128,9 @@ fn release_if_quiet<T>(queue: &mut VecDeque<T>, batch: usize) {
 /// A batch of at most this many entries is a quiet one (see [`release_if_quiet`]).
 const QUIET_BATCH: usize = 2;
 
+/// The transmit buffer a quiet connection may keep.
+const QUIET_KEEP_BYTES: usize = 1024;
+
 /// The shared engine.
 #[derive(Debug)]
 pub(crate) struct Core {
@@ -321,16 +324,16 @@ impl Core {
     /// Appends every queued packet to `buf`; returns the bytes appended.
     pub(crate) fn poll_transmit(&mut self, buf: &mut BytesMut) -> usize {
         let len = self.out.len();
-        let quiet = self.out_packets <= QUIET_BATCH;
-        if buf.is_empty() && !quiet {
-            // A busy connection: the buffers trade places, nothing is copied.
+        if buf.is_empty() {
+            // The buffers trade places, nothing is copied.
             core::mem::swap(buf, &mut self.out);
         } else {
             buf.extend_from_slice(&self.out);
             self.out.clear();
         }
-        if quiet {
-            // As in `release_if_quiet`: a connection gone quiet keeps no buffer.
+        if self.out_packets <= QUIET_BATCH && self.out.capacity() > QUIET_KEEP_BYTES {
+            // As in `release_if_quiet`: a connection gone quiet keeps no room for its busiest
+            // moment (a steady trickle keeps a small buffer and allocates nothing).
             self.out = BytesMut::new();
         }
         self.out_packets = 0;

@@ -20,7 +20,7 @@ pub(crate) struct PacketIds {
 }
 
 /// Room for this many identifiers is kept when none is in use.
-const KEEP: usize = 64;
+const KEEP: usize = 256;
 
 impl PacketIds {
     pub(crate) fn with_next(next: u16) -> Self {
