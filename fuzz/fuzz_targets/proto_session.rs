@@ -100,7 +100,7 @@ fuzz_target!(|case: Case| {
                 let p = message(qos, topic, payload);
                 let _ = client.publish(now, &p);
                 let m = Message {
-                    publish: p,
+                    publish: p.into(),
                     origin: None,
                     received_at: now,
                 };

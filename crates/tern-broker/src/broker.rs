@@ -275,7 +275,7 @@ impl Broker {
             };
             retained.load(Message {
                 received_at: from_wall_clock(message.received_at),
-                publish: message.publish,
+                publish: Arc::new(message.publish),
                 origin,
             });
         }
@@ -456,7 +456,7 @@ fn restore_session(
         };
         let message = Message {
             received_at: from_wall_clock(d.message.received_at),
-            publish: d.message.publish,
+            publish: Arc::new(d.message.publish),
             origin,
         };
         handle.push(
@@ -732,7 +732,7 @@ impl BrokerHandle {
         validate_topic_name(publish.topic.as_str())?;
         let now = tokio::time::Instant::now().into_std();
         let message = Arc::new(Message {
-            publish,
+            publish: Arc::new(publish),
             origin: None,
             received_at: now,
         });

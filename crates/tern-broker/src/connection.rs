@@ -1112,7 +1112,7 @@ impl Connection {
             ReasonCode::NotAuthorized
         } else {
             let message = Arc::new(Message {
-                publish,
+                publish: Arc::new(publish),
                 origin: Some(self.session.client_id().clone()),
                 received_at: now,
             });
@@ -1441,7 +1441,7 @@ fn signatures(session: &ServerSession, awaiting: &[PacketId]) -> (u64, u64) {
     let state = session.state();
     let mut qos2 = hasher.build_hasher();
     for o in &state.outgoing {
-        if o.publish.qos == QoS::ExactlyOnce {
+        if o.qos() == QoS::ExactlyOnce {
             (o.packet_id, o.phase).hash(&mut qos2);
         }
     }
@@ -1499,7 +1499,7 @@ fn publish_will(
     tracing::debug!(client_id = %origin, topic = %will.topic, "publishing will");
     let now = now();
     let message = Arc::new(Message {
-        publish: will,
+        publish: Arc::new(will),
         origin: Some(origin),
         received_at: now,
     });

@@ -38,7 +38,7 @@ impl RetainedStore {
         self.tree.write().insert(name, message.clone());
         if let Some(store) = store {
             store.send(StorageOp::PutRetained(StoredMessage::new(
-                message.publish.clone(),
+                (*message.publish).clone(),
                 message.origin.as_ref().map(|o| o.to_string()),
                 crate::broker::wall_clock(message.received_at),
             )));

@@ -81,7 +81,7 @@ impl Delivery {
         let m = &self.message;
         StoredDelivery::new(
             StoredMessage::new(
-                m.publish.clone(),
+                (*m.publish).clone(),
                 m.origin.as_ref().map(|o| o.to_string()),
                 crate::broker::wall_clock(m.received_at),
             ),
@@ -996,12 +996,12 @@ mod tests {
     fn delivery(qos: QoS) -> Delivery {
         Delivery {
             message: Arc::new(Message {
-                publish: Publish {
+                publish: Arc::new(Publish {
                     topic: MqttString::from_static("t"),
                     payload: "xy".into(),
                     qos: QoS::ExactlyOnce,
                     ..Publish::default()
-                },
+                }),
                 origin: None,
                 received_at: Instant::now(),
             }),

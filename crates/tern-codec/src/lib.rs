@@ -57,7 +57,7 @@ pub use frame::{Decoder, FixedHeader, Framing, MAX_PACKET_SIZE, MAX_REMAINING_LE
 pub use packet::{
     Ack, AckProperties, Auth, AuthProperties, ConnAck, ConnAckProperties, Connect,
     ConnectProperties, Disconnect, DisconnectProperties, Packet, PacketId, PacketType,
-    PayloadFormat, Publish, PublishProperties, RetainHandling, SubAck, Subscribe,
+    PayloadFormat, Publish, PublishFlags, PublishProperties, RetainHandling, SubAck, Subscribe,
     SubscribeProperties, Subscription, SubscriptionOptions, UnsubAck, Unsubscribe,
     UnsubscribeProperties, UserProperties, UserProperty, Will, WillProperties,
 };

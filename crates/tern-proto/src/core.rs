@@ -3,12 +3,14 @@
 //! timers and the output queues. The client and server roles are thin layers on top.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tern_codec::{
     Ack, AckProperties, Auth, DecodeError, Decoder, Disconnect, EncodeError, MAX_PACKET_SIZE,
-    MqttString, Packet, PacketId, PacketType, ProtocolVersion, Publish, QoS, ReasonCode, Will,
+    MqttString, Packet, PacketId, PacketType, ProtocolVersion, Publish, PublishFlags, QoS,
+    ReasonCode, Will,
 };
 
 use crate::alias::{Choice, InboundAliases, OutboundAliases, Resolve};
@@ -750,7 +752,7 @@ impl Core {
         let Some(o) = self.state.outgoing.get(pos) else {
             return;
         };
-        let (packet_id, qos) = (o.packet_id, o.publish.qos);
+        let (packet_id, qos) = (o.packet_id, o.qos());
         // Dropped where it lies rather than moved out first: an entry is a few hundred bytes,
         // and by the time its acknowledgement comes it has left the cache.
         self.state.outgoing.drain(pos..=pos);
@@ -945,45 +947,88 @@ impl Core {
         publish.dup = false;
         publish.properties.topic_alias = None;
         publish.packet_id = None;
-        let mut id = None;
-        if publish.qos != QoS::AtMostOnce {
-            if self.is_full() {
-                return Err((PublishError::Blocked, publish));
-            }
-            let Some(new) = self.ids.allocate() else {
-                return Err((PublishError::Blocked, publish));
+        if publish.qos == QoS::AtMostOnce {
+            // QoS 0 keeps nothing: the message goes on the wire and is dropped.
+            let size = match self.check_publish_size(&publish, publish.flags()) {
+                Ok(size) => size,
+                Err(e) => return Err((e, publish)),
             };
-            publish.packet_id = Some(new);
-            id = Some(new);
+            let alias = self.choose_alias(&publish, publish.flags(), size);
+            self.queue_publish(&mut publish, alias);
+            self.out_publish_bytes += size;
+            return Ok(None);
         }
-        let size = match self.check_publish_size(&publish) {
+        if self.is_full() {
+            return Err((PublishError::Blocked, publish));
+        }
+        let (qos, retain) = (publish.qos, publish.retain);
+        self.send_shared(Arc::new(publish), qos, retain)
+            .map(Some)
+            .map_err(|(e, back)| (e, Arc::unwrap_or_clone(back)))
+    }
+
+    /// Sends a QoS 1 or 2 message that may be shared with other sessions, at `qos` with
+    /// RETAIN `retain` (its own DUP, QoS, RETAIN and packet identifier are not looked at; its
+    /// topic alias must be unset): the in-flight state keeps the same `Arc`, so a delivery
+    /// copies nothing. Assigns the packet identifier, respects the window and the peer's
+    /// Maximum Packet Size, picks a topic alias; a message not sent comes back.
+    pub(crate) fn send_shared(
+        &mut self,
+        publish: Arc<Publish>,
+        qos: QoS,
+        retain: bool,
+    ) -> Result<PacketId, (PublishError, Arc<Publish>)> {
+        debug_assert!(qos != QoS::AtMostOnce && publish.properties.topic_alias.is_none());
+        if self.phase != Phase::Connected {
+            return Err((UserError::NotConnected.into(), publish));
+        }
+        if self.is_full() {
+            return Err((PublishError::Blocked, publish));
+        }
+        let Some(packet_id) = self.ids.allocate() else {
+            return Err((PublishError::Blocked, publish));
+        };
+        let flags = PublishFlags {
+            dup: false,
+            qos,
+            retain,
+            packet_id: Some(packet_id),
+        };
+        let size = match self.check_publish_size(&publish, flags) {
             Ok(size) => size,
             Err(e) => {
-                if let Some(id) = id {
-                    self.ids.release(id);
-                }
-                publish.packet_id = None;
+                self.ids.release(packet_id);
                 return Err((e, publish));
             }
         };
-        let alias = self.choose_alias(&publish, size);
+        let alias = self.choose_alias(&publish, flags, size);
         self.state.next_packet_id = self.ids.next_hint();
-        self.queue_publish(&mut publish, alias);
+        self.queue_shared(&publish, flags, alias);
         self.out_publish_bytes += size;
-        // QoS 0 keeps nothing; QoS 1 and 2 keep the message itself, encoded already.
-        if let Some(packet_id) = id {
-            let phase = if publish.qos == QoS::AtLeastOnce {
-                OutgoingPhase::AwaitPubAck
-            } else {
-                OutgoingPhase::AwaitPubRec
-            };
-            self.state.outgoing.push_back(OutgoingPublish {
-                packet_id,
-                phase,
-                publish,
-            });
-        }
-        Ok(id)
+        let phase = if qos == QoS::AtLeastOnce {
+            OutgoingPhase::AwaitPubAck
+        } else {
+            OutgoingPhase::AwaitPubRec
+        };
+        self.state.outgoing.push_back(OutgoingPublish {
+            packet_id,
+            phase,
+            retain,
+            publish,
+        });
+        Ok(packet_id)
+    }
+
+    /// Queues a shared message with `flags` and the topic alias of `choice`: encoded from the
+    /// shared message itself, or (with an alias, which changes the topic and a property) from
+    /// a copy made for the wire.
+    fn queue_shared(&mut self, publish: &Publish, flags: PublishFlags, choice: Choice) {
+        let result = if choice == Choice::None {
+            publish.encode_with(flags, self.version, &mut self.out)
+        } else {
+            with_alias(publish.clone(), choice).encode_with(flags, self.version, &mut self.out)
+        };
+        self.queued_packet(result);
     }
 
     /// Sends a QoS 0 PUBLISH exactly as it is (no packet identifier, no alias, nothing to
@@ -994,7 +1039,7 @@ impl Core {
         if self.phase != Phase::Connected {
             return Err(UserError::NotConnected.into());
         }
-        let size = self.check_publish_size(publish)?;
+        let size = self.check_publish_size(publish, publish.flags())?;
         let result = publish.encode(self.version, &mut self.out);
         self.queued_packet(result);
         self.out_publish_bytes += size;
@@ -1008,9 +1053,13 @@ impl Core {
 
     /// Checks the PUBLISH, with its full topic, against the peer's Maximum Packet Size
     /// [MQTT-3.1.2-24], [MQTT-3.2.2-15]; returns its encoded size.
-    fn check_publish_size(&self, publish: &Publish) -> Result<usize, PublishError> {
+    fn check_publish_size(
+        &self,
+        publish: &Publish,
+        flags: PublishFlags,
+    ) -> Result<usize, PublishError> {
         let size = publish
-            .encoded_len(self.version)
+            .encoded_len_with(flags, self.version)
             .map_err(|e| PublishError::User(UserError::Encode(e)))?;
         if size > self.send.maximum_packet_size as usize {
             return Err(PublishError::PacketTooLarge {
@@ -1025,7 +1074,7 @@ impl Core {
     /// alias property adds three bytes, and an alias used in place of a topic shorter than
     /// that makes the packet larger: one that would push it over the peer's Maximum Packet
     /// Size is not taken.
-    fn choose_alias(&mut self, publish: &Publish, size: usize) -> Choice {
+    fn choose_alias(&mut self, publish: &Publish, flags: PublishFlags, size: usize) -> Choice {
         if !self.version.is_v5() {
             return Choice::None;
         }
@@ -1039,7 +1088,10 @@ impl Core {
         let worst = size + 3 + 2;
         if worst > max {
             let wire = with_alias(publish.clone(), choice);
-            if !wire.encoded_len(self.version).is_ok_and(|len| len <= max) {
+            if !wire
+                .encoded_len_with(flags, self.version)
+                .is_ok_and(|len| len <= max)
+            {
                 return Choice::None;
             }
         }
@@ -1136,19 +1188,27 @@ impl Core {
         let mut i = 0;
         while i < self.state.outgoing.len() {
             let entry = &self.state.outgoing[i];
-            let packet = match entry.phase {
-                OutgoingPhase::AwaitPubComp => Packet::PubRel(Ack::new(entry.packet_id)),
+            let max = self.send.maximum_packet_size as usize;
+            let fits = match entry.phase {
+                OutgoingPhase::AwaitPubComp => {
+                    let packet = Packet::PubRel(Ack::new(entry.packet_id));
+                    self.queue(packet);
+                    true
+                }
                 OutgoingPhase::AwaitPubAck | OutgoingPhase::AwaitPubRec => {
-                    let mut publish = entry.publish.clone();
-                    publish.dup = true;
-                    publish.packet_id = Some(entry.packet_id);
-                    Packet::Publish(publish)
+                    let flags = entry.flags(true);
+                    let fits = entry
+                        .publish
+                        .encoded_len_with(flags, self.version)
+                        .is_ok_and(|len| len <= max);
+                    if fits {
+                        let publish = entry.publish.clone();
+                        self.queue_shared(&publish, flags, Choice::None);
+                    }
+                    fits
                 }
             };
-            let fits = wire_len(&packet, self.version)
-                .is_ok_and(|len| len <= self.send.maximum_packet_size as usize);
             if fits {
-                self.queue(packet);
                 i += 1;
             } else {
                 // Too large for the peer's new Maximum Packet Size: dropped as if delivered
@@ -1176,8 +1236,8 @@ impl Core {
             if !self.ids.is_in_use(o.packet_id) {
                 return Some("an outgoing packet identifier in flight is not reserved");
             }
-            if o.publish.qos == QoS::AtMostOnce || o.publish.packet_id != Some(o.packet_id) {
-                return Some("an outgoing entry does not match its PUBLISH");
+            if o.publish.topic.is_empty() || o.publish.properties.topic_alias.is_some() {
+                return Some("an outgoing entry keeps a topic alias instead of its topic");
             }
         }
         if self.side == Side::Client {

@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -40,8 +41,9 @@ pub struct Accept {
 /// An application message routed to this session, as the broker core holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
-    /// The PUBLISH as the publisher sent it (topic resolved, its own QoS and RETAIN).
-    pub publish: Publish,
+    /// The PUBLISH as the publisher sent it (topic resolved, its own QoS and RETAIN), shared
+    /// by every delivery that sends it unchanged (see [`OutgoingPublish`](crate::OutgoingPublish)).
+    pub publish: Arc<Publish>,
     /// The publishing client's identifier, for No Local; `None` for messages of the broker.
     pub origin: Option<MqttString>,
     /// When the broker received it: Message Expiry counts from here [MQTT-3.3.2-6].
@@ -686,9 +688,17 @@ impl ServerSession {
                 Err(_) => DeliverOutcome::Dropped(DropReason::PacketTooLarge),
             };
         }
-        let mut publish = message.publish.clone();
-        publish.qos = publish.qos.min(granted_qos);
-        publish.retain = publish.retain && (options.retain_as_published || options.retained_replay);
+        let qos = message.publish.qos.min(granted_qos);
+        let retain =
+            message.publish.retain && (options.retain_as_published || options.retained_replay);
+        let connected = self.core.phase == Phase::Connected;
+        if qos != QoS::AtMostOnce && self.properties_as_sent(message, subscription_ids) {
+            // The in-flight state shares the message: nothing is copied.
+            return self.deliver_shared(message.publish.clone(), qos, retain, message.received_at);
+        }
+        let mut publish = Publish::clone(&message.publish);
+        publish.qos = qos;
+        publish.retain = retain;
         publish.dup = false;
         publish.packet_id = None;
         if self.core.version.is_v5() {
@@ -700,42 +710,65 @@ impl ServerSession {
         if !self.core.rewrite_expiry(&mut publish, message.received_at) {
             return DeliverOutcome::Dropped(DropReason::Expired);
         }
-        let connected = self.core.phase == Phase::Connected;
-        if publish.qos == QoS::AtMostOnce {
-            if !connected {
-                return DeliverOutcome::Dropped(DropReason::Offline);
-            }
-            let backlog = self.core.publish_backlog();
-            if backlog > 0
-                && backlog + publish.topic.len() + publish.payload.len()
-                    > self.config.max_transmit_backlog
-            {
-                return DeliverOutcome::Dropped(DropReason::Backlog);
-            }
-            return match self.core.send_publish(publish) {
-                Ok(id) => DeliverOutcome::Sent(id),
-                Err(_) => DeliverOutcome::Dropped(DropReason::PacketTooLarge),
-            };
+        if qos != QoS::AtMostOnce {
+            return self.deliver_shared(Arc::new(publish), qos, retain, message.received_at);
         }
-        let mut publish = publish;
-        if connected
+        if !connected {
+            return DeliverOutcome::Dropped(DropReason::Offline);
+        }
+        let backlog = self.core.publish_backlog();
+        if backlog > 0
+            && backlog + publish.topic.len() + publish.payload.len()
+                > self.config.max_transmit_backlog
+        {
+            return DeliverOutcome::Dropped(DropReason::Backlog);
+        }
+        match self.core.send_publish(publish) {
+            Ok(id) => DeliverOutcome::Sent(id),
+            Err(_) => DeliverOutcome::Dropped(DropReason::PacketTooLarge),
+        }
+    }
+
+    /// Sends a QoS 1/2 delivery now if the window has room, otherwise queues it (a queued
+    /// message is kept as a copy with its options applied).
+    fn deliver_shared(
+        &mut self,
+        mut publish: Arc<Publish>,
+        qos: QoS,
+        retain: bool,
+        received_at: Instant,
+    ) -> DeliverOutcome {
+        if self.core.phase == Phase::Connected
             && self.core.state.queued.is_empty()
             && self.core.inflight() < self.core.window()
         {
-            match self.core.send_publish(publish) {
-                Ok(id) => return DeliverOutcome::Sent(id),
+            match self.core.send_shared(publish, qos, retain) {
+                Ok(id) => return DeliverOutcome::Sent(Some(id)),
                 Err((PublishError::Blocked, back)) => publish = back,
                 Err(_) => return DeliverOutcome::Dropped(DropReason::PacketTooLarge),
             }
         }
+        let mut publish = Arc::unwrap_or_clone(publish);
+        (publish.dup, publish.qos, publish.retain, publish.packet_id) = (false, qos, retain, None);
         if self.core.enqueue(QueuedMessage {
             publish,
-            received_at: message.received_at,
+            received_at,
         }) {
             DeliverOutcome::Queued
         } else {
             DeliverOutcome::Dropped(DropReason::QueueFull)
         }
+    }
+
+    /// Whether this client gets the message's properties exactly as published: no
+    /// subscription identifier or remaining expiry to write, no topic alias to take off, and
+    /// (3.x) no 5.0 property to drop. Its fixed-header fields may still differ.
+    fn properties_as_sent(&self, message: &Message, subscription_ids: &[NonZeroU32]) -> bool {
+        let p = &message.publish.properties;
+        subscription_ids.is_empty()
+            && p.topic_alias.is_none()
+            && p.message_expiry_interval.is_none()
+            && (self.core.version.is_v5() || p.is_empty())
     }
 
     /// Whether `message` goes to this connected client exactly as the publisher sent it, at
@@ -753,10 +786,7 @@ impl ServerSession {
             && !p.dup
             && p.packet_id.is_none()
             && (!p.retain || options.retain_as_published || options.retained_replay)
-            && subscription_ids.is_empty()
-            && p.properties.topic_alias.is_none()
-            && p.properties.message_expiry_interval.is_none()
-            && (self.core.version.is_v5() || p.properties.is_empty())
+            && self.properties_as_sent(message, subscription_ids)
             && self.core.no_alias_for(&p.topic)
     }
 

@@ -8,9 +8,10 @@
 //! data so that the broker can serialize it; the engine checks it when it is put back.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
-use tern_codec::{PacketId, Publish, QoS, ReasonCode};
+use tern_codec::{PacketId, Publish, PublishFlags, QoS, ReasonCode};
 
 /// Where an outgoing QoS 1 or QoS 2 message stands in its handshake.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -24,15 +25,69 @@ pub enum OutgoingPhase {
 }
 
 /// An outgoing message in flight: sent, not yet acknowledged.
+///
+/// The message itself is shared ([`Arc`]): a broker that delivers one message to many
+/// subscribers keeps it once, not once per subscriber, and a delivery costs a reference
+/// count instead of a copy of the packet. What is this delivery's own (its packet
+/// identifier, its QoS, which the phase tells, and its RETAIN flag) is kept beside it; the
+/// shared PUBLISH's own DUP, QoS, RETAIN and packet identifier are not looked at.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutgoingPublish {
     /// Its packet identifier.
     pub packet_id: PacketId,
     /// Its handshake phase.
     pub phase: OutgoingPhase,
-    /// The PUBLISH as first sent, with the full topic (aliases never outlive a connection
-    /// [MQTT-3.3.2-7]); resent with DUP set on session resume [MQTT-4.4.0-1].
-    pub publish: Publish,
+    /// RETAIN as this delivery sends it.
+    pub retain: bool,
+    /// The message as first sent: the full topic (aliases never outlive a connection
+    /// [MQTT-3.3.2-7]) and the properties of this delivery; resent with DUP set on session
+    /// resume [MQTT-4.4.0-1].
+    pub publish: Arc<Publish>,
+}
+
+impl OutgoingPublish {
+    /// Its QoS, from its phase: 1 waiting for PUBACK, 2 otherwise.
+    pub fn qos(&self) -> QoS {
+        match self.phase {
+            OutgoingPhase::AwaitPubAck => QoS::AtLeastOnce,
+            OutgoingPhase::AwaitPubRec | OutgoingPhase::AwaitPubComp => QoS::ExactlyOnce,
+        }
+    }
+
+    /// The fixed-header fields it is sent with (`dup` for a resend).
+    pub fn flags(&self, dup: bool) -> PublishFlags {
+        PublishFlags {
+            dup,
+            qos: self.qos(),
+            retain: self.retain,
+            packet_id: Some(self.packet_id),
+        }
+    }
+
+    /// The PUBLISH as it was first sent (DUP clear): a copy of the message with this
+    /// delivery's fields.
+    pub fn to_publish(&self) -> Publish {
+        let mut publish = Publish::clone(&self.publish);
+        let flags = self.flags(false);
+        (publish.dup, publish.qos, publish.retain, publish.packet_id) =
+            (flags.dup, flags.qos, flags.retain, flags.packet_id);
+        publish
+    }
+
+    /// An entry for `publish` as sent with `packet_id` (its QoS, 1 or 2, sets the phase).
+    pub fn new(packet_id: PacketId, publish: Publish) -> Self {
+        let phase = if publish.qos == QoS::ExactlyOnce {
+            OutgoingPhase::AwaitPubRec
+        } else {
+            OutgoingPhase::AwaitPubAck
+        };
+        OutgoingPublish {
+            packet_id,
+            phase,
+            retain: publish.retain,
+            publish: Arc::new(publish),
+        }
+    }
 }
 
 /// A message waiting beyond the in-flight window (server side), or for the client to come back.
@@ -113,11 +168,8 @@ impl SessionState {
     /// keeping the first of each.
     pub(crate) fn sanitize(&mut self) {
         let mut seen = std::collections::BTreeSet::new();
-        self.outgoing
-            .retain(|o| o.publish.qos != QoS::AtMostOnce && seen.insert(o.packet_id));
-        for o in &mut self.outgoing {
-            o.publish.packet_id = Some(o.packet_id);
-        }
+        // An entry's QoS comes from its phase: there is no QoS 0 entry to drop.
+        self.outgoing.retain(|o| seen.insert(o.packet_id));
         let mut seen_in = std::collections::BTreeSet::new();
         self.inbound
             .retain(|i| i.qos != QoS::AtMostOnce && seen_in.insert(i.packet_id));

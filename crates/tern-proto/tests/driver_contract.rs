@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tern_codec::{
-    Ack, AckProperties, ConnAck, MqttString, Packet, ProtocolVersion, QoS, ReasonCode,
+    Ack, AckProperties, ConnAck, MqttString, Packet, ProtocolVersion, Publish, QoS, ReasonCode,
 };
 use tern_proto::{
     Accept, AckMode, ClientConfig, ClientSession, ConnectionError, DeliverOutcome, DeliveryOptions,
@@ -318,7 +318,8 @@ fn qos0_output_is_bounded_when_the_driver_does_not_drain() {
             topic: ms("t"),
             payload: vec![0u8; size].into(),
             ..tern_codec::Publish::default()
-        },
+        }
+        .into(),
         origin: None,
         received_at: now,
     };
@@ -366,7 +367,7 @@ fn acknowledgement_events_can_be_turned_off() {
         events_server(&mut s);
         for qos in [QoS::AtLeastOnce, QoS::ExactlyOnce] {
             let m = Message {
-                publish: publish("t", qos),
+                publish: publish("t", qos).into(),
                 origin: None,
                 received_at: now,
             };
@@ -406,8 +407,8 @@ fn a_qos0_delivery_goes_as_sent_unless_the_subscriber_needs_it_changed() {
             other => panic!("expected one PUBLISH, got {other:?}"),
         }
     };
-    let message = |publish| Message {
-        publish,
+    let message = |publish: Publish| Message {
+        publish: publish.into(),
         origin: None,
         received_at: now,
     };

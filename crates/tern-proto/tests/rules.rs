@@ -144,7 +144,7 @@ fn qos2_flow_both_directions_delivers_once() {
         assert!(s.state().awaiting_pubrel.is_empty() && c.state().outgoing.is_empty());
 
         let m = Message {
-            publish: publish("u", QoS::ExactlyOnce),
+            publish: publish("u", QoS::ExactlyOnce).into(),
             origin: None,
             received_at: now,
         };
@@ -388,7 +388,7 @@ fn packet_too_large_for_peer_is_not_sent() {
     let mut big = publish("t", QoS::AtLeastOnce);
     big.payload = vec![0u8; 100].into();
     let m = Message {
-        publish: big,
+        publish: big.into(),
         origin: None,
         received_at: now,
     };
@@ -730,7 +730,7 @@ fn delivery_applies_subscriber_options() {
         ..Default::default()
     };
     let own = Message {
-        publish: p.clone(),
+        publish: p.clone().into(),
         origin: Some(MqttString::from_static("me")),
         received_at: now,
     };
@@ -744,7 +744,7 @@ fn delivery_applies_subscriber_options() {
     );
 
     let m = Message {
-        publish: p,
+        publish: p.into(),
         origin: None,
         received_at: now,
     };
@@ -796,7 +796,7 @@ fn queue_beyond_window_is_bounded() {
     };
     let mut s = server_with(config, connect, now);
     let m = Message {
-        publish: publish("t", QoS::AtLeastOnce),
+        publish: publish("t", QoS::AtLeastOnce).into(),
         origin: None,
         received_at: now,
     };

@@ -14,6 +14,7 @@
 //! record is an error, never a panic.
 
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
@@ -305,7 +306,8 @@ pub(crate) fn encode_session(session: &StoredSession) -> Result<Vec<u8>, Storage
             OutgoingPhase::AwaitPubRec => 1,
             OutgoingPhase::AwaitPubComp => 2,
         });
-        put_publish(&mut out, &o.publish)?;
+        // As sent (the delivery's QoS, RETAIN and identifier): the format stays the same.
+        put_publish(&mut out, &o.to_publish())?;
     }
     put_u32(&mut out, len_u32(state.awaiting_pubrel.len()));
     for id in &state.awaiting_pubrel {
@@ -357,7 +359,8 @@ pub(crate) fn decode_session(buf: &[u8]) -> Result<StoredSession, StorageError> 
         state.outgoing.push_back(OutgoingPublish {
             packet_id,
             phase,
-            publish,
+            retain: publish.retain,
+            publish: Arc::new(publish),
         });
     }
     let n = r.count(2)?;
@@ -434,12 +437,13 @@ mod tests {
         state.session_expiry_interval = 300;
         state.next_packet_id = 9;
         let id = PacketId::new(4).unwrap();
-        let mut publish = m.publish.clone();
-        publish.packet_id = Some(id);
+        let mut publish = Publish::clone(&m.publish);
+        (publish.qos, publish.packet_id) = (QoS::ExactlyOnce, Some(id));
         state.outgoing.push_back(OutgoingPublish {
             packet_id: id,
             phase: OutgoingPhase::AwaitPubComp,
-            publish,
+            retain: publish.retain,
+            publish: Arc::new(publish),
         });
         state.awaiting_pubrel.push(PacketId::new(3).unwrap());
         let s = StoredSession {

@@ -5,7 +5,7 @@ use bytes::BytesMut;
 use super::{Body, Decoded, Measure, read_packet_id};
 use crate::{
     error::{DecodeError, EncodeError},
-    packet::{Packet, PacketType, Publish, PublishProperties},
+    packet::{Packet, PacketType, Publish, PublishFlags, PublishProperties},
     property::{self, Ctx},
     qos::QoS,
     version::ProtocolVersion,
@@ -73,56 +73,19 @@ pub(super) fn decode(version: ProtocolVersion, flags: u8, r: &mut Reader) -> Dec
 }
 
 impl Body for Publish {
+    #[inline]
     fn first_byte(&self) -> u8 {
-        let mut first = (PacketType::Publish as u8) << 4 | self.qos.as_u8() << QOS_SHIFT;
-        if self.dup {
-            first |= DUP;
-        }
-        if self.retain {
-            first |= RETAIN;
-        }
-        first
+        self.as_sent(self.flags()).first_byte()
     }
 
+    #[inline]
     fn measure(&self, version: ProtocolVersion) -> Result<Measure, EncodeError> {
-        if self.packet_id.is_some() != (self.qos != QoS::AtMostOnce) {
-            return Err(EncodeError::PacketIdMismatch);
-        }
-        if self.dup && self.qos == QoS::AtMostOnce {
-            return Err(EncodeError::DupOnQoS0);
-        }
-        if wire::has_wildcard(&self.topic) {
-            return Err(EncodeError::InvalidValue(
-                "topic (wildcards in a topic name)",
-            ));
-        }
-        let mut m = Measure::default();
-        let mut len = wire::string_len(&self.topic);
-        if self.packet_id.is_some() {
-            len += 2;
-        }
-        if version.is_v5() {
-            if self.topic.is_empty() && self.properties.topic_alias.is_none() {
-                return Err(EncodeError::InvalidValue(
-                    "topic (empty without a topic alias)",
-                ));
-            }
-            m.props = property::measure(&self.properties)?;
-            len += property::block_len(m.props);
-        } else {
-            if self.topic.is_empty() {
-                return Err(EncodeError::InvalidValue("topic (empty)"));
-            }
-            property::check_v3(&self.properties, version)?;
-        }
-        m.remaining = len.saturating_add(self.payload.len());
-        Ok(m)
+        self.as_sent(self.flags()).measure(version)
     }
 
-    /// The body without the payload (the [`tail`](Body::tail)).
+    #[inline]
     fn write(&self, version: ProtocolVersion, m: &Measure, dst: &mut impl Out) {
-        wire::put_string(dst, &self.topic);
-        self.write_after_topic(version, m, dst);
+        self.as_sent(self.flags()).write(version, m, dst);
     }
 
     #[inline]
@@ -132,21 +95,95 @@ impl Body for Publish {
 
     #[inline]
     fn write_packet(&self, version: ProtocolVersion, m: &Measure, dst: &mut impl Out) {
+        self.as_sent(self.flags()).write_packet(version, m, dst);
+    }
+}
+
+/// A PUBLISH with the fixed-header fields of one sending (see [`PublishFlags`]): what is
+/// encoded. `Publish` encodes itself through it with its own fields.
+struct AsSent<'a> {
+    publish: &'a Publish,
+    flags: PublishFlags,
+}
+
+impl Body for AsSent<'_> {
+    fn first_byte(&self) -> u8 {
+        let f = self.flags;
+        let mut first = (PacketType::Publish as u8) << 4 | f.qos.as_u8() << QOS_SHIFT;
+        if f.dup {
+            first |= DUP;
+        }
+        if f.retain {
+            first |= RETAIN;
+        }
+        first
+    }
+
+    fn measure(&self, version: ProtocolVersion) -> Result<Measure, EncodeError> {
+        let (p, f) = (self.publish, self.flags);
+        if f.packet_id.is_some() != (f.qos != QoS::AtMostOnce) {
+            return Err(EncodeError::PacketIdMismatch);
+        }
+        if f.dup && f.qos == QoS::AtMostOnce {
+            return Err(EncodeError::DupOnQoS0);
+        }
+        if wire::has_wildcard(&p.topic) {
+            return Err(EncodeError::InvalidValue(
+                "topic (wildcards in a topic name)",
+            ));
+        }
+        let mut m = Measure::default();
+        let mut len = wire::string_len(&p.topic);
+        if f.packet_id.is_some() {
+            len += 2;
+        }
+        if version.is_v5() {
+            if p.topic.is_empty() && p.properties.topic_alias.is_none() {
+                return Err(EncodeError::InvalidValue(
+                    "topic (empty without a topic alias)",
+                ));
+            }
+            m.props = property::measure(&p.properties)?;
+            len += property::block_len(m.props);
+        } else {
+            if p.topic.is_empty() {
+                return Err(EncodeError::InvalidValue("topic (empty)"));
+            }
+            property::check_v3(&p.properties, version)?;
+        }
+        m.remaining = len.saturating_add(p.payload.len());
+        Ok(m)
+    }
+
+    /// The body without the payload (the [`tail`](Body::tail)).
+    fn write(&self, version: ProtocolVersion, m: &Measure, dst: &mut impl Out) {
+        wire::put_string(dst, &self.publish.topic);
+        self.write_after_topic(version, m, dst);
+    }
+
+    #[inline]
+    fn tail(&self) -> &[u8] {
+        &self.publish.payload
+    }
+
+    #[inline]
+    fn write_packet(&self, version: ProtocolVersion, m: &Measure, dst: &mut impl Out) {
         self.write_header(version, m, dst);
     }
 }
 
-impl Publish {
+impl AsSent<'_> {
     /// Everything but the payload: the fixed header and the topic length in one piece, the
     /// topic, then the packet id and the Property Length in one piece, then the properties.
     #[inline]
     fn write_header(&self, version: ProtocolVersion, m: &Measure, dst: &mut impl Out) {
+        let topic = &self.publish.topic;
         let (mut head, mut n) = super::fixed_header(self.first_byte(), m.remaining);
         // The topic's length was checked when the string was made.
-        head[n..n + 2].copy_from_slice(&(self.topic.len() as u16).to_be_bytes());
+        head[n..n + 2].copy_from_slice(&(topic.len() as u16).to_be_bytes());
         n += 2;
         wire::put_small(dst, &head, n);
-        dst.append(self.topic.as_str().as_bytes());
+        dst.append(topic.as_str().as_bytes());
         self.write_after_topic(version, m, dst);
     }
 
@@ -155,7 +192,7 @@ impl Publish {
     fn write_after_topic(&self, version: ProtocolVersion, m: &Measure, dst: &mut impl Out) {
         let mut mid = [0u8; 6];
         let mut n = 0;
-        if let Some(id) = self.packet_id {
+        if let Some(id) = self.flags.packet_id {
             mid[..2].copy_from_slice(&id.get().to_be_bytes());
             n = 2;
         }
@@ -164,8 +201,40 @@ impl Publish {
         }
         wire::put_small(dst, &mid, n);
         if version.is_v5() && m.props > 0 {
-            property::write_props(&self.properties, dst);
+            property::write_props(&self.publish.properties, dst);
         }
+    }
+}
+
+impl Publish {
+    #[inline]
+    fn as_sent(&self, flags: PublishFlags) -> AsSent<'_> {
+        AsSent {
+            publish: self,
+            flags,
+        }
+    }
+
+    /// The exact length of the PUBLISH encoded with `flags` instead of its own fields.
+    pub fn encoded_len_with(
+        &self,
+        flags: PublishFlags,
+        version: ProtocolVersion,
+    ) -> Result<usize, EncodeError> {
+        super::encoded_len_of(&self.as_sent(flags), version)
+    }
+
+    /// Encodes the PUBLISH with `flags` (DUP, QoS, RETAIN and packet identifier) instead of
+    /// its own fields, at the end of `dst`: the same bytes as `encode` of a copy of the packet
+    /// with those fields set, without the copy. Validated like `encode` (the flags too:
+    /// a packet identifier exactly at QoS 1 and 2, no DUP at QoS 0); nothing written on error.
+    pub fn encode_with(
+        &self,
+        flags: PublishFlags,
+        version: ProtocolVersion,
+        dst: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        super::encode_body(&self.as_sent(flags), version, dst)
     }
 
     /// Encodes everything of the packet but its payload for `version` at the end of `dst`:
@@ -198,6 +267,56 @@ mod tests {
     use alloc::vec::Vec;
     use bytes::Bytes;
     use core::num::{NonZeroU16, NonZeroU32};
+
+    /// `encode_with` writes what `encode` writes for a copy with the flags set, and refuses
+    /// what `encode` refuses for it.
+    #[test]
+    fn encode_with_is_encode_of_the_copy_with_those_flags() {
+        let id = NonZeroU16::new(7);
+        let mut message = Publish {
+            qos: QoS::ExactlyOnce,
+            retain: true,
+            topic: MqttString::from_static("a/b"),
+            packet_id: NonZeroU16::new(300),
+            payload: Bytes::from_static(b"payload"),
+            ..Publish::default()
+        };
+        message.properties.message_expiry_interval = Some(9);
+        for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+            let mut m = message.clone();
+            if !version.is_v5() {
+                m.properties = PublishProperties::default();
+            }
+            for (dup, qos, retain, packet_id) in [
+                (false, QoS::AtMostOnce, false, None),
+                (false, QoS::AtLeastOnce, true, id),
+                (true, QoS::ExactlyOnce, false, id),
+                // Refused: DUP at QoS 0 [MQTT-3.3.1-2], an identifier exactly at QoS 1 and 2.
+                (true, QoS::AtMostOnce, false, None),
+                (false, QoS::AtMostOnce, false, id),
+                (false, QoS::AtLeastOnce, false, None),
+            ] {
+                let flags = PublishFlags {
+                    dup,
+                    qos,
+                    retain,
+                    packet_id,
+                };
+                let mut copy = m.clone();
+                (copy.dup, copy.qos, copy.retain, copy.packet_id) = (dup, qos, retain, packet_id);
+                let (mut expected, mut got) = (BytesMut::new(), BytesMut::new());
+                let expected_result = copy.encode(version, &mut expected);
+                let result = m.encode_with(flags, version, &mut got);
+                assert_eq!(result, expected_result, "{flags:?}");
+                assert_eq!(got, expected, "{flags:?}");
+                assert_eq!(
+                    m.encoded_len_with(flags, version).ok(),
+                    expected_result.ok().map(|()| expected.len())
+                );
+                assert_eq!(copy.flags(), flags);
+            }
+        }
+    }
 
     /// The header written by `encode_header`, followed by the payload, is the packet.
     #[test]

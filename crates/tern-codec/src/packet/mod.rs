@@ -14,7 +14,7 @@ pub use auth::{Auth, AuthProperties};
 pub use connack::{ConnAck, ConnAckProperties};
 pub use connect::{Connect, ConnectProperties, Will, WillProperties};
 pub use disconnect::{Disconnect, DisconnectProperties};
-pub use publish::{PayloadFormat, Publish, PublishProperties};
+pub use publish::{PayloadFormat, Publish, PublishFlags, PublishProperties};
 pub use subscribe::{
     RetainHandling, SubAck, Subscribe, SubscribeProperties, Subscription, SubscriptionOptions,
 };

@@ -41,6 +41,35 @@ impl PublishProperties {
     }
 }
 
+/// The fields of a PUBLISH's fixed header and its packet identifier, which a sender sets for
+/// each sending of one message: a broker delivers one message to many subscribers, each at
+/// its QoS, with its own packet identifier and RETAIN flag, and resends it with DUP set.
+/// [`Publish::encode_with`](crate::Publish::encode_with) encodes a message with them instead of its own, so the message
+/// can stay shared (see [`Publish::flags`] for its own).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PublishFlags {
+    /// DUP [MQTT-3.3.1-1]; never set at QoS 0 [MQTT-3.3.1-2].
+    pub dup: bool,
+    /// QoS level.
+    pub qos: QoS,
+    /// RETAIN.
+    pub retain: bool,
+    /// Packet Identifier: present exactly when QoS > 0 [MQTT-2.2.1-2].
+    pub packet_id: Option<PacketId>,
+}
+
+impl Publish {
+    /// The message's own fixed-header fields and packet identifier.
+    pub fn flags(&self) -> PublishFlags {
+        PublishFlags {
+            dup: self.dup,
+            qos: self.qos,
+            retain: self.retain,
+            packet_id: self.packet_id,
+        }
+    }
+}
+
 /// The Payload Format Indicator (3.3.2.3.2).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum PayloadFormat {
