@@ -42,6 +42,7 @@ extern crate alloc;
 extern crate std;
 
 mod codec;
+pub use codec::PreparedPublish;
 mod error;
 mod frame;
 pub mod packet;

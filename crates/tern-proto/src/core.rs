@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tern_codec::{
     Ack, AckProperties, Auth, DecodeError, Decoder, Disconnect, EncodeError, MAX_PACKET_SIZE,
-    MqttString, Packet, PacketId, PacketType, ProtocolVersion, Publish, PublishFlags, QoS,
-    ReasonCode, Will,
+    MqttString, Packet, PacketId, PacketType, PreparedPublish, ProtocolVersion, Publish,
+    PublishFlags, QoS, ReasonCode, Will,
 };
 
 use crate::alias::{Choice, InboundAliases, OutboundAliases, Resolve};
@@ -949,12 +949,21 @@ impl Core {
         publish.packet_id = None;
         if publish.qos == QoS::AtMostOnce {
             // QoS 0 keeps nothing: the message goes on the wire and is dropped.
-            let size = match self.check_publish_size(&publish, publish.flags()) {
-                Ok(size) => size,
+            let (size, alias) = match self.prepare_publish(&publish, publish.flags()) {
+                Ok(prepared) => {
+                    let size = prepared.len();
+                    let alias = self.choose_alias(&publish, publish.flags(), size);
+                    if alias == Choice::None {
+                        prepared.encode(&mut self.out);
+                        self.queued_packet(Ok(()));
+                    }
+                    (size, alias)
+                }
                 Err(e) => return Err((e, publish)),
             };
-            let alias = self.choose_alias(&publish, publish.flags(), size);
-            self.queue_publish(&mut publish, alias);
+            if alias != Choice::None {
+                self.queue_publish(&mut publish, alias);
+            }
             self.out_publish_bytes += size;
             return Ok(None);
         }
@@ -994,16 +1003,23 @@ impl Core {
             retain,
             packet_id: Some(packet_id),
         };
-        let size = match self.check_publish_size(&publish, flags) {
-            Ok(size) => size,
+        let prepared = match self.prepare_publish(&publish, flags) {
+            Ok(prepared) => prepared,
             Err(e) => {
                 self.ids.release(packet_id);
                 return Err((e, publish));
             }
         };
+        let size = prepared.len();
         let alias = self.choose_alias(&publish, flags, size);
+        if alias == Choice::None {
+            // Measured once: written as prepared.
+            prepared.encode(&mut self.out);
+            self.queued_packet(Ok(()));
+        } else {
+            self.queue_shared(&publish, flags, alias);
+        }
         self.state.next_packet_id = self.ids.next_hint();
-        self.queue_shared(&publish, flags, alias);
         self.out_publish_bytes += size;
         let phase = if qos == QoS::AtLeastOnce {
             OutgoingPhase::AwaitPubAck
@@ -1039,10 +1055,10 @@ impl Core {
         if self.phase != Phase::Connected {
             return Err(UserError::NotConnected.into());
         }
-        let size = self.check_publish_size(publish, publish.flags())?;
-        let result = publish.encode(self.version, &mut self.out);
-        self.queued_packet(result);
-        self.out_publish_bytes += size;
+        let prepared = self.prepare_publish(publish, publish.flags())?;
+        prepared.encode(&mut self.out);
+        self.queued_packet(Ok(()));
+        self.out_publish_bytes += prepared.len();
         Ok(())
     }
 
@@ -1051,23 +1067,23 @@ impl Core {
         !self.version.is_v5() || self.out_aliases.choose(topic) == Choice::None
     }
 
-    /// Checks the PUBLISH, with its full topic, against the peer's Maximum Packet Size
-    /// [MQTT-3.1.2-24], [MQTT-3.2.2-15]; returns its encoded size.
-    fn check_publish_size(
+    /// Validates and measures the PUBLISH, with its full topic, and checks it against the
+    /// peer's Maximum Packet Size [MQTT-3.1.2-24], [MQTT-3.2.2-15].
+    fn prepare_publish<'a>(
         &self,
-        publish: &Publish,
+        publish: &'a Publish,
         flags: PublishFlags,
-    ) -> Result<usize, PublishError> {
-        let size = publish
-            .encoded_len_with(flags, self.version)
+    ) -> Result<PreparedPublish<'a>, PublishError> {
+        let prepared = publish
+            .prepare(flags, self.version)
             .map_err(|e| PublishError::User(UserError::Encode(e)))?;
-        if size > self.send.maximum_packet_size as usize {
+        if prepared.len() > self.send.maximum_packet_size as usize {
             return Err(PublishError::PacketTooLarge {
-                size,
+                size: prepared.len(),
                 maximum: self.send.maximum_packet_size,
             });
         }
-        Ok(size)
+        Ok(prepared)
     }
 
     /// The topic alias for this PUBLISH on the wire (5.0), committed to the alias table. The

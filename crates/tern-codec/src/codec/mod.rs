@@ -9,6 +9,8 @@ mod ack;
 mod connack;
 mod connect;
 mod publish;
+
+pub use publish::PreparedPublish;
 mod simple;
 mod subscribe;
 

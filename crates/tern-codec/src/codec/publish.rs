@@ -99,8 +99,45 @@ impl Body for Publish {
     }
 }
 
+/// A PUBLISH validated and measured for one sending, from [`Publish::prepare`].
+pub struct PreparedPublish<'a> {
+    sent: AsSent<'a>,
+    version: ProtocolVersion,
+    m: Measure,
+    total: usize,
+}
+
+impl PreparedPublish<'_> {
+    /// The exact length of the packet, fixed header included.
+    pub fn len(&self) -> usize {
+        self.total
+    }
+
+    /// Always false: a packet has at least its fixed header.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Writes the packet at the end of `dst` (one reservation): the same bytes as
+    /// [`Publish::encode_with`] with the flags it was prepared with.
+    pub fn encode(&self, dst: &mut BytesMut) {
+        super::write_part(&self.sent, self.version, &self.m, self.total, dst, true);
+    }
+}
+
+impl core::fmt::Debug for PreparedPublish<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PreparedPublish")
+            .field("flags", &self.sent.flags)
+            .field("version", &self.version)
+            .field("len", &self.total)
+            .finish()
+    }
+}
+
 /// A PUBLISH with the fixed-header fields of one sending (see [`PublishFlags`]): what is
 /// encoded. `Publish` encodes itself through it with its own fields.
+#[derive(Clone, Copy)]
 struct AsSent<'a> {
     publish: &'a Publish,
     flags: PublishFlags,
@@ -237,6 +274,26 @@ impl Publish {
         super::encode_body(&self.as_sent(flags), version, dst)
     }
 
+    /// Validates and measures the PUBLISH as sent with `flags` (see
+    /// [`encode_with`](Publish::encode_with)), once: the returned [`PreparedPublish`] tells
+    /// the packet's length, so that a sender can check it against the peer's Maximum Packet
+    /// Size, and then writes it without validating or measuring it again.
+    pub fn prepare(
+        &self,
+        flags: PublishFlags,
+        version: ProtocolVersion,
+    ) -> Result<PreparedPublish<'_>, EncodeError> {
+        let sent = self.as_sent(flags);
+        let m = sent.measure(version)?;
+        let total = super::total_len(m.remaining)?;
+        Ok(PreparedPublish {
+            sent,
+            version,
+            m,
+            total,
+        })
+    }
+
     /// Encodes everything of the packet but its payload for `version` at the end of `dst`:
     /// the fixed header (whose Remaining Length counts the payload), the topic, the packet id
     /// and the properties. Sending these bytes followed by [`payload`](Publish::payload)
@@ -311,9 +368,19 @@ mod tests {
                 assert_eq!(got, expected, "{flags:?}");
                 assert_eq!(
                     m.encoded_len_with(flags, version).ok(),
-                    expected_result.ok().map(|()| expected.len())
+                    expected_result.clone().ok().map(|()| expected.len())
                 );
                 assert_eq!(copy.flags(), flags);
+                if let Ok(prepared) = m.prepare(flags, version) {
+                    let mut written = BytesMut::new();
+                    prepared.encode(&mut written);
+                    assert_eq!(
+                        (written, prepared.len()),
+                        (expected.clone(), expected.len())
+                    );
+                } else {
+                    assert!(expected_result.is_err());
+                }
             }
         }
     }
