@@ -1,11 +1,12 @@
 //! Framing: the fixed header and incremental decoding from a byte buffer.
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 
 use crate::{
     codec,
     error::DecodeError,
-    packet::{Packet, PacketType},
+    packet::{Ack, Packet, PacketId, PacketType},
+    reason::ReasonCode,
     version::ProtocolVersion,
     wire::{self, Reader, VarInt},
 };
@@ -222,6 +223,9 @@ impl Decoder {
             Framing::Complete(header) => header,
         };
         self.needed = 0;
+        if let Some(packet) = self.short_ack(&header, buf) {
+            return Ok(Some(packet));
+        }
         // The reader owns the frame (one reference-count update for the split) and reads the
         // body from after the fixed header; a PUBLISH payload takes the frame over.
         let frame = buf.split_to(header.packet_len()).freeze();
@@ -233,6 +237,38 @@ impl Decoder {
         // guard that runs after the result is written; CONNECT sets the version itself.
         let mut guard = PutBackOnError { buf, r };
         codec::decode_body(&header, &mut self.version, &mut guard.r)
+    }
+
+    /// A PUBACK, PUBREC, PUBREL or PUBCOMP in its short forms (packet identifier, and in
+    /// 5.0 perhaps a reason code, no properties), the most frequent packets of a QoS 1/2
+    /// flow, read from `buf` in place and taken off it: no frame is split off for bytes that
+    /// the packet does not keep (a split and its drop are two reference-count updates of the
+    /// shared buffer). Anything else, errors included, is left to the general decoder, so
+    /// that both decode every input the same way.
+    #[inline]
+    fn short_ack(&self, header: &FixedHeader, buf: &mut BytesMut) -> Option<Packet> {
+        let wrap = match header.packet_type {
+            PacketType::PubAck => Packet::PubAck,
+            PacketType::PubRec => Packet::PubRec,
+            PacketType::PubRel => Packet::PubRel,
+            PacketType::PubComp => Packet::PubComp,
+            _ => return None,
+        };
+        let version = self.version?;
+        let start = usize::from(header.header_len);
+        let body = buf.get(start..header.packet_len())?;
+        let (id, reason) = match *body {
+            [hi, lo] => (u16::from_be_bytes([hi, lo]), None),
+            [hi, lo, code] if version.is_v5() => (u16::from_be_bytes([hi, lo]), Some(code)),
+            _ => return None,
+        };
+        let mut ack = Ack::new(PacketId::new(id)?);
+        if let Some(code) = reason {
+            ack.reason_code = ReasonCode::from_u8(code)
+                .filter(|reason| reason.is_allowed_in(header.packet_type))?;
+        }
+        buf.advance(header.packet_len());
+        Some(wrap(ack))
     }
 
     /// Whether a packet of this type may come next.
@@ -307,6 +343,41 @@ pub(crate) fn check_type_in_version(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The in-place reading of short acknowledgements decodes every 2- and 3-byte body
+    /// exactly as the general decoder does (`Packet::decode` always takes the general path):
+    /// the same packet, or the same error with the buffer left as it was. Zero identifiers
+    /// [MQTT-2.2.1-3], reason codes not allowed in the packet (5.0 section 3.4.2.1) and 3.x
+    /// reason codes (trailing bytes) included.
+    #[test]
+    fn short_acks_decode_as_the_general_decoder_does() {
+        for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+            for (packet_type, first) in [(4u8, 0x40u8), (5, 0x50), (6, 0x62), (7, 0x70)] {
+                let mut bodies: alloc::vec::Vec<alloc::vec::Vec<u8>> = alloc::vec::Vec::new();
+                for id in [0u16, 1, 0x00FF, 0x0100, 0xFFFF] {
+                    bodies.push(id.to_be_bytes().to_vec());
+                    for code in 0..=255u8 {
+                        let mut b = id.to_be_bytes().to_vec();
+                        b.push(code);
+                        bodies.push(b);
+                    }
+                }
+                for body in bodies {
+                    let mut bytes = alloc::vec![first, body.len() as u8];
+                    bytes.extend_from_slice(&body);
+                    let general = Packet::decode(version, &bytes, MAX_PACKET_SIZE)
+                        .map(|p| p.map(|(packet, _)| packet));
+                    let mut decoder = Decoder::new(MAX_PACKET_SIZE);
+                    decoder.version = Some(version);
+                    let mut buf = BytesMut::from(&bytes[..]);
+                    let got = decoder.decode(&mut buf);
+                    assert_eq!(got, general, "type {packet_type}, {version:?}, {body:?}");
+                    let left = if got.is_ok() { &[][..] } else { &bytes[..] };
+                    assert_eq!(&buf[..], left, "buffer after {body:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn first_byte_checks_need_only_one_byte() {
