@@ -112,27 +112,22 @@ impl Traffic {
     /// Counts the whole packets at the start of `bytes` that a connection read, by type; a
     /// packet cut at the end is counted by the read that completes it (the engine keeps only
     /// such a remainder between reads).
-    pub(crate) fn count_received(&self, mut packets: &[u8]) {
+    pub(crate) fn count_received(&self, packets: &[u8]) {
         let mut by_type = [0u64; 16];
-        // Malformed bytes end the walk: the engine closes the connection for them.
-        while let Ok(Framing::Complete(header)) = framing(packets, MAX_PACKET_SIZE) {
-            by_type[header.packet_type as usize] += 1;
-            packets = &packets[header.packet_len()..];
-        }
+        for_each_frame(packets, |t, _| by_type[t as usize] += 1);
         add_nonzero(&self.packets_received, &by_type);
     }
 
     /// Counts whole encoded packets about to be written, by type, and the PUBLISH packets
     /// among them by QoS.
-    pub(crate) fn count_sent(&self, mut packets: &[u8]) {
+    pub(crate) fn count_sent(&self, packets: &[u8]) {
         let (mut by_type, mut by_qos) = ([0u64; 16], [0u64; 3]);
-        while let Ok(Framing::Complete(header)) = framing(packets, MAX_PACKET_SIZE) {
-            by_type[header.packet_type as usize] += 1;
-            if header.packet_type == PacketType::Publish {
-                by_qos[usize::from((header.flags >> 1) & 0b11).min(2)] += 1;
+        for_each_frame(packets, |t, flags| {
+            by_type[t as usize] += 1;
+            if t == PacketType::Publish {
+                by_qos[usize::from((flags >> 1) & 0b11).min(2)] += 1;
             }
-            packets = &packets[header.packet_len()..];
-        }
+        });
         add_nonzero(&self.packets_sent, &by_type);
         add_nonzero(&self.sent, &by_qos);
     }
@@ -147,6 +142,16 @@ impl Traffic {
             _ => return,
         };
         self.dropped[dropped as usize].add(1);
+    }
+}
+
+/// Calls `f` with the type and flags of each whole packet at the start of `bytes`. A packet
+/// cut at the end, or malformed bytes, end the walk (the engine closes the connection for
+/// those).
+fn for_each_frame(mut bytes: &[u8], mut f: impl FnMut(PacketType, u8)) {
+    while let Ok(Framing::Complete(header)) = framing(bytes, MAX_PACKET_SIZE) {
+        f(header.packet_type, header.flags);
+        bytes = &bytes[header.packet_len()..];
     }
 }
 

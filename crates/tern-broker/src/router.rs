@@ -2,7 +2,7 @@
 //! read-write lock. A publish takes the read lock only to collect the matching sessions into a
 //! reused `Vec`, releases it, then pushes one delivery per session into the mailboxes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -136,7 +136,10 @@ impl Router {
                 }
             });
         }
-        if scratch.len() > 1 {
+        // Overlapping plain subscriptions of one session are merged below, which needs them
+        // side by side; sorting a fan-out's targets cost more than the rest of routing, and
+        // most messages have none to merge.
+        if scratch.len() > 1 && has_overlap(scratch) {
             scratch.sort_by_key(|t| (t.key, t.shared));
         }
         let mut routed = Routed::default();
@@ -192,6 +195,27 @@ impl Router {
         scratch.clear();
         routed
     }
+}
+
+/// Whether a session has more than one plain subscription among `targets`.
+fn has_overlap(targets: &[Target]) -> bool {
+    thread_local! {
+        /// Reused by every route of the thread, so that checking allocates nothing.
+        static SEEN: std::cell::RefCell<HashSet<u64, foldhash::fast::FixedState>> =
+            std::cell::RefCell::new(HashSet::with_hasher(foldhash::fast::FixedState::default()));
+    }
+    SEEN.with_borrow_mut(|seen| {
+        seen.clear();
+        let overlap = targets
+            .iter()
+            .filter(|t| !t.shared)
+            .any(|t| !seen.insert(t.key));
+        if seen.capacity() > 4096 {
+            // One very large fan-out does not keep its room.
+            *seen = HashSet::default();
+        }
+        overlap
+    })
 }
 
 impl Target {

@@ -753,9 +753,12 @@ impl Core {
             return;
         };
         let (packet_id, qos) = (o.packet_id, o.qos());
-        // Dropped where it lies rather than moved out first: an entry is a few hundred bytes,
-        // and by the time its acknowledgement comes it has left the cache.
-        self.state.outgoing.drain(pos..=pos);
+        // Acknowledgements come in order [MQTT-4.6.0-2]: the oldest entry, as a rule.
+        if pos == 0 {
+            self.state.outgoing.pop_front();
+        } else {
+            self.state.outgoing.remove(pos);
+        }
         self.ids.release(packet_id);
         if self.acknowledgement_events {
             self.events.push_back(Event::PublishAcknowledged {
