@@ -223,9 +223,6 @@ impl Decoder {
             Framing::Complete(header) => header,
         };
         self.needed = 0;
-        if let Some(packet) = self.short_ack(&header, buf) {
-            return Ok(Some(packet));
-        }
         // The reader owns the frame (one reference-count update for the split) and reads the
         // body from after the fixed header; a PUBLISH payload takes the frame over.
         let frame = buf.split_to(header.packet_len()).freeze();
@@ -239,35 +236,49 @@ impl Decoder {
         codec::decode_body(&header, &mut self.version, &mut guard.r)
     }
 
-    /// A PUBACK, PUBREC, PUBREL or PUBCOMP in its short forms (packet identifier, and in
-    /// 5.0 perhaps a reason code, no properties), the most frequent packets of a QoS 1/2
-    /// flow, read from `buf` in place and taken off it: no frame is split off for bytes that
-    /// the packet does not keep (a split and its drop are two reference-count updates of the
-    /// shared buffer). Anything else, errors included, is left to the general decoder, so
-    /// that both decode every input the same way.
+    /// Decodes the next packet if it is a PUBACK, PUBREC, PUBREL or PUBCOMP in a short form
+    /// (packet identifier, and in 5.0 perhaps a reason code, no properties), the most
+    /// frequent packets of a QoS 1/2 flow: read from `buf` in place and taken off it, without
+    /// splitting a frame off the shared buffer (a reference-count update and its undo, for
+    /// bytes the packet does not keep). Returns `None`, with `buf` untouched, for anything
+    /// else, errors and partial packets included: then [`decode`](Decoder::decode) reads it,
+    /// and both decode every input the same way. A connection's read loop calls this first.
     #[inline]
-    fn short_ack(&self, header: &FixedHeader, buf: &mut BytesMut) -> Option<Packet> {
-        let wrap = match header.packet_type {
+    pub fn decode_ack(&mut self, buf: &mut BytesMut) -> Option<Packet> {
+        let version = self.version?;
+        let (first, len) = match **buf {
+            [first, len, ..] if (4..=7).contains(&(first >> 4)) && (2..=3).contains(&len) => {
+                (first, usize::from(len))
+            }
+            _ => return None,
+        };
+        let packet_type = PacketType::from_u8(first >> 4)?;
+        let wrap = match packet_type {
             PacketType::PubAck => Packet::PubAck,
             PacketType::PubRec => Packet::PubRec,
             PacketType::PubRel => Packet::PubRel,
-            PacketType::PubComp => Packet::PubComp,
-            _ => return None,
+            _ => Packet::PubComp,
         };
-        let version = self.version?;
-        let start = usize::from(header.header_len);
-        let body = buf.get(start..header.packet_len())?;
-        let (id, reason) = match *body {
+        let flags = if packet_type == PacketType::PubRel {
+            0b0010
+        } else {
+            0
+        };
+        if first & 0x0F != flags || 2 + len > self.max_packet_size as usize {
+            return None;
+        }
+        let (id, reason) = match *buf.get(2..2 + len)? {
             [hi, lo] => (u16::from_be_bytes([hi, lo]), None),
             [hi, lo, code] if version.is_v5() => (u16::from_be_bytes([hi, lo]), Some(code)),
             _ => return None,
         };
         let mut ack = Ack::new(PacketId::new(id)?);
         if let Some(code) = reason {
-            ack.reason_code = ReasonCode::from_u8(code)
-                .filter(|reason| reason.is_allowed_in(header.packet_type))?;
+            ack.reason_code =
+                ReasonCode::from_u8(code).filter(|reason| reason.is_allowed_in(packet_type))?;
         }
-        buf.advance(header.packet_len());
+        self.needed = 0;
+        buf.advance(2 + len);
         Some(wrap(ack))
     }
 
@@ -344,13 +355,14 @@ pub(crate) fn check_type_in_version(
 mod tests {
     use super::*;
 
-    /// The in-place reading of short acknowledgements decodes every 2- and 3-byte body
-    /// exactly as the general decoder does (`Packet::decode` always takes the general path):
+    /// `decode_ack` then `decode` (as a read loop calls them) decodes every 2- and 3-byte
+    /// acknowledgement body exactly as the general decoder does (`Packet::decode` always takes the general path):
     /// the same packet, or the same error with the buffer left as it was. Zero identifiers
     /// [MQTT-2.2.1-3], reason codes not allowed in the packet (5.0 section 3.4.2.1) and 3.x
     /// reason codes (trailing bytes) included.
     #[test]
     fn short_acks_decode_as_the_general_decoder_does() {
+        let mut in_place = 0;
         for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
             for (packet_type, first) in [(4u8, 0x40u8), (5, 0x50), (6, 0x62), (7, 0x70)] {
                 let mut bodies: alloc::vec::Vec<alloc::vec::Vec<u8>> = alloc::vec::Vec::new();
@@ -370,13 +382,25 @@ mod tests {
                     let mut decoder = Decoder::new(MAX_PACKET_SIZE);
                     decoder.version = Some(version);
                     let mut buf = BytesMut::from(&bytes[..]);
-                    let got = decoder.decode(&mut buf);
+                    let got = match decoder.decode_ack(&mut buf) {
+                        Some(packet) => {
+                            in_place += 1;
+                            Ok(Some(packet))
+                        }
+                        None => {
+                            assert_eq!(&buf[..], &bytes[..], "decode_ack left the buffer");
+                            decoder.decode(&mut buf)
+                        }
+                    };
                     assert_eq!(got, general, "type {packet_type}, {version:?}, {body:?}");
                     let left = if got.is_ok() { &[][..] } else { &bytes[..] };
                     assert_eq!(&buf[..], left, "buffer after {body:?}");
                 }
             }
         }
+        // Four ids of five are not zero; 3.1.1 takes only the 2-byte form, 5.0 also the
+        // reason codes each packet allows.
+        assert!(in_place > 4 * 4 * 2, "{in_place} decoded in place");
     }
 
     #[test]

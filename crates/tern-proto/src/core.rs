@@ -365,6 +365,10 @@ impl Core {
             buf.clear();
             return None;
         }
+        if let Some(ack) = self.decoder.decode_ack(buf) {
+            self.heard_from_peer();
+            return Some(ack);
+        }
         match self.decoder.decode(buf) {
             Ok(Some(packet)) => {
                 self.heard_from_peer();

@@ -144,6 +144,7 @@ struct AsSent<'a> {
 }
 
 impl Body for AsSent<'_> {
+    #[inline]
     fn first_byte(&self) -> u8 {
         let f = self.flags;
         let mut first = (PacketType::Publish as u8) << 4 | f.qos.as_u8() << QOS_SHIFT;
@@ -156,6 +157,7 @@ impl Body for AsSent<'_> {
         first
     }
 
+    #[inline]
     fn measure(&self, version: ProtocolVersion) -> Result<Measure, EncodeError> {
         let (p, f) = (self.publish, self.flags);
         if f.packet_id.is_some() != (f.qos != QoS::AtMostOnce) {
