@@ -373,7 +373,6 @@ impl Connection {
         // mostly its task's future: one `Sleep` instead of five saves a few hundred bytes).
         let timer = tokio::time::sleep_until(far_future());
         tokio::pin!(timer);
-        let mut mailbox: Option<Arc<SessionHandle>> = None;
         self.session.start(now());
         loop {
             if self.mailbox_pending && self.out.len() < self.shared.config.backpressure.write_buffer
@@ -408,11 +407,7 @@ impl Connection {
                             let _ = rx.wait_for(|c: &Committed| c.upto >= target).await;
                         })
                     });
-            // Cloned only when it changed: the publishers' routing updates the same count.
-            if !same_handle(&mailbox, &self.handle) {
-                mailbox.clone_from(&self.handle);
-            }
-            let handle = mailbox.as_deref();
+            let handle = self.handle.clone();
             let mut room = self.blocked.as_ref().map(|b| {
                 let waiting = b.waiting.clone();
                 Box::pin(async move {
@@ -457,7 +452,7 @@ impl Connection {
                         self.session.handle_transport_closed(now());
                     }
                 },
-                _ = async { handle.expect("guarded").notified().await }, if handle.is_some() => {
+                _ = async { handle.as_deref().expect("guarded").notified().await }, if handle.is_some() => {
                     self.on_mailbox();
                 }
                 _ = async { room.as_mut().expect("guarded").await }, if room.is_some() => self.unblock(false),
@@ -1460,15 +1455,6 @@ fn signatures(session: &ServerSession, awaiting: &[PacketId]) -> (u64, u64) {
     }
     state.queued.len().hash(&mut all);
     (all.finish(), qos2)
-}
-
-/// Whether both are the same mailbox (or both none).
-fn same_handle(a: &Option<Arc<SessionHandle>>, b: &Option<Arc<SessionHandle>>) -> bool {
-    match (a, b) {
-        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-        (None, None) => true,
-        _ => false,
-    }
 }
 
 fn far_future() -> tokio::time::Instant {

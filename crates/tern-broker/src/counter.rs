@@ -39,61 +39,57 @@ fn shard_index() -> usize {
     INDEX.with(|i| *i) & (shard_count() - 1)
 }
 
-fn shards() -> Box<[Shard]> {
-    (0..shard_count()).map(|_| Shard::default()).collect()
+/// One atomic per shard: what both [`Counter`] and [`Peak`] are made of.
+#[derive(Debug)]
+struct Shards(Box<[Shard]>);
+
+impl Default for Shards {
+    fn default() -> Self {
+        Shards((0..shard_count()).map(|_| Shard::default()).collect())
+    }
+}
+
+impl Shards {
+    /// This thread's shard.
+    fn local(&self) -> &AtomicU64 {
+        &self.0[shard_index()].0
+    }
+
+    /// Every shard's value.
+    fn values(&self) -> impl Iterator<Item = u64> + '_ {
+        self.0.iter().map(|s| s.0.load(Ordering::Relaxed))
+    }
 }
 
 /// A sum that many threads add to (a counter) or add to and take from (a gauge).
-#[derive(Debug)]
-pub(crate) struct Counter {
-    shards: Box<[Shard]>,
-}
-
-impl Default for Counter {
-    fn default() -> Self {
-        Counter { shards: shards() }
-    }
-}
+#[derive(Debug, Default)]
+pub(crate) struct Counter(Shards);
 
 impl Counter {
-    fn local(&self) -> &AtomicU64 {
-        &self.shards[shard_index()].0
-    }
-
     /// Adds `n`.
     pub(crate) fn add(&self, n: u64) {
-        self.local().fetch_add(n, Ordering::Relaxed);
+        self.0.local().fetch_add(n, Ordering::Relaxed);
     }
 
     /// Takes `n` away (a gauge: the shard of a thread may go below zero, the sum does not).
     pub(crate) fn sub(&self, n: u64) {
-        self.local().fetch_sub(n, Ordering::Relaxed);
+        self.0.local().fetch_sub(n, Ordering::Relaxed);
     }
 
     /// The sum of every shard.
     pub(crate) fn get(&self) -> u64 {
-        self.shards
-            .iter()
-            .fold(0u64, |sum, s| sum.wrapping_add(s.0.load(Ordering::Relaxed)))
+        self.0.values().fold(0u64, u64::wrapping_add)
     }
 }
 
 /// The largest value seen, recorded by many threads.
-#[derive(Debug)]
-pub(crate) struct Peak {
-    shards: Box<[Shard]>,
-}
-
-impl Default for Peak {
-    fn default() -> Self {
-        Peak { shards: shards() }
-    }
-}
+#[derive(Debug, Default)]
+pub(crate) struct Peak(Shards);
 
 impl Peak {
     /// Records `value`; a value not above this thread's largest costs a plain load.
     pub(crate) fn record(&self, value: u64) {
-        let shard = &self.shards[shard_index()].0;
+        let shard = self.0.local();
         if value > shard.load(Ordering::Relaxed) {
             shard.fetch_max(value, Ordering::Relaxed);
         }
@@ -101,11 +97,7 @@ impl Peak {
 
     /// The largest value recorded by any thread.
     pub(crate) fn get(&self) -> u64 {
-        self.shards
-            .iter()
-            .map(|s| s.0.load(Ordering::Relaxed))
-            .max()
-            .unwrap_or(0)
+        self.0.values().max().unwrap_or(0)
     }
 }
 

@@ -88,32 +88,15 @@ pub(crate) fn wire_len(packet: &Packet, version: ProtocolVersion) -> Result<usiz
 /// The PUBLISH as it goes on the wire with a topic alias [MQTT-3.3.2-12]: defined (alias and
 /// topic) or used (alias and an empty topic).
 fn with_alias(mut publish: Publish, choice: Choice) -> Publish {
-    apply_alias(&mut publish, choice);
-    publish
-}
-
-/// Puts the topic alias of `choice` on `publish`; returns the topic it took away (for a used
-/// alias), which [`take_alias_back`] puts back.
-fn apply_alias(publish: &mut Publish, choice: Choice) -> Option<MqttString> {
     match choice {
-        Choice::Define(a) => {
-            publish.properties.topic_alias = PacketId::new(a);
-            None
-        }
+        Choice::Define(a) => publish.properties.topic_alias = PacketId::new(a),
         Choice::Use(a) => {
             publish.properties.topic_alias = PacketId::new(a);
-            Some(core::mem::take(&mut publish.topic))
+            publish.topic = MqttString::new();
         }
-        Choice::None => None,
+        Choice::None => {}
     }
-}
-
-/// Undoes [`apply_alias`]: the full topic and no alias, as the session state keeps it.
-fn take_alias_back(publish: &mut Publish, topic: Option<MqttString>) {
-    publish.properties.topic_alias = None;
-    if let Some(topic) = topic {
-        publish.topic = topic;
-    }
+    publish
 }
 
 /// Frees a queue's storage once it is drained, if the batch it just gave (`batch` entries)
@@ -290,15 +273,6 @@ impl Core {
     /// idle [MQTT-3.1.2-20].
     pub(crate) fn queue(&mut self, packet: Packet) {
         let result = packet.encode(self.version, &mut self.out);
-        self.queued_packet(result);
-    }
-
-    /// Queues a PUBLISH (with the topic alias of `choice`, which is taken off again) without
-    /// copying or keeping it.
-    fn queue_publish(&mut self, publish: &mut Publish, choice: Choice) {
-        let topic = apply_alias(publish, choice);
-        let result = publish.encode(self.version, &mut self.out);
-        take_alias_back(publish, topic);
         self.queued_packet(result);
     }
 
@@ -969,7 +943,7 @@ impl Core {
                 Err(e) => return Err((e, publish)),
             };
             if alias != Choice::None {
-                self.queue_publish(&mut publish, alias);
+                self.queue_shared(&publish, publish.flags(), alias);
             }
             self.out_publish_bytes += size;
             return Ok(None);
@@ -1042,9 +1016,9 @@ impl Core {
         Ok(packet_id)
     }
 
-    /// Queues a shared message with `flags` and the topic alias of `choice`: encoded from the
-    /// shared message itself, or (with an alias, which changes the topic and a property) from
-    /// a copy made for the wire.
+    /// Queues a message with `flags` and the topic alias of `choice`: encoded from the message
+    /// itself, or (with an alias, which changes the topic and a property) from a copy made for
+    /// the wire.
     fn queue_shared(&mut self, publish: &Publish, flags: PublishFlags, choice: Choice) {
         let result = if choice == Choice::None {
             publish.encode_with(flags, self.version, &mut self.out)
