@@ -285,7 +285,7 @@ impl Broker {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         let shared = Arc::new(Shared {
-            engine: engine_config(&self.config),
+            engine: Arc::new(engine_config(&self.config)),
             open: ConnectionCount::new(self.config.limits.max_connections),
             refused: Refused::default(),
             started: tokio::time::Instant::now(),
@@ -297,6 +297,7 @@ impl Broker {
             stats: Arc::new(StatsCounters::default()),
             clients: ClientTable::default(),
             shutdown,
+            stop: tokio::sync::Notify::new(),
             tasks: Mutex::new(Some(task_tx)),
             done: tokio::sync::Mutex::new(task_rx),
             next_conn: AtomicU64::new(1),
@@ -521,7 +522,8 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     /// When the broker started, for `$SYS/broker/uptime`.
     pub(crate) started: tokio::time::Instant,
-    pub(crate) engine: ServerConfig,
+    /// The engine's configuration, shared by every session.
+    pub(crate) engine: Arc<ServerConfig>,
     pub(crate) router: Router,
     pub(crate) retained: RetainedStore,
     pub(crate) registry: Registry,
@@ -534,7 +536,10 @@ pub(crate) struct Shared {
     pub(crate) open: Arc<ConnectionCount>,
     /// Connections refused at accept.
     pub(crate) refused: Refused,
+    /// Whether shutdown began.
     pub(crate) shutdown: watch::Sender<bool>,
+    /// Woken when shutdown begins: the connection tasks wait on it.
+    pub(crate) stop: tokio::sync::Notify,
     /// Each connection task holds a clone; shutdown drops this one and waits for the rest.
     tasks: Mutex<Option<mpsc::Sender<()>>>,
     done: tokio::sync::Mutex<mpsc::Receiver<()>>,
@@ -858,6 +863,7 @@ impl BrokerHandle {
     /// in time.
     pub async fn shutdown(&self) -> bool {
         self.shared.shutdown.send_replace(true);
+        self.shared.stop.notify_waiters();
         drop(self.shared.tasks.lock().take());
         let timeout = self.shared.config.shutdown.timeout();
         let mut done = self.shared.done.lock().await;

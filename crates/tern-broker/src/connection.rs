@@ -17,8 +17,10 @@
 use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, BytesMut};
@@ -31,6 +33,7 @@ use tern_proto::{
 };
 use tern_topic::{SubscriptionFilter, TopicFilter};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::futures::Notified;
 
 use crate::auth::{Access, AuthMethod, Identity};
 use crate::broker::{Shared, StatsCounters, TaskGuard};
@@ -128,8 +131,7 @@ where
         persisting,
     };
     tracing::debug!(peer = %conn.info.peer, conn = id, transport = %conn.info.transport, "connection opened");
-    let (reader, writer) = tokio::io::split(stream);
-    conn.serve(reader, writer, guard)
+    conn.serve(stream, guard)
 }
 
 impl Connection {
@@ -141,18 +143,18 @@ impl Connection {
         clippy::manual_async_fn,
         reason = "an async fn stores its arguments twice"
     )]
-    fn serve<R, W>(
+    fn serve<S>(
         mut self,
-        mut reader: R,
-        mut writer: W,
+        mut stream: S,
         guard: TaskGuard,
     ) -> impl Future<Output = ()> + Send + 'static
     where
-        R: AsyncRead + Unpin + Send + 'static,
-        W: AsyncWrite + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         async move {
-            self.drive(&mut reader, &mut writer).await;
+            // One stream, not split in halves: the loop polls reads and writes itself, so it
+            // needs neither the halves' lock nor their shared allocation.
+            self.drive(&mut stream).await;
             // What runs after `drive` is in futures of its own: locals held across several
             // awaits here would take room in the future for the connection's whole life.
             self.release_held().await;
@@ -161,7 +163,7 @@ impl Connection {
             // The session is settled (handed over, offline or ended) before the client sees the
             // close, so that a reconnect right after it finds the session where it should be.
             self.finish();
-            closing.close(writer).await;
+            closing.close(stream).await;
             tracing::debug!(%peer, conn = id, "connection closed");
             drop(guard);
         }
@@ -252,6 +254,35 @@ enum Deadline {
     Snapshot,
     /// The engine's `poll_timeout` (keep alive, connect timeout).
     Engine,
+}
+
+/// What one step of [`Connection::drive`] waits for besides the socket and the mailbox
+/// (`None`: not this step).
+struct Waits<'a, 'n> {
+    shutdown: Option<Pin<&'a mut Notified<'n>>>,
+    room: Option<Pin<&'a mut dyn Future<Output = ()>>>,
+    timer: Option<Pin<&'a mut tokio::time::Sleep>>,
+    committed: Option<Pin<&'a mut dyn Future<Output = ()>>>,
+    /// The read buffer and the most that may be read (the inbound byte rate).
+    read: Option<(&'a mut ReadBuffer, u64)>,
+}
+
+/// An engine event whose handling waits (see [`Connection::drain_events`]).
+enum SlowEvent {
+    Connect(Box<Connect>),
+    Auth(tern_codec::Auth),
+}
+
+/// The input that ended one wait of [`Connection::drive`].
+enum Input {
+    Shutdown,
+    /// Bytes written (`Some(n)`) or a flush (`None`).
+    Written(std::io::Result<Option<usize>>),
+    Mailbox,
+    Room,
+    Timer,
+    Committed,
+    Read(std::io::Result<usize>),
 }
 
 /// A publish of this connection's client that waits for room in subscribers' mailboxes.
@@ -358,13 +389,18 @@ struct PendingAck {
 }
 
 impl Connection {
-    async fn drive<R, W>(&mut self, reader: &mut R, writer: &mut W)
+    async fn drive<S>(&mut self, stream: &mut S)
     where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
+        S: AsyncRead + AsyncWrite + Unpin,
     {
-        let mut shutdown = self.shared.shutdown.subscribe();
-        let mut stopping = *shutdown.borrow_and_update();
+        // The waits are polled by hand (see `poll_input`), not through `select!`: its futures
+        // would take room in every connection's future, and an idle connection is mostly that.
+        let shared = self.shared.clone();
+        let shutdown = shared.stop.notified();
+        tokio::pin!(shutdown);
+        // Registered before the flag is read, so that a shutdown right after is not missed.
+        shutdown.as_mut().enable();
+        let mut stopping = *shared.shutdown.borrow();
         if stopping {
             return;
         }
@@ -383,13 +419,7 @@ impl Connection {
             if self.session.is_closed() {
                 return;
             }
-            // Computed apart, so that what only this computation needs is not held across the
-            // wait below (it would take room in the future for the connection's whole life).
-            let Next {
-                can_read,
-                read_limit,
-                wake,
-            } = self.next_step();
+            let next = self.next_step();
             // The commit this connection waits for: its oldest withheld acknowledgement, or the
             // snapshot its output waits for.
             let commit_target = self.persisting.as_ref().and_then(|p| {
@@ -407,7 +437,6 @@ impl Connection {
                             let _ = rx.wait_for(|c: &Committed| c.upto >= target).await;
                         })
                     });
-            let handle = self.handle.clone();
             let mut room = self.blocked.as_ref().map(|b| {
                 let waiting = b.waiting.clone();
                 Box::pin(async move {
@@ -419,22 +448,32 @@ impl Connection {
             // Moved earlier at once, later only once it fired: a deadline that moves later
             // with every packet (keep alive, stall) costs no timer operation per step, and at
             // most one early wake.
-            if let Some((at, _)) = wake
+            if let Some((at, _)) = next.wake
                 && (at < timer.deadline() || timer.is_elapsed())
             {
                 timer.as_mut().reset(at);
             }
-            // At most what the byte rate allows.
-            let mut limited = (&mut *reader).take(read_limit);
-            tokio::select! {
-                biased;
-                _ = shutdown.changed(), if !stopping => {
+            let input = std::future::poll_fn(|cx| {
+                let waits = Waits {
+                    shutdown: (!stopping).then_some(shutdown.as_mut()),
+                    room: room
+                        .as_mut()
+                        .map(|r| r.as_mut() as Pin<&mut dyn Future<Output = ()>>),
+                    timer: next.wake.is_some().then_some(timer.as_mut()),
+                    committed: committed
+                        .as_mut()
+                        .map(|c| c.as_mut() as Pin<&mut dyn Future<Output = ()>>),
+                    read: next.can_read.then_some((&mut read_buf, next.read_limit)),
+                };
+                self.poll_input(cx, stream, waits)
+            })
+            .await;
+            match input {
+                Input::Shutdown => {
                     stopping = true;
                     self.close(ReasonCode::ServerShuttingDown);
                 }
-                // Once the buffer is written, a flush: TLS and WebSocket streams keep what they
-                // were given until flushed.
-                written = write_or_flush(writer, &self.out), if !self.out.is_empty() || self.unflushed => match written {
+                Input::Written(written) => match written {
                     Ok(None) => {
                         self.unflushed = false;
                         self.write_progress = tokio::time::Instant::now();
@@ -452,13 +491,11 @@ impl Connection {
                         self.session.handle_transport_closed(now());
                     }
                 },
-                _ = async { handle.as_deref().expect("guarded").notified().await }, if handle.is_some() => {
-                    self.on_mailbox();
-                }
-                _ = async { room.as_mut().expect("guarded").await }, if room.is_some() => self.unblock(false),
+                Input::Mailbox => self.on_mailbox(),
+                Input::Room => self.unblock(false),
                 // The earliest deadline passed: its handler runs (one per step, in this order);
                 // another one that passed too fires at once on the next step.
-                () = &mut timer, if wake.is_some() => match wake {
+                Input::Timer => match next.wake {
                     // Armed earlier than the deadline now is: nothing is due yet.
                     Some((at, _)) if at > tokio::time::Instant::now() => {}
                     Some((_, Deadline::Blocked)) => self.unblock(true),
@@ -473,9 +510,8 @@ impl Connection {
                     }
                     Some((_, Deadline::Engine)) => self.session.handle_timeout(now()),
                 },
-                _ = async { committed.as_mut().expect("guarded").await }, if committed.is_some() => {}
-                // Sized to what the client sends (see `ReadBuffer`): no buffer while it idles.
-                read = async { read_buf.read(&mut limited).await }, if can_read => match read {
+                Input::Committed => {}
+                Input::Read(read) => match read {
                     Ok(0) => self.session.handle_transport_closed(now()),
                     Ok(n) => {
                         self.shared.stats.bytes_received.add(n as u64);
@@ -499,6 +535,64 @@ impl Connection {
             }
             self.step_done().await;
         }
+    }
+
+    /// Polls the inputs of one step of `drive` in order, and returns the first that is ready:
+    /// the broker's shutdown; the socket, while bytes wait to be written (once the buffer is
+    /// written, a flush: TLS and WebSocket streams keep what they were given until flushed);
+    /// the mailbox; room in the mailboxes a held-back publish waits for; the timer; the
+    /// storage's commit; bytes from the socket (sized to what the client sends, see
+    /// `ReadBuffer`: no buffer while it idles; at most what the byte rate allows).
+    fn poll_input<S>(
+        &mut self,
+        cx: &mut Context<'_>,
+        stream: &mut S,
+        waits: Waits<'_, '_>,
+    ) -> Poll<Input>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        if let Some(shutdown) = waits.shutdown
+            && shutdown.poll(cx).is_ready()
+        {
+            return Poll::Ready(Input::Shutdown);
+        }
+        if !self.out.is_empty() {
+            if let Poll::Ready(written) = Pin::new(&mut *stream).poll_write(cx, &self.out) {
+                return Poll::Ready(Input::Written(written.map(Some)));
+            }
+        } else if self.unflushed
+            && let Poll::Ready(flushed) = Pin::new(&mut *stream).poll_flush(cx)
+        {
+            return Poll::Ready(Input::Written(flushed.map(|()| None)));
+        }
+        if let Some(handle) = &self.handle
+            && handle.poll_notified(cx).is_ready()
+        {
+            return Poll::Ready(Input::Mailbox);
+        }
+        if let Some(room) = waits.room
+            && room.poll(cx).is_ready()
+        {
+            return Poll::Ready(Input::Room);
+        }
+        if let Some(timer) = waits.timer
+            && timer.poll(cx).is_ready()
+        {
+            return Poll::Ready(Input::Timer);
+        }
+        if let Some(committed) = waits.committed
+            && committed.poll(cx).is_ready()
+        {
+            return Poll::Ready(Input::Committed);
+        }
+        if let Some((read_buf, limit)) = waits.read {
+            let mut limited = (&mut *stream).take(limit);
+            if let Poll::Ready(read) = read_buf.poll_read(cx, &mut limited) {
+                return Poll::Ready(Input::Read(read));
+            }
+        }
+        Poll::Pending
     }
 
     /// What the next step of `drive` may wait for: whether to read and how much, and the
@@ -796,6 +890,20 @@ impl Connection {
     }
 
     async fn drain_events(&mut self) {
+        // Boxed: at most a few times per connection, and their futures would otherwise make
+        // every connection's future larger. Nothing else is held across these awaits.
+        while let Some(slow) = self.handle_events() {
+            match slow {
+                SlowEvent::Connect(connect) => Box::pin(self.on_connect(connect)).await,
+                SlowEvent::Auth(auth) => Box::pin(self.on_auth(auth)).await,
+            }
+        }
+    }
+
+    /// Handles the engine's events until one that must wait (CONNECT or AUTH, which may ask
+    /// an authenticator), which it returns; `None` when none is left or the client is held
+    /// back.
+    fn handle_events(&mut self) -> Option<SlowEvent> {
         loop {
             if self.session.is_closed() && self.blocked.is_some() {
                 // Nothing waits any more; the acknowledgement stays in the session state.
@@ -803,15 +911,11 @@ impl Connection {
             }
             if self.blocked.is_some() {
                 // Held back: what the client sent next waits in the engine.
-                return;
+                return None;
             }
-            let Some(event) = self.session.poll_event() else {
-                return;
-            };
-            match event {
-                // Boxed, like `on_auth`: at most a few times per connection, and their futures
-                // would otherwise make every connection's future larger.
-                Event::ConnectRequest(connect) => Box::pin(self.on_connect(connect)).await,
+            match self.session.poll_event()? {
+                Event::ConnectRequest(connect) => return Some(SlowEvent::Connect(connect)),
+                Event::Auth(auth) => return Some(SlowEvent::Auth(auth)),
                 Event::Publish { publish, needs_ack } => {
                     self.rate.on_message();
                     self.on_publish(publish, needs_ack);
@@ -829,7 +933,6 @@ impl Connection {
                         &mut self.scratch,
                     );
                 }
-                Event::Auth(auth) => Box::pin(self.on_auth(auth)).await,
                 Event::Disconnected(reason) => self.on_disconnected(&reason),
                 other => tracing::trace!(conn = self.id, event = ?other, "event ignored"),
             }
@@ -1397,18 +1500,6 @@ impl Connection {
                 ));
             }
         }
-    }
-}
-
-/// Writes some of `out` (`Some(n)`), or flushes when it is empty (`None`).
-async fn write_or_flush<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    out: &[u8],
-) -> std::io::Result<Option<usize>> {
-    if out.is_empty() {
-        writer.flush().await.map(|()| None)
-    } else {
-        writer.write(out).await.map(Some)
     }
 }
 

@@ -5,10 +5,9 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::task::{Poll, ready};
+use std::task::{Context, Poll, ready};
 
 use bytes::BytesMut;
-use futures_util::future::Either;
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 /// The smallest read: room for a PINGREQ, a CONNECT or a short PUBLISH.
@@ -34,10 +33,8 @@ impl ReadBuffer {
         }
     }
 
-    /// Reads once from `reader` (`Ok(0)`: end of stream). With nothing buffered at the
-    /// smallest read size, the buffer is not allocated while the read waits: the read goes
-    /// through a buffer on the stack of each poll and what arrived is copied in. Otherwise it
-    /// reads straight into the buffer.
+    /// Reads once from `reader` (`Ok(0)`: end of stream); see [`poll_read`](Self::poll_read).
+    #[cfg(test)]
     pub(crate) fn read<'a, R>(
         &'a mut self,
         reader: &'a mut R,
@@ -45,18 +42,32 @@ impl ReadBuffer {
     where
         R: AsyncRead + Unpin,
     {
+        std::future::poll_fn(move |cx| self.poll_read(cx, reader))
+    }
+
+    /// Polls one read from `reader` (`Ok(0)`: end of stream). With nothing buffered at the
+    /// smallest read size, the buffer is not allocated while the read waits: the read goes
+    /// through a buffer on the stack and what arrived is copied in. Otherwise it reads
+    /// straight into the buffer. Nothing is kept between polls but the buffer.
+    pub(crate) fn poll_read<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        reader: &mut R,
+    ) -> Poll<io::Result<usize>>
+    where
+        R: AsyncRead + Unpin,
+    {
         if self.buf.capacity() == 0 {
             self.offered = MIN;
-            let buf = &mut self.buf;
-            Either::Left(std::future::poll_fn(move |cx| {
-                let mut scratch = [0u8; MIN];
-                let mut room = ReadBuf::new(&mut scratch);
-                ready!(Pin::new(&mut *reader).poll_read(cx, &mut room))?;
-                buf.extend_from_slice(room.filled());
-                Poll::Ready(Ok(room.filled().len()))
-            }))
+            let mut scratch = [0u8; MIN];
+            let mut room = ReadBuf::new(&mut scratch);
+            ready!(Pin::new(&mut *reader).poll_read(cx, &mut room))?;
+            self.buf.extend_from_slice(room.filled());
+            Poll::Ready(Ok(room.filled().len()))
         } else {
-            Either::Right(reader.read_buf(self.for_read()))
+            // `read_buf`'s future holds only its two references: made and polled once here,
+            // it leaves the waker with the stream as a stored future would.
+            std::pin::pin!(reader.read_buf(self.for_read())).poll(cx)
         }
     }
 

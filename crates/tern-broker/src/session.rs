@@ -8,7 +8,7 @@
 //!
 //! # Mailbox policy
 //!
-//! The mailbox is a `Mutex<VecDeque<Delivery>>` plus a [`Notify`], bounded by
+//! The mailbox is a `Mutex<VecDeque<Delivery>>` plus a waker for its connection task, bounded by
 //! [`MailboxLimits`](crate::config::MailboxLimits) in messages and bytes (topic + payload).
 //! A publisher pushes without copying the payload (the message is an `Arc`, its topic and
 //! payload `Bytes`-backed) and never waits on the push itself; [`SessionHandle::push`] tells
@@ -38,8 +38,11 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
+
+use futures_util::task::AtomicWaker;
 
 use parking_lot::Mutex;
 use tern_codec::{MqttString, PacketId, QoS};
@@ -240,8 +243,10 @@ pub(crate) struct SessionHandle {
     pub(crate) key: u64,
     pub(crate) client_id: MqttString,
     inbox: Mutex<Inbox>,
-    /// Wakes the connection task: deliveries, takeover, kick.
-    notify: Notify,
+    /// Wakes the connection task: deliveries, takeover, kick (see [`signal`](Self::signal)).
+    waker: AtomicWaker,
+    /// Set by [`signal`](Self::signal), taken by [`poll_notified`](Self::poll_notified).
+    signalled: AtomicBool,
     /// Wakes publishers waiting for room in the mailbox.
     room: Notify,
     limits: MailboxLimits,
@@ -291,7 +296,8 @@ impl SessionHandle {
                 over_reliable: false,
                 durable: None,
             }),
-            notify: Notify::new(),
+            waker: AtomicWaker::new(),
+            signalled: AtomicBool::new(false),
             room: Notify::new(),
             limits,
             stats,
@@ -410,7 +416,7 @@ impl SessionHandle {
                     }
                 }
                 drop(inbox);
-                self.notify.notify_one();
+                self.signal();
                 pushed
             }
             Owner::Offline(session, _) => {
@@ -528,15 +534,31 @@ impl SessionHandle {
         }
         inbox.kick = Some(conn);
         drop(inbox);
-        self.notify.notify_one();
+        self.signal();
         // Publishers waiting for this session need not wait any more.
         self.room.notify_waiters();
         true
     }
 
-    /// Waits until the mailbox has something for its connection task.
-    pub(crate) async fn notified(&self) {
-        self.notify.notified().await;
+    /// Ready once the mailbox has something for its connection task since the last time it
+    /// was ready (a signal while nobody polls is kept for the next poll). One task polls it:
+    /// the connection that owns the session.
+    pub(crate) fn poll_notified(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.signalled.swap(false, Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        self.waker.register(cx.waker());
+        // A signal between the check and the registration found no waker to wake.
+        if self.signalled.swap(false, Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+
+    /// Wakes the connection task (see [`poll_notified`](Self::poll_notified)).
+    fn signal(&self) {
+        self.signalled.store(true, Ordering::Release);
+        self.waker.wake();
     }
 
     /// Called by connection `conn` when woken: the takeover or kick addressed to it, or else
@@ -733,7 +755,7 @@ impl SessionHandle {
     }
 
     pub(crate) fn notify(&self) {
-        self.notify.notify_one();
+        self.signal();
     }
 }
 
@@ -842,7 +864,7 @@ impl Registry {
             Owner::Online(c) => {
                 let (tx, rx) = oneshot::channel();
                 inbox.takeover = Some((c, tx));
-                old.notify.notify_one();
+                old.signal();
                 Previous::Online(rx)
             }
             Owner::Offline(session, _) => Previous::Offline(session),

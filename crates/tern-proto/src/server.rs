@@ -107,7 +107,8 @@ pub enum DropReason {
 #[derive(Debug)]
 pub struct ServerSession {
     core: Core,
-    config: ServerConfig,
+    /// Shared: every connection of a server uses the same configuration.
+    config: Arc<ServerConfig>,
     connect: Option<Box<Connect>>,
     client_id: MqttString,
     deferred: VecDeque<Packet>,
@@ -115,8 +116,10 @@ pub struct ServerSession {
 }
 
 impl ServerSession {
-    /// A session waiting for CONNECT.
-    pub fn new(config: ServerConfig) -> Self {
+    /// A session waiting for CONNECT. A server passes one `Arc<ServerConfig>` to all its
+    /// sessions, so that each holds a pointer rather than a copy.
+    pub fn new(config: impl Into<Arc<ServerConfig>>) -> Self {
+        let config = config.into();
         // The version is not known before CONNECT; 3.1.1 is a placeholder until then.
         let decoder = Decoder::new(config.maximum_packet_size);
         let mut core = Core::new(Side::Server, ProtocolVersion::V3_1_1, decoder);
@@ -140,7 +143,7 @@ impl ServerSession {
     /// [`into_state`](Self::into_state). The state is checked like one put back by
     /// [`Accept`].
     pub fn restored(
-        config: ServerConfig,
+        config: impl Into<Arc<ServerConfig>>,
         version: ProtocolVersion,
         client_id: MqttString,
         state: SessionState,
