@@ -741,10 +741,9 @@ impl BrokerHandle {
             origin: None,
             received_at: now,
         });
-        let mut scratch = Vec::new();
         // The caller cannot be made to wait: a congested mailbox takes a QoS 1/2 message
         // anyway (bounded at twice its limits) and drops a QoS 0 one (see the policy).
-        let routed = connection::route(&self.shared, &message, now, &mut scratch, None);
+        let routed = connection::route(&self.shared, &message, now, None);
         Ok(routed.taken)
     }
 

@@ -39,7 +39,7 @@ use crate::auth::{Access, AuthMethod, Identity};
 use crate::broker::{Shared, StatsCounters, TaskGuard};
 use crate::limits::{InboundRate, topic_within};
 use crate::read_buffer::ReadBuffer;
-use crate::router::{Routed, Subscription, Target};
+use crate::router::{Routed, Subscription};
 use crate::session::{Delivery, Previous, Released, SessionHandle, Wake};
 use crate::storage::StoredSubscription;
 use crate::storage::writer::Committed;
@@ -60,7 +60,6 @@ pub(crate) fn route(
     shared: &Shared,
     message: &Arc<Message>,
     now: Instant,
-    scratch: &mut Vec<Target>,
     congested: Option<&mut Vec<Arc<SessionHandle>>>,
 ) -> Routed {
     shared.stats.messages_received.add(1);
@@ -73,9 +72,7 @@ pub(crate) fn route(
     }
     // Each delivery needs read access to the topic (see `crate::auth`).
     let readable = shared.auth.readable(&message.publish.topic);
-    let mut routed = shared
-        .router
-        .route(message, now, scratch, congested, &readable);
+    let mut routed = shared.router.route(message, now, congested, &readable);
     routed.persisted += usize::from(retained);
     shared.stats.deliveries.add(routed.taken as u64);
     routed
@@ -110,9 +107,6 @@ where
         session,
         handle: None,
         inbox: VecDeque::new(),
-        scratch: Vec::new(),
-        retained: Vec::new(),
-        congested: Vec::new(),
         out: BytesMut::new(),
         write_progress: tokio::time::Instant::now(),
         reported_out: 0,
@@ -267,10 +261,11 @@ struct Waits<'a, 'n> {
     read: Option<(&'a mut ReadBuffer, u64)>,
 }
 
-/// An engine event whose handling waits (see [`Connection::drain_events`]).
+/// An engine event whose handling waits (see [`Connection::drain_events`]); boxed, so that
+/// the wait holds two pointers.
 enum SlowEvent {
     Connect(Box<Connect>),
-    Auth(tern_codec::Auth),
+    Auth(Box<tern_codec::Auth>),
 }
 
 /// The input that ended one wait of [`Connection::drive`].
@@ -309,9 +304,6 @@ struct Connection {
     /// The session's mailbox, once CONNECT was accepted.
     handle: Option<Arc<SessionHandle>>,
     inbox: VecDeque<Delivery>,
-    scratch: Vec<Target>,
-    retained: Vec<Arc<Message>>,
-    congested: Vec<Arc<SessionHandle>>,
     /// Encoded packets waiting for the socket.
     out: BytesMut,
     /// When the socket last took bytes, or when `out` became non-empty.
@@ -893,10 +885,11 @@ impl Connection {
         // Boxed: at most a few times per connection, and their futures would otherwise make
         // every connection's future larger. Nothing else is held across these awaits.
         while let Some(slow) = self.handle_events() {
-            match slow {
-                SlowEvent::Connect(connect) => Box::pin(self.on_connect(connect)).await,
-                SlowEvent::Auth(auth) => Box::pin(self.on_auth(auth)).await,
-            }
+            let handled: Pin<Box<dyn Future<Output = ()> + Send + '_>> = match slow {
+                SlowEvent::Connect(connect) => Box::pin(self.on_connect(connect)),
+                SlowEvent::Auth(auth) => Box::pin(self.on_auth(*auth)),
+            };
+            handled.await;
         }
     }
 
@@ -915,7 +908,7 @@ impl Connection {
             }
             match self.session.poll_event()? {
                 Event::ConnectRequest(connect) => return Some(SlowEvent::Connect(connect)),
-                Event::Auth(auth) => return Some(SlowEvent::Auth(auth)),
+                Event::Auth(auth) => return Some(SlowEvent::Auth(Box::new(auth))),
                 Event::Publish { publish, needs_ack } => {
                     self.rate.on_message();
                     self.on_publish(publish, needs_ack);
@@ -925,13 +918,7 @@ impl Connection {
                 Event::Will(will) => {
                     let origin = self.session.client_id().clone();
                     let identity = self.identity.clone();
-                    publish_will(
-                        &self.shared,
-                        origin,
-                        identity.as_deref(),
-                        will,
-                        &mut self.scratch,
-                    );
+                    publish_will(&self.shared, origin, identity.as_deref(), will);
                 }
                 Event::Disconnected(reason) => self.on_disconnected(&reason),
                 other => tracing::trace!(conn = self.id, event = ?other, "event ignored"),
@@ -1179,6 +1166,8 @@ impl Connection {
         let now = now();
         let packet_id = publish.packet_id;
         let v5 = self.session.version().is_v5();
+        // The subscribers whose mailbox took the message beyond its limits.
+        let mut congested = Vec::new();
         let limits = &self.shared.config.limits;
         if !topic_within(limits, &publish.topic, &publish.topic) {
             tracing::debug!(conn = self.id, client_id = %self.session.client_id(), length = publish.topic.len(), "publish topic beyond the topic limits");
@@ -1214,13 +1203,7 @@ impl Connection {
                 origin: Some(self.session.client_id().clone()),
                 received_at: now,
             });
-            let routed = route(
-                &self.shared,
-                &message,
-                now,
-                &mut self.scratch,
-                Some(&mut self.congested),
-            );
+            let routed = route(&self.shared, &message, now, Some(&mut congested));
             if routed.persisted > 0 {
                 // Acknowledged once every durable copy is committed.
                 durable = Some(qos);
@@ -1238,13 +1221,13 @@ impl Connection {
         let ack = packet_id
             .filter(|_| needs_ack)
             .map(|id| (id, if v5 { reason } else { ReasonCode::Success }));
-        if !self.congested.is_empty() && !self.session.is_closed() {
+        if !congested.is_empty() && !self.session.is_closed() {
             // Back-pressure: hold the acknowledgement and stop reading until the subscribers
             // made room, at most the stall timeout (QoS 0: `qos0_wait_ms`).
             self.shared.stats.publisher_waits.add(1);
             tracing::debug!(conn = self.id, client_id = %self.session.client_id(), "publisher waits for full mailboxes");
             self.blocked = Some(Box::new(Blocked {
-                waiting: std::mem::take(&mut self.congested),
+                waiting: congested,
                 ack,
                 durable,
                 deadline: tokio::time::Instant::now()
@@ -1256,7 +1239,6 @@ impl Connection {
             }));
             return;
         }
-        self.congested.clear();
         if let Some((id, reason)) = ack {
             self.acknowledge(id, reason, durable);
         }
@@ -1385,17 +1367,17 @@ impl Connection {
             return;
         }
         let ids: Vec<_> = identifier.into_iter().collect();
+        let mut messages = Vec::new();
         for (filter, options) in replays {
-            self.retained.clear();
+            messages.clear();
             self.shared
                 .retained
-                .matching(filter.as_str(), &mut self.retained);
+                .matching(filter.as_str(), &mut messages);
             let delivery_options = DeliveryOptions {
                 no_local: options.no_local,
                 retain_as_published: options.retain_as_published,
                 retained_replay: true,
             };
-            let messages = std::mem::take(&mut self.retained);
             for message in &messages {
                 // Retained messages need read access like any delivery.
                 if !self.allowed(Access::Read, &message.publish.topic) {
@@ -1415,7 +1397,6 @@ impl Connection {
                     self.deliver(&delivery, now);
                 }
             }
-            self.retained = messages;
         }
     }
 
@@ -1562,13 +1543,7 @@ fn granted(qos: QoS) -> ReasonCode {
 
 /// Publishes a Will, if its client may write its topic (checked now, against the ACL in
 /// force, as mosquitto does: a denied Will is dropped, the CONNECT was accepted).
-fn publish_will(
-    shared: &Shared,
-    origin: MqttString,
-    identity: Option<&Identity>,
-    will: Publish,
-    scratch: &mut Vec<Target>,
-) {
+fn publish_will(shared: &Shared, origin: MqttString, identity: Option<&Identity>, will: Publish) {
     if !shared.auth.allows(identity, Access::Write, &will.topic) {
         tracing::info!(client_id = %origin, topic = %will.topic, "will not authorized: not published");
         return;
@@ -1581,7 +1556,7 @@ fn publish_will(
         received_at: now,
     });
     // A Will cannot wait: a congested mailbox takes it anyway (bounded, see the policy).
-    route(shared, &message, now, scratch, None);
+    route(shared, &message, now, None);
 }
 
 /// Watches an offline session: publishes its Will when the Will Delay passes and ends the
@@ -1602,7 +1577,6 @@ pub(crate) async fn keep_offline(
     let expires_at = (expiry != u32::MAX)
         .then(|| tokio::time::Instant::now() + Duration::from_secs(expiry.into()));
     let mut shutdown = shared.shutdown.subscribe();
-    let mut scratch = Vec::new();
     loop {
         let Some(timer) = handle.with_offline(offline, |s| s.poll_timeout()) else {
             return;
@@ -1646,13 +1620,7 @@ pub(crate) async fn keep_offline(
         let published = !wills.is_empty();
         for will in wills {
             let identity = handle.identity();
-            publish_will(
-                &shared,
-                handle.client_id.clone(),
-                identity.as_deref(),
-                will,
-                &mut scratch,
-            );
+            publish_will(&shared, handle.client_id.clone(), identity.as_deref(), will);
         }
         if published {
             // Sent: the stored session must not send it again after a restart.

@@ -2,6 +2,7 @@
 //! read-write lock. A publish takes the read lock only to collect the matching sessions into a
 //! reused `Vec`, releases it, then pushes one delivery per session into the mailboxes.
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -32,7 +33,7 @@ struct Tables {
 
 /// A session reached by a publish, before overlapping subscriptions are merged.
 #[derive(Debug)]
-pub(crate) struct Target {
+struct Target {
     key: u64,
     shared: bool,
     session: Arc<SessionHandle>,
@@ -100,7 +101,7 @@ impl Router {
     /// Delivers `message` to every session whose subscriptions match its topic: once per
     /// session for its overlapping plain subscriptions, at the highest of their QoS with every
     /// subscription identifier [MQTT-3.3.4-2], [MQTT-3.3.4-4]; once per matching shared group
-    /// to one member, round robin (MQTT 5.0 section 4.8.2). `scratch` is reused across calls.
+    /// to one member, round robin (MQTT 5.0 section 4.8.2).
     /// The sessions whose mailbox took the message beyond its limits are appended to
     /// `congested` (`None`: the caller cannot wait, see [`SessionHandle::push`]). A
     /// subscription for which `readable` is false does not receive it.
@@ -108,11 +109,32 @@ impl Router {
         &self,
         message: &Arc<Message>,
         now: Instant,
+        congested: Option<&mut Vec<Arc<SessionHandle>>>,
+        readable: &dyn Fn(&Subscription) -> bool,
+    ) -> Routed {
+        thread_local! {
+            /// The targets of one message, reused by every route of the thread (taken, not
+            /// borrowed: a route within a route would find it empty, not panic).
+            static TARGETS: Cell<Vec<Target>> = const { Cell::new(Vec::new()) };
+        }
+        let mut scratch = TARGETS.take();
+        let routed = self.route_with(message, now, &mut scratch, congested, readable);
+        scratch.clear();
+        if scratch.capacity() <= 4096 {
+            // One very large fan-out does not keep its room.
+            TARGETS.set(scratch);
+        }
+        routed
+    }
+
+    fn route_with(
+        &self,
+        message: &Arc<Message>,
+        now: Instant,
         scratch: &mut Vec<Target>,
         mut congested: Option<&mut Vec<Arc<SessionHandle>>>,
         readable: &dyn Fn(&Subscription) -> bool,
     ) -> Routed {
-        scratch.clear();
         {
             let tables = self.tables.read();
             let topic = message.publish.topic.as_str();

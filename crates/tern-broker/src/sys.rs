@@ -166,11 +166,8 @@ impl Sys {
         if retain {
             shared.retained.update(&message, None);
         }
-        let mut scratch = Vec::new();
         let readable = shared.auth.readable(&message.publish.topic);
-        let routed = shared
-            .router
-            .route(&message, now, &mut scratch, None, &readable);
+        let routed = shared.router.route(&message, now, None, &readable);
         shared.stats.deliveries.add(routed.taken as u64);
         self.last.insert(topic.to_owned(), value);
     }
