@@ -261,7 +261,7 @@ struct Waits<'a, 'n> {
     read: Option<(&'a mut ReadBuffer, u64)>,
 }
 
-/// An engine event whose handling waits (see [`Connection::drain_events`]); boxed, so that
+/// An engine event whose handling waits (see [`Connection::on_slow_event`]); boxed, so that
 /// the wait holds two pointers.
 enum SlowEvent {
     Connect(Box<Connect>),
@@ -642,7 +642,15 @@ impl Connection {
     /// After each input: handles the engine's events, moves its packets into the write
     /// buffer and updates the gauges.
     async fn step_done(&mut self) {
-        self.drain_events().await;
+        while let Some(slow) = self.handle_events() {
+            self.on_slow_event(slow).await;
+        }
+        self.after_events();
+    }
+
+    /// The part of [`step_done`](Self::step_done) after the events: the engine's packets into
+    /// the write buffer, the gauges.
+    fn after_events(&mut self) {
         let may_send = self.durable_step();
         if may_send && self.session.has_transmit() {
             let was_empty = self.out.is_empty();
@@ -881,15 +889,12 @@ impl Connection {
         }
     }
 
-    async fn drain_events(&mut self) {
-        // Boxed: at most a few times per connection, and their futures would otherwise make
-        // every connection's future larger. Nothing else is held across these awaits.
-        while let Some(slow) = self.handle_events() {
-            let handled: Pin<Box<dyn Future<Output = ()> + Send + '_>> = match slow {
-                SlowEvent::Connect(connect) => Box::pin(self.on_connect(connect)),
-                SlowEvent::Auth(auth) => Box::pin(self.on_auth(*auth)),
-            };
-            handled.await;
+    /// Handles an event that waits. Boxed: at most a few times per connection, and its
+    /// future would otherwise make every connection's future larger.
+    fn on_slow_event(&mut self, slow: SlowEvent) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        match slow {
+            SlowEvent::Connect(connect) => Box::pin(self.on_connect(connect)),
+            SlowEvent::Auth(auth) => Box::pin(self.on_auth(*auth)),
         }
     }
 

@@ -186,7 +186,7 @@ impl ClientSession {
         self.core.decoder = Decoder::with_version(self.core.version, max);
         self.core.recv.receive_maximum = props.receive_maximum.map_or(u16::MAX, |r| r.get());
         self.core.in_aliases = InboundAliases::new(props.topic_alias_maximum.unwrap_or(0));
-        self.core.auth_method = props.authentication_method.clone();
+        self.core.auth_method = props.authentication_method.clone().map(Box::new);
         self.core.keep_alive = connect.keep_alive;
         self.core.connect_session_expiry = props.session_expiry_interval.unwrap_or(0);
         self.core.state.session_expiry_interval = self.core.connect_session_expiry;
@@ -507,7 +507,7 @@ impl ClientSession {
             // A successful CONNACK repeats the Authentication Method of CONNECT
             // [MQTT-4.12.0-5], and names none when CONNECT had none [MQTT-4.12.0-6].
             match (
-                &self.core.auth_method,
+                self.core.auth_method.as_deref(),
                 &connack.properties.authentication_method,
             ) {
                 (None, None) => {}

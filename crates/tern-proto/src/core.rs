@@ -159,8 +159,9 @@ pub(crate) struct Core {
     pub(crate) acknowledgement_events: bool,
     pub(crate) max_inflight: u16,
     blocked: bool,
-    /// The Authentication Method of CONNECT, when enhanced authentication is in use.
-    pub(crate) auth_method: Option<MqttString>,
+    /// The Authentication Method of CONNECT, when enhanced authentication is in use (boxed:
+    /// most connections have none).
+    pub(crate) auth_method: Option<Box<MqttString>>,
     /// Server: the Will Message of the current connection.
     pub(crate) will: Option<Box<Will>>,
     /// Server: a Will waiting for its delay after the connection ended.
@@ -815,7 +816,7 @@ impl Core {
     /// Authentication Method [MQTT-4.12.0-6], [MQTT-4.12.0-7], and always with that same method
     /// [MQTT-4.12.0-5], [MQTT-4.12.1-1].
     pub(crate) fn on_auth(&mut self, auth: Auth) -> Result<(), ProtocolError> {
-        let Some(method) = &self.auth_method else {
+        let Some(method) = self.auth_method.as_deref() else {
             return Err(ProtocolError::UnexpectedAuth);
         };
         if auth.properties.authentication_method.as_ref() != Some(method) {
@@ -851,7 +852,7 @@ impl Core {
         if !self.version.is_v5() {
             return Err(UserError::NotSupported("AUTH exists only in MQTT 5.0"));
         }
-        let Some(method) = &self.auth_method else {
+        let Some(method) = self.auth_method.as_deref() else {
             return Err(UserError::InvalidState(
                 "AUTH without an authentication method in CONNECT [MQTT-4.12.0-6], [MQTT-4.12.0-7]",
             ));

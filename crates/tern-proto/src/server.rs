@@ -308,7 +308,10 @@ impl ServerSession {
         let v5 = self.core.version.is_v5();
         let mut props = accept.properties;
         if v5 {
-            match (&self.core.auth_method, &props.authentication_method) {
+            match (
+                self.core.auth_method.as_deref(),
+                &props.authentication_method,
+            ) {
                 (None, Some(_)) => {
                     return Err(UserError::InvalidValue(
                         "an Authentication Method in CONNACK needs one in CONNECT [MQTT-4.12.0-6]",
@@ -857,7 +860,11 @@ impl ServerSession {
             self.send_refusal(ReasonCode::ClientIdentifierNotValid);
             return;
         }
-        self.core.auth_method = connect.properties.authentication_method.clone();
+        self.core.auth_method = connect
+            .properties
+            .authentication_method
+            .clone()
+            .map(Box::new);
         self.core.connect_session_expiry = connect.properties.session_expiry_interval.unwrap_or(0);
         self.core
             .push_event(Event::ConnectRequest(Box::new(connect.clone())));
