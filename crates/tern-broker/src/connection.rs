@@ -250,13 +250,22 @@ enum Deadline {
     Engine,
 }
 
+/// A boxed wait of one step (see [`Connection::extra_waits`]).
+type BoxedWait = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The rare waits of one step.
+struct ExtraWaits {
+    room: Option<BoxedWait>,
+    committed: Option<BoxedWait>,
+}
+
 /// What one step of [`Connection::drive`] waits for besides the socket and the mailbox
 /// (`None`: not this step).
 struct Waits<'a, 'n> {
     shutdown: Option<Pin<&'a mut Notified<'n>>>,
-    room: Option<Pin<&'a mut dyn Future<Output = ()>>>,
+    room: Option<&'a mut BoxedWait>,
     timer: Option<Pin<&'a mut tokio::time::Sleep>>,
-    committed: Option<Pin<&'a mut dyn Future<Output = ()>>>,
+    committed: Option<&'a mut BoxedWait>,
     /// The read buffer and the most that may be read (the inbound byte rate).
     read: Option<(&'a mut ReadBuffer, u64)>,
 }
@@ -411,121 +420,136 @@ impl Connection {
             if self.session.is_closed() {
                 return;
             }
-            let next = self.next_step();
-            // The commit this connection waits for: its oldest withheld acknowledgement, or the
-            // snapshot its output waits for.
-            let commit_target = self.persisting.as_ref().and_then(|p| {
-                let oldest = p.pending_acks.front().map(|a| a.ticket);
-                oldest.into_iter().chain(p.hold).min()
-            });
-            // Waits that rarely run are boxed, so that every connection's future need not
-            // hold room for them.
-            let mut committed =
-                commit_target
-                    .zip(self.shared.persistence.as_ref())
-                    .map(|(target, store)| {
-                        let mut rx = store.subscribe();
-                        Box::pin(async move {
-                            let _ = rx.wait_for(|c: &Committed| c.upto >= target).await;
-                        })
-                    });
-            let mut room = self.blocked.as_ref().map(|b| {
-                let waiting = b.waiting.clone();
-                Box::pin(async move {
-                    for session in &waiting {
-                        session.room().await;
-                    }
-                })
-            });
-            // Moved earlier at once, later only once it fired: a deadline that moves later
-            // with every packet (keep alive, stall) costs no timer operation per step, and at
-            // most one early wake.
-            if let Some((at, _)) = next.wake
-                && (at < timer.deadline() || timer.is_elapsed())
-            {
-                timer.as_mut().reset(at);
-            }
-            let input = std::future::poll_fn(|cx| {
-                let waits = Waits {
-                    shutdown: (!stopping).then_some(shutdown.as_mut()),
-                    room: room
-                        .as_mut()
-                        .map(|r| r.as_mut() as Pin<&mut dyn Future<Output = ()>>),
-                    timer: next.wake.is_some().then_some(timer.as_mut()),
-                    committed: committed
-                        .as_mut()
-                        .map(|c| c.as_mut() as Pin<&mut dyn Future<Output = ()>>),
-                    read: next.can_read.then_some((&mut read_buf, next.read_limit)),
-                };
-                self.poll_input(cx, stream, waits)
-            })
-            .await;
-            match input {
-                Input::Shutdown => {
-                    stopping = true;
-                    self.close(ReasonCode::ServerShuttingDown);
+            // In a block of its own, so that what only the wait needs is not held across the
+            // step below (it would take room in the future for the connection's whole life).
+            let (input, wake) = {
+                let next = self.next_step();
+                // Moved earlier at once, later only once it fired: a deadline that moves later
+                // with every packet (keep alive, stall) costs no timer operation per step, and at
+                // most one early wake.
+                if let Some((at, _)) = next.wake
+                    && (at < timer.deadline() || timer.is_elapsed())
+                {
+                    timer.as_mut().reset(at);
                 }
-                Input::Written(written) => match written {
-                    Ok(None) => {
-                        self.unflushed = false;
-                        self.write_progress = tokio::time::Instant::now();
-                    }
-                    Ok(Some(0)) => self.session.handle_transport_closed(now()),
-                    Ok(Some(n)) => {
-                        self.out.advance(n);
-                        self.shared.stats.bytes_sent.add(n as u64);
-                        self.write_progress = tokio::time::Instant::now();
-                        // TCP sends what it takes; other streams may buffer it.
-                        self.unflushed = self.info.transport != Transport::Tcp;
-                    }
-                    Err(e) => {
-                        tracing::debug!(conn = self.id, "write failed: {e}");
-                        self.session.handle_transport_closed(now());
-                    }
-                },
-                Input::Mailbox => self.on_mailbox(),
-                Input::Room => self.unblock(false),
-                // The earliest deadline passed: its handler runs (one per step, in this order);
-                // another one that passed too fires at once on the next step.
-                Input::Timer => match next.wake {
-                    // Armed earlier than the deadline now is: nothing is due yet.
-                    Some((at, _)) if at > tokio::time::Instant::now() => {}
-                    Some((_, Deadline::Blocked)) => self.unblock(true),
-                    Some((_, Deadline::Stalled)) => self.on_write_stall(),
-                    // Reading resumes.
-                    Some((_, Deadline::Paused)) | None => {}
-                    Some((_, Deadline::Snapshot)) => {
-                        if let Some(p) = self.persisting.as_mut() {
-                            p.snapshot_due = None;
-                            p.signatures.0 = p.signatures.0.wrapping_add(1);
-                        }
-                    }
-                    Some((_, Deadline::Engine)) => self.session.handle_timeout(now()),
-                },
-                Input::Committed => {}
-                Input::Read(read) => match read {
-                    Ok(0) => self.session.handle_transport_closed(now()),
-                    Ok(n) => {
-                        self.shared.stats.bytes_received.add(n as u64);
-                        self.rate.on_bytes(n);
-                        read_buf.filled(n);
-                        self.shared.stats.traffic.count_received(read_buf.data());
-                        self.session.handle_input(now(), read_buf.data());
-                        // What reading costs: at most one packet (the decoder reserves the rest
-                        // of a packet once its header is read) and what came after it.
-                        self.shared
-                            .stats
-                            .read_buffer_peak_bytes
-                            .record(read_buf.capacity() as u64);
-                        read_buf.settle();
-                    }
-                    Err(e) => {
-                        tracing::debug!(conn = self.id, "read failed: {e}");
-                        self.session.handle_transport_closed(now());
-                    }
-                },
+                let mut extra = self.extra_waits();
+                let mut waits = Waits {
+                    shutdown: (!stopping).then_some(shutdown.as_mut()),
+                    timer: next.wake.is_some().then_some(timer.as_mut()),
+                    read: next.can_read.then_some((&mut read_buf, next.read_limit)),
+                    room: extra.room.as_mut(),
+                    committed: extra.committed.as_mut(),
+                };
+                let input =
+                    std::future::poll_fn(|cx| self.poll_input(cx, stream, &mut waits)).await;
+                (input, next.wake)
+            };
+            if matches!(input, Input::Shutdown) {
+                stopping = true;
             }
+            self.on_input(input, wake, &mut read_buf);
             self.step_done().await;
+        }
+    }
+
+    /// The waits of one step that rarely run, boxed so that every connection's future need not
+    /// hold room for them: room in the mailboxes a held-back publish waits for, and the commit
+    /// this connection waits for (its oldest withheld acknowledgement, or the snapshot its
+    /// output waits for).
+    fn extra_waits(&self) -> ExtraWaits {
+        let commit_target = self.persisting.as_ref().and_then(|p| {
+            let oldest = p.pending_acks.front().map(|a| a.ticket);
+            oldest.into_iter().chain(p.hold).min()
+        });
+        let committed =
+            commit_target
+                .zip(self.shared.persistence.as_ref())
+                .map(|(target, store)| {
+                    let mut rx = store.subscribe();
+                    Box::pin(async move {
+                        let _ = rx.wait_for(|c: &Committed| c.upto >= target).await;
+                    }) as BoxedWait
+                });
+        let room = self.blocked.as_ref().map(|b| {
+            let waiting = b.waiting.clone();
+            Box::pin(async move {
+                for session in &waiting {
+                    session.room().await;
+                }
+            }) as BoxedWait
+        });
+        ExtraWaits { room, committed }
+    }
+
+    /// Handles the input that ended a wait of `drive`; `wake` is the deadline the timer was
+    /// armed for.
+    fn on_input(
+        &mut self,
+        input: Input,
+        wake: Option<(tokio::time::Instant, Deadline)>,
+        read_buf: &mut ReadBuffer,
+    ) {
+        match input {
+            Input::Shutdown => self.close(ReasonCode::ServerShuttingDown),
+            Input::Written(written) => match written {
+                Ok(None) => {
+                    self.unflushed = false;
+                    self.write_progress = tokio::time::Instant::now();
+                }
+                Ok(Some(0)) => self.session.handle_transport_closed(now()),
+                Ok(Some(n)) => {
+                    self.out.advance(n);
+                    self.shared.stats.bytes_sent.add(n as u64);
+                    self.write_progress = tokio::time::Instant::now();
+                    // TCP sends what it takes; other streams may buffer it.
+                    self.unflushed = self.info.transport != Transport::Tcp;
+                }
+                Err(e) => {
+                    tracing::debug!(conn = self.id, "write failed: {e}");
+                    self.session.handle_transport_closed(now());
+                }
+            },
+            Input::Mailbox => self.on_mailbox(),
+            Input::Room => self.unblock(false),
+            // The earliest deadline passed: its handler runs (one per step, in this order);
+            // another one that passed too fires at once on the next step.
+            Input::Timer => match wake {
+                // Armed earlier than the deadline now is: nothing is due yet.
+                Some((at, _)) if at > tokio::time::Instant::now() => {}
+                Some((_, Deadline::Blocked)) => self.unblock(true),
+                Some((_, Deadline::Stalled)) => self.on_write_stall(),
+                // Reading resumes.
+                Some((_, Deadline::Paused)) | None => {}
+                Some((_, Deadline::Snapshot)) => {
+                    if let Some(p) = self.persisting.as_mut() {
+                        p.snapshot_due = None;
+                        p.signatures.0 = p.signatures.0.wrapping_add(1);
+                    }
+                }
+                Some((_, Deadline::Engine)) => self.session.handle_timeout(now()),
+            },
+            Input::Committed => {}
+            Input::Read(read) => match read {
+                Ok(0) => self.session.handle_transport_closed(now()),
+                Ok(n) => {
+                    self.shared.stats.bytes_received.add(n as u64);
+                    self.rate.on_bytes(n);
+                    read_buf.filled(n);
+                    self.shared.stats.traffic.count_received(read_buf.data());
+                    self.session.handle_input(now(), read_buf.data());
+                    // What reading costs: at most one packet (the decoder reserves the rest
+                    // of a packet once its header is read) and what came after it.
+                    self.shared
+                        .stats
+                        .read_buffer_peak_bytes
+                        .record(read_buf.capacity() as u64);
+                    read_buf.settle();
+                }
+                Err(e) => {
+                    tracing::debug!(conn = self.id, "read failed: {e}");
+                    self.session.handle_transport_closed(now());
+                }
+            },
         }
     }
 
@@ -539,13 +563,13 @@ impl Connection {
         &mut self,
         cx: &mut Context<'_>,
         stream: &mut S,
-        waits: Waits<'_, '_>,
+        waits: &mut Waits<'_, '_>,
     ) -> Poll<Input>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        if let Some(shutdown) = waits.shutdown
-            && shutdown.poll(cx).is_ready()
+        if let Some(shutdown) = waits.shutdown.as_mut()
+            && shutdown.as_mut().poll(cx).is_ready()
         {
             return Poll::Ready(Input::Shutdown);
         }
@@ -563,23 +587,23 @@ impl Connection {
         {
             return Poll::Ready(Input::Mailbox);
         }
-        if let Some(room) = waits.room
-            && room.poll(cx).is_ready()
+        if let Some(room) = waits.room.as_mut()
+            && room.as_mut().poll(cx).is_ready()
         {
             return Poll::Ready(Input::Room);
         }
-        if let Some(timer) = waits.timer
-            && timer.poll(cx).is_ready()
+        if let Some(timer) = waits.timer.as_mut()
+            && timer.as_mut().poll(cx).is_ready()
         {
             return Poll::Ready(Input::Timer);
         }
-        if let Some(committed) = waits.committed
-            && committed.poll(cx).is_ready()
+        if let Some(committed) = waits.committed.as_mut()
+            && committed.as_mut().poll(cx).is_ready()
         {
             return Poll::Ready(Input::Committed);
         }
-        if let Some((read_buf, limit)) = waits.read {
-            let mut limited = (&mut *stream).take(limit);
+        if let Some((read_buf, limit)) = waits.read.as_mut() {
+            let mut limited = (&mut *stream).take(*limit);
             if let Poll::Ready(read) = read_buf.poll_read(cx, &mut limited) {
                 return Poll::Ready(Input::Read(read));
             }
