@@ -99,11 +99,7 @@ fuzz_target!(|case: Case| {
             } => {
                 let p = message(qos, topic, payload);
                 let _ = client.publish(now, &p);
-                let m = Message {
-                    publish: p.into(),
-                    origin: None,
-                    received_at: now,
-                };
+                let m = Message::new(p, None, now);
                 let _ = server.deliver(now, &m, QoS::ExactlyOnce, &[], DeliveryOptions::default());
             }
             Input::Ack(id) => {

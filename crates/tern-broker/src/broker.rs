@@ -273,11 +273,11 @@ impl Broker {
             let Ok(origin) = message.origin.map(MqttString::try_from).transpose() else {
                 continue;
             };
-            retained.load(Message {
-                received_at: from_wall_clock(message.received_at),
-                publish: Arc::new(message.publish),
+            retained.load(Message::new(
+                message.publish,
                 origin,
-            });
+                from_wall_clock(message.received_at),
+            ));
         }
         let (task_tx, task_rx) = mpsc::channel(1);
         let (shutdown, _) = watch::channel(false);
@@ -455,11 +455,11 @@ fn restore_session(
             });
             continue;
         };
-        let message = Message {
-            received_at: from_wall_clock(d.message.received_at),
-            publish: Arc::new(d.message.publish),
+        let message = Message::new(
+            d.message.publish,
             origin,
-        };
+            from_wall_clock(d.message.received_at),
+        );
         handle.push(
             Delivery {
                 message: Arc::new(message),
@@ -736,11 +736,7 @@ impl BrokerHandle {
     pub fn publish(&self, publish: Publish) -> Result<usize, PublishError> {
         validate_topic_name(publish.topic.as_str())?;
         let now = tokio::time::Instant::now().into_std();
-        let message = Arc::new(Message {
-            publish: Arc::new(publish),
-            origin: None,
-            received_at: now,
-        });
+        let message = Arc::new(Message::new(Arc::new(publish), None, now));
         // The caller cannot be made to wait: a congested mailbox takes a QoS 1/2 message
         // anyway (bounded at twice its limits) and drops a QoS 0 one (see the policy).
         let routed = connection::route(&self.shared, &message, now, None);

@@ -1227,11 +1227,11 @@ impl Connection {
             tracing::debug!(conn = self.id, topic = %publish.topic, "publish to a $ topic refused");
             ReasonCode::NotAuthorized
         } else {
-            let message = Arc::new(Message {
-                publish: Arc::new(publish),
-                origin: Some(self.session.client_id().clone()),
-                received_at: now,
-            });
+            let message = Arc::new(Message::new(
+                Arc::new(publish),
+                Some(self.session.client_id().clone()),
+                now,
+            ));
             let routed = route(&self.shared, &message, now, Some(&mut congested));
             if routed.persisted > 0 {
                 // Acknowledged once every durable copy is committed.
@@ -1579,11 +1579,7 @@ fn publish_will(shared: &Shared, origin: MqttString, identity: Option<&Identity>
     }
     tracing::debug!(client_id = %origin, topic = %will.topic, "publishing will");
     let now = now();
-    let message = Arc::new(Message {
-        publish: Arc::new(will),
-        origin: Some(origin),
-        received_at: now,
-    });
+    let message = Arc::new(Message::new(Arc::new(will), Some(origin), now));
     // A Will cannot wait: a congested mailbox takes it anyway (bounded, see the policy).
     route(shared, &message, now, None);
 }

@@ -76,9 +76,11 @@ impl Counter {
         self.0.local().fetch_sub(n, Ordering::Relaxed);
     }
 
-    /// The sum of every shard.
+    /// The sum of every shard; 0 while a gauge is below zero (a take counted before the
+    /// batch of pushes it took from, see `MailboxTally`).
     pub(crate) fn get(&self) -> u64 {
-        self.0.values().fold(0u64, u64::wrapping_add)
+        let sum = self.0.values().fold(0u64, u64::wrapping_add);
+        u64::try_from(sum.cast_signed()).unwrap_or(0)
     }
 }
 

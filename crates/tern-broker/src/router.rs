@@ -14,7 +14,7 @@ use tern_codec::{QoS, SubscriptionOptions};
 use tern_proto::{DeliveryOptions, Message};
 use tern_topic::{Match, SubscriptionFilter, SubscriptionTree};
 
-use crate::session::{Delivery, Pushed, SessionHandle};
+use crate::session::{Delivery, MailboxTally, Pushed, SessionHandle};
 
 /// One subscription, as the tree holds it.
 #[derive(Debug)]
@@ -161,10 +161,15 @@ impl Router {
         // Overlapping plain subscriptions of one session are merged below, which needs them
         // side by side; sorting a fan-out's targets cost more than the rest of routing, and
         // most messages have none to merge.
-        if scratch.len() > 1 && has_overlap(scratch) {
-            scratch.sort_by_key(|t| (t.key, t.shared));
+        if scratch.len() > 1 {
+            if has_overlap(scratch) {
+                scratch.sort_by_key(|t| (t.key, t.shared));
+            }
+            // More than one delivery: each sends the bytes encoded once.
+            message.share_encoding();
         }
         let mut routed = Routed::default();
+        let mut tally = MailboxTally::default();
         let mut i = 0;
         while i < scratch.len() {
             let first = &scratch[i];
@@ -185,7 +190,7 @@ impl Router {
                     j += 1;
                 }
             }
-            let (pushed, logged) = first.session.push(
+            let (pushed, logged) = first.session.push_counted(
                 Delivery {
                     message: message.clone(),
                     qos,
@@ -199,6 +204,7 @@ impl Router {
                 },
                 now,
                 congested.is_some(),
+                &mut tally,
             );
             routed.persisted += usize::from(logged);
             match pushed {
@@ -213,6 +219,10 @@ impl Router {
                 Pushed::Gone => {}
             }
             i = j;
+        }
+        // The mailbox gauges, once for the whole fan-out.
+        if let Some(t) = scratch.first() {
+            t.session.count_pushed(&tally);
         }
         scratch.clear();
         routed

@@ -260,6 +260,13 @@ pub(crate) struct SessionHandle {
     identity: Mutex<Option<Arc<Identity>>>,
 }
 
+/// What pushes added to mailboxes, for the gauges (see [`SessionHandle::push_counted`]).
+#[derive(Debug, Default)]
+pub(crate) struct MailboxTally {
+    messages: u64,
+    bytes: u64,
+}
+
 /// What a connection task finds when it looks at its mailbox.
 #[derive(Debug)]
 pub(crate) enum Wake {
@@ -345,11 +352,22 @@ impl SessionHandle {
     /// offline. Never blocks on anything but the session's own lock. `can_wait`: the pusher
     /// waits for [`room`](Self::room) when told [`Pushed::Congested`]; a QoS 0 message
     /// beyond the limits from one that cannot is dropped.
-    pub(crate) fn push(
+    pub(crate) fn push(&self, delivery: Delivery, now: Instant, can_wait: bool) -> (Pushed, bool) {
+        let mut tally = MailboxTally::default();
+        let pushed = self.push_counted(delivery, now, can_wait, &mut tally);
+        self.count_pushed(&tally);
+        pushed
+    }
+
+    /// [`push`](Self::push), with what it adds to the mailbox gauges left in `tally` for
+    /// [`count_pushed`](Self::count_pushed): a fan-out updates the gauges once, not once per
+    /// subscriber.
+    pub(crate) fn push_counted(
         &self,
         mut delivery: Delivery,
         now: Instant,
         can_wait: bool,
+        tally: &mut MailboxTally,
     ) -> (Pushed, bool) {
         let mut inbox = self.inbox.lock();
         let mut logged = false;
@@ -369,8 +387,16 @@ impl SessionHandle {
             delivery.seq = Some(seq);
             logged = true;
         }
-        let pushed = self.push_locked(inbox, delivery, now, can_wait);
+        let pushed = self.push_locked(inbox, delivery, now, can_wait, tally);
         (pushed, logged)
+    }
+
+    /// Adds what pushes left in `tally` to the mailbox gauges (of the broker's statistics,
+    /// which every session shares).
+    pub(crate) fn count_pushed(&self, tally: &MailboxTally) {
+        if tally.messages > 0 {
+            self.count_mailbox(tally.messages, tally.bytes, true);
+        }
     }
 
     fn push_locked(
@@ -379,6 +405,7 @@ impl SessionHandle {
         delivery: Delivery,
         now: Instant,
         can_wait: bool,
+        tally: &mut MailboxTally,
     ) -> Pushed {
         match &mut inbox.owner {
             Owner::Online(conn) => {
@@ -397,7 +424,8 @@ impl SessionHandle {
                 inbox.over_reliable |= full && !qos0;
                 inbox.bytes += weight;
                 inbox.queue.push_back(delivery);
-                self.count_mailbox(1, weight as u64, true);
+                tally.messages += 1;
+                tally.bytes += weight as u64;
                 self.stats
                     .mailbox_peak_messages
                     .record(inbox.queue.len() as u64);
@@ -557,6 +585,12 @@ impl SessionHandle {
 
     /// Wakes the connection task (see [`poll_notified`](Self::poll_notified)).
     fn signal(&self) {
+        // Signalled and not yet taken: the task looks at the mailbox anyway (it takes the
+        // signal before it locks the mailbox, so what was pushed before this is seen). A
+        // fan-out's later pushes to a busy subscriber cost a load, not a wake.
+        if self.signalled.load(Ordering::Acquire) {
+            return;
+        }
         self.signalled.store(true, Ordering::Release);
         self.waker.wake();
     }
@@ -1017,16 +1051,16 @@ mod tests {
 
     fn delivery(qos: QoS) -> Delivery {
         Delivery {
-            message: Arc::new(Message {
-                publish: Arc::new(Publish {
+            message: Arc::new(Message::new(
+                Arc::new(Publish {
                     topic: MqttString::from_static("t"),
                     payload: "xy".into(),
                     qos: QoS::ExactlyOnce,
                     ..Publish::default()
                 }),
-                origin: None,
-                received_at: Instant::now(),
-            }),
+                None,
+                Instant::now(),
+            )),
             qos,
             subscription_ids: Vec::new(),
             options: DeliveryOptions::default(),

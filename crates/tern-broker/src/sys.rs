@@ -152,17 +152,17 @@ impl Sys {
         // Retained, unless the broker has retained messages disabled: then it sends none at
         // subscribe (section 3.8.3.1).
         let retain = shared.config.limits.retain_available;
-        let message = Arc::new(Message {
-            publish: Arc::new(Publish {
+        let message = Arc::new(Message::new(
+            Arc::new(Publish {
                 qos: QoS::AtMostOnce,
                 retain,
                 topic: name,
                 payload: Bytes::from(value.clone().into_bytes()),
                 ..Publish::default()
             }),
-            origin: None,
-            received_at: now,
-        });
+            None,
+            now,
+        ));
         if retain {
             shared.retained.update(&message, None);
         }

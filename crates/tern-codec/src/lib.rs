@@ -42,7 +42,7 @@ extern crate alloc;
 extern crate std;
 
 mod codec;
-pub use codec::PreparedPublish;
+pub use codec::{EncodedPublish, PreparedPublish};
 mod error;
 mod frame;
 pub mod packet;

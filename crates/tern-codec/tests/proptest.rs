@@ -20,10 +20,10 @@ use proptest::{collection::vec, option, prelude::*, sample::select, strategy::Un
 use tern_codec::{
     Ack, AckProperties, Auth, AuthProperties, ConnAck, ConnAckProperties, Connect,
     ConnectProperties, DecodeError, Decoder, Disconnect, DisconnectProperties, EncodeError,
-    Framing, MAX_PACKET_SIZE, MAX_REMAINING_LENGTH, MqttString, Packet, PacketType, PayloadFormat,
-    ProtocolVersion, Publish, PublishProperties, QoS, ReasonCode, RetainHandling, SubAck,
-    Subscribe, SubscribeProperties, Subscription, SubscriptionOptions, UnsubAck, Unsubscribe,
-    UnsubscribeProperties, Will, WillProperties, framing,
+    EncodedPublish, Framing, MAX_PACKET_SIZE, MAX_REMAINING_LENGTH, MqttString, Packet, PacketType,
+    PayloadFormat, ProtocolVersion, Publish, PublishFlags, PublishProperties, QoS, ReasonCode,
+    RetainHandling, SubAck, Subscribe, SubscribeProperties, Subscription, SubscriptionOptions,
+    UnsubAck, Unsubscribe, UnsubscribeProperties, Will, WillProperties, framing,
 };
 
 const V3_1: ProtocolVersion = ProtocolVersion::V3_1;
@@ -1141,6 +1141,57 @@ proptest! {
     fn v5_only_fields_are_errors_for_v3(p in packet(V5)) {
         check_v5_for_v3(&p, V3_1_1)?;
         check_v5_for_v3(&p, V3_1)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    /// A PUBLISH encoded once and written with each sending's flags is, byte for byte, the
+    /// PUBLISH encoded with those flags; flags of the other layout (a packet identifier when it
+    /// was encoded without, or the reverse) are refused [MQTT-2.2.1-2], and so is DUP at QoS 0
+    /// [MQTT-3.3.1-2], with nothing written.
+    #[test]
+    fn encoded_once_writes_what_encode_with_writes(
+        p in publish(V5),
+        v5 in any::<bool>(),
+        template_qos in qos(),
+        (dup, qos, retain, id) in (any::<bool>(), qos(), any::<bool>(), packet_id()),
+    ) {
+        let version = if v5 { V5 } else { V3_1_1 };
+        let mut p = p;
+        p.properties.topic_alias = None;
+        if p.topic.is_empty() {
+            p.topic = MqttString::from_static("t");
+        }
+        if !v5 {
+            p.properties = PublishProperties::default();
+        }
+        let template = PublishFlags {
+            dup: false,
+            qos: template_qos,
+            retain: false,
+            packet_id: (template_qos != QoS::AtMostOnce).then_some(NonZeroU16::MAX),
+        };
+        let encoded = EncodedPublish::new(&p, template, version).unwrap();
+        prop_assert_eq!(encoded.len(), p.encoded_len_with(template, version).unwrap());
+        let flags = PublishFlags { dup, qos, retain, packet_id: (qos != QoS::AtMostOnce).then_some(id) };
+        let mut expected = BytesMut::new();
+        let expected_result = p.encode_with(flags, version, &mut expected);
+        let mut got = BytesMut::from(&b"before"[..]);
+        let result = encoded.write(flags, &mut got);
+        let same_layout = (qos == QoS::AtMostOnce) == (template_qos == QoS::AtMostOnce);
+        if same_layout {
+            prop_assert_eq!(&result, &expected_result);
+        } else {
+            prop_assert_eq!(&result, &Err(EncodeError::PacketIdMismatch));
+        }
+        if result.is_ok() {
+            prop_assert_eq!(&got[..6], b"before");
+            prop_assert_eq!(&got[6..], &expected[..]);
+        } else {
+            prop_assert_eq!(&got[..], b"before");
+        }
     }
 }
 

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tern_codec::{
-    Ack, AckProperties, Auth, DecodeError, Decoder, Disconnect, EncodeError, MAX_PACKET_SIZE,
-    MqttString, Packet, PacketId, PacketType, PreparedPublish, ProtocolVersion, Publish,
-    PublishFlags, QoS, ReasonCode, Will,
+    Ack, AckProperties, Auth, DecodeError, Decoder, Disconnect, EncodeError, EncodedPublish,
+    MAX_PACKET_SIZE, MqttString, Packet, PacketId, PacketType, PreparedPublish, ProtocolVersion,
+    Publish, PublishFlags, QoS, ReasonCode, Will,
 };
 
 use crate::alias::{Choice, InboundAliases, OutboundAliases, Resolve};
@@ -172,6 +172,21 @@ pub(crate) struct Core {
     /// The weight of `state.queued` (see [`QueuedMessage::weight`]), kept as the queue
     /// changes: summing it per message made a backed-up queue quadratic.
     queued_bytes: usize,
+}
+
+/// A PUBLISH ready to be written: measured for this session, or encoded once for many.
+enum Wire<'a> {
+    Prepared(PreparedPublish<'a>),
+    Encoded(&'a EncodedPublish),
+}
+
+impl Wire<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Wire::Prepared(prepared) => prepared.len(),
+            Wire::Encoded(encoded) => encoded.len(),
+        }
+    }
 }
 
 impl Core {
@@ -953,7 +968,7 @@ impl Core {
             return Err((PublishError::Blocked, publish));
         }
         let (qos, retain) = (publish.qos, publish.retain);
-        self.send_shared(Arc::new(publish), qos, retain)
+        self.send_shared(Arc::new(publish), qos, retain, None)
             .map(Some)
             .map_err(|(e, back)| (e, Arc::unwrap_or_clone(back)))
     }
@@ -962,12 +977,15 @@ impl Core {
     /// RETAIN `retain` (its own DUP, QoS, RETAIN and packet identifier are not looked at; its
     /// topic alias must be unset): the in-flight state keeps the same `Arc`, so a delivery
     /// copies nothing. Assigns the packet identifier, respects the window and the peer's
-    /// Maximum Packet Size, picks a topic alias; a message not sent comes back.
+    /// Maximum Packet Size, picks a topic alias; a message not sent comes back. `encoded`: the
+    /// message encoded once with a packet identifier (see [`Message`](crate::Message)),
+    /// copied instead of encoding it again.
     pub(crate) fn send_shared(
         &mut self,
         publish: Arc<Publish>,
         qos: QoS,
         retain: bool,
+        encoded: Option<&EncodedPublish>,
     ) -> Result<PacketId, (PublishError, Arc<Publish>)> {
         debug_assert!(qos != QoS::AtMostOnce && publish.properties.topic_alias.is_none());
         if self.phase != Phase::Connected {
@@ -985,21 +1003,32 @@ impl Core {
             retain,
             packet_id: Some(packet_id),
         };
-        let prepared = match self.prepare_publish(&publish, flags) {
-            Ok(prepared) => prepared,
+        let wire = match encoded {
+            Some(encoded) => self
+                .check_size_of(encoded.len())
+                .map(|()| Wire::Encoded(encoded)),
+            None => self.prepare_publish(&publish, flags).map(Wire::Prepared),
+        };
+        let wire = match wire {
+            Ok(wire) => wire,
             Err(e) => {
                 self.ids.release(packet_id);
                 return Err((e, publish));
             }
         };
-        let size = prepared.len();
+        let size = wire.len();
         let alias = self.choose_alias(&publish, flags, size);
-        if alias == Choice::None {
+        match (alias, wire) {
             // Measured once: written as prepared.
-            prepared.encode(&mut self.out);
-            self.queued_packet(Ok(()));
-        } else {
-            self.queue_shared(&publish, flags, alias);
+            (Choice::None, Wire::Prepared(prepared)) => {
+                prepared.encode(&mut self.out);
+                self.queued_packet(Ok(()));
+            }
+            (Choice::None, Wire::Encoded(encoded)) => {
+                let written = encoded.write(flags, &mut self.out);
+                self.queued_packet(written);
+            }
+            _ => self.queue_shared(&publish, flags, alias),
         }
         self.state.next_packet_id = self.ids.next_hint();
         self.out_publish_bytes += size;
@@ -1059,13 +1088,39 @@ impl Core {
         let prepared = publish
             .prepare(flags, self.version)
             .map_err(|e| PublishError::User(UserError::Encode(e)))?;
-        if prepared.len() > self.send.maximum_packet_size as usize {
+        self.check_size_of(prepared.len())?;
+        Ok(prepared)
+    }
+
+    /// Checks a PUBLISH of `size` bytes against the peer's Maximum Packet Size
+    /// [MQTT-3.1.2-24], [MQTT-3.2.2-15].
+    fn check_size_of(&self, size: usize) -> Result<(), PublishError> {
+        if size > self.send.maximum_packet_size as usize {
             return Err(PublishError::PacketTooLarge {
-                size: prepared.len(),
+                size,
                 maximum: self.send.maximum_packet_size,
             });
         }
-        Ok(prepared)
+        Ok(())
+    }
+
+    /// Sends a QoS 0 message exactly as it is, as [`send_qos0_as_is`](Self::send_qos0_as_is)
+    /// does, from its encoding shared by the deliveries of a fan-out: a copy of its bytes.
+    pub(crate) fn send_encoded(
+        &mut self,
+        encoded: &EncodedPublish,
+        flags: PublishFlags,
+    ) -> Result<(), PublishError> {
+        debug_assert!(flags.qos == QoS::AtMostOnce && !encoded.has_packet_id());
+        if self.phase != Phase::Connected {
+            return Err(UserError::NotConnected.into());
+        }
+        self.check_size_of(encoded.len())?;
+        // The caller checked the flags against the layout: writing cannot fail.
+        let written = encoded.write(flags, &mut self.out);
+        self.queued_packet(written);
+        self.out_publish_bytes += encoded.len();
+        Ok(())
     }
 
     /// The topic alias for this PUBLISH on the wire (5.0), committed to the alias table. The

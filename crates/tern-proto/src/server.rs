@@ -10,9 +10,9 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use tern_codec::{
-    AckProperties, Auth, ConnAck, ConnAckProperties, Connect, Decoder, Disconnect, MqttString,
-    Packet, PacketId, PacketType, ProtocolVersion, Publish, PublishProperties, QoS, ReasonCode,
-    SubAck, SubscriptionOptions, UnsubAck, Will,
+    AckProperties, Auth, ConnAck, ConnAckProperties, Connect, Decoder, Disconnect, EncodedPublish,
+    MqttString, Packet, PacketId, PacketType, ProtocolVersion, Publish, PublishProperties, QoS,
+    ReasonCode, SubAck, SubscriptionOptions, UnsubAck, Will,
 };
 
 use crate::alias::{InboundAliases, OutboundAliases};
@@ -20,6 +20,7 @@ use crate::config::ServerConfig;
 use crate::core::{Core, Phase, Side};
 use crate::error::{ConnectionError, PublishError, UserError};
 use crate::event::Event;
+use crate::message::Message;
 use crate::state::{QueuedMessage, SessionState};
 use crate::timer::Timer;
 
@@ -36,18 +37,6 @@ pub struct Accept {
     /// [`ServerConfig`] when left unset. A 5.0 client that sent an empty client identifier
     /// must get an Assigned Client Identifier [MQTT-3.2.2-16].
     pub properties: ConnAckProperties,
-}
-
-/// An application message routed to this session, as the broker core holds it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Message {
-    /// The PUBLISH as the publisher sent it (topic resolved, its own QoS and RETAIN), shared
-    /// by every delivery that sends it unchanged (see [`OutgoingPublish`](crate::OutgoingPublish)).
-    pub publish: Arc<Publish>,
-    /// The publishing client's identifier, for No Local; `None` for messages of the broker.
-    pub origin: Option<MqttString>,
-    /// When the broker received it: Message Expiry counts from here [MQTT-3.3.2-6].
-    pub received_at: Instant,
 }
 
 /// How the subscriber's options shape a delivery.
@@ -689,7 +678,11 @@ impl ServerSession {
             {
                 return DeliverOutcome::Dropped(DropReason::Backlog);
             }
-            return match self.core.send_qos0_as_is(p) {
+            let sent = match message.encoded(self.core.version) {
+                Some(encoded) => self.core.send_encoded(encoded, p.flags()),
+                None => self.core.send_qos0_as_is(p),
+            };
+            return match sent {
                 Ok(()) => DeliverOutcome::Sent(None),
                 Err(_) => DeliverOutcome::Dropped(DropReason::PacketTooLarge),
             };
@@ -699,8 +692,18 @@ impl ServerSession {
             message.publish.retain && (options.retain_as_published || options.retained_replay);
         let connected = self.core.phase == Phase::Connected;
         if qos != QoS::AtMostOnce && self.properties_as_sent(message, subscription_ids) {
-            // The in-flight state shares the message: nothing is copied.
-            return self.deliver_shared(message.publish.clone(), qos, retain, message.received_at);
+            // The in-flight state shares the message: nothing is copied, and a message going
+            // to many sessions is encoded once.
+            let encoded = message
+                .encoded(self.core.version)
+                .filter(|e| e.has_packet_id());
+            return self.deliver_shared(
+                message.publish.clone(),
+                qos,
+                retain,
+                message.received_at,
+                encoded,
+            );
         }
         let mut publish = Publish::clone(&message.publish);
         publish.qos = qos;
@@ -717,7 +720,7 @@ impl ServerSession {
             return DeliverOutcome::Dropped(DropReason::Expired);
         }
         if qos != QoS::AtMostOnce {
-            return self.deliver_shared(Arc::new(publish), qos, retain, message.received_at);
+            return self.deliver_shared(Arc::new(publish), qos, retain, message.received_at, None);
         }
         if !connected {
             return DeliverOutcome::Dropped(DropReason::Offline);
@@ -735,20 +738,22 @@ impl ServerSession {
         }
     }
 
-    /// Sends a QoS 1/2 delivery now if the window has room, otherwise queues it (a queued
-    /// message is kept as a copy with its options applied).
+    /// Sends a QoS 1/2 delivery now if the window has room (written from `encoded`, the
+    /// message encoded once, when given), otherwise queues it (a queued message is kept as a
+    /// copy with its options applied).
     fn deliver_shared(
         &mut self,
         mut publish: Arc<Publish>,
         qos: QoS,
         retain: bool,
         received_at: Instant,
+        encoded: Option<&EncodedPublish>,
     ) -> DeliverOutcome {
         if self.core.phase == Phase::Connected
             && self.core.state.queued.is_empty()
             && self.core.inflight() < self.core.window()
         {
-            match self.core.send_shared(publish, qos, retain) {
+            match self.core.send_shared(publish, qos, retain, encoded) {
                 Ok(id) => return DeliverOutcome::Sent(Some(id)),
                 Err((PublishError::Blocked, back)) => publish = back,
                 Err(_) => return DeliverOutcome::Dropped(DropReason::PacketTooLarge),

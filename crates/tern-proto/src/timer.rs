@@ -111,7 +111,10 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    #[allow(clippy::disallowed_methods, reason = "a test reads the clock as a driver would")]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "a test reads the clock as a driver would"
+    )]
     fn deadlines_before_and_after_the_first_come_back_exactly() {
         let start = Instant::now();
         let mut table = TimerTable::default();

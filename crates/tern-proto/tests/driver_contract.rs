@@ -312,16 +312,17 @@ fn qos0_output_is_bounded_when_the_driver_does_not_drain() {
         ..ServerConfig::default()
     };
     let mut s = server_with(config, connect_packet(V5, "c", true), now);
-    let message = |qos, size: usize| Message {
-        publish: tern_codec::Publish {
-            qos,
-            topic: ms("t"),
-            payload: vec![0u8; size].into(),
-            ..tern_codec::Publish::default()
-        }
-        .into(),
-        origin: None,
-        received_at: now,
+    let message = |qos, size: usize| {
+        Message::new(
+            tern_codec::Publish {
+                qos,
+                topic: ms("t"),
+                payload: vec![0u8; size].into(),
+                ..tern_codec::Publish::default()
+            },
+            None,
+            now,
+        )
     };
     let deliver = |s: &mut ServerSession, m: &Message| {
         s.deliver(now, m, m.publish.qos, &[], DeliveryOptions::default())
@@ -366,11 +367,7 @@ fn acknowledgement_events_can_be_turned_off() {
         );
         events_server(&mut s);
         for qos in [QoS::AtLeastOnce, QoS::ExactlyOnce] {
-            let m = Message {
-                publish: publish("t", qos).into(),
-                origin: None,
-                received_at: now,
-            };
+            let m = Message::new(publish("t", qos), None, now);
             let out = s.deliver(now, &m, qos, &[], DeliveryOptions::default());
             assert!(matches!(out, DeliverOutcome::Sent(Some(_))));
         }
@@ -407,11 +404,7 @@ fn a_qos0_delivery_goes_as_sent_unless_the_subscriber_needs_it_changed() {
             other => panic!("expected one PUBLISH, got {other:?}"),
         }
     };
-    let message = |publish: Publish| Message {
-        publish: publish.into(),
-        origin: None,
-        received_at: now,
-    };
+    let message = |publish: Publish| Message::new(publish, None, now);
     let plain = publish("a/b", QoS::AtMostOnce);
     let mut v5 = server_with(ServerConfig::default(), connect_packet(V5, "c", true), now);
     assert_eq!(sent(&mut v5, &message(plain.clone()), &[]), plain);
@@ -456,4 +449,61 @@ fn a_qos0_delivery_goes_as_sent_unless_the_subscriber_needs_it_changed() {
     );
     assert!(first.properties.topic_alias.is_some());
     assert_eq!(first.properties.topic_alias, second.properties.topic_alias);
+}
+
+/// A message shared by many deliveries (`Message::share_encoding`) is encoded once and copied:
+/// each session still gets exactly the packet it would get from the message alone, with its
+/// own packet identifier, its granted QoS [MQTT-3.8.4-8], RETAIN as its options say
+/// [MQTT-3.3.1-12], a topic alias of its own (5.0), its Maximum Packet Size [MQTT-3.1.2-24]
+/// and, for 3.x, without 5.0 properties.
+#[test]
+fn a_shared_encoding_sends_the_same_bytes_as_the_message_alone() {
+    let now = t0();
+    let retained_options = DeliveryOptions {
+        retain_as_published: true,
+        ..DeliveryOptions::default()
+    };
+    let mut with_user_property = publish("a/b", QoS::ExactlyOnce);
+    with_user_property.properties.user_properties = vec![(ms("k"), ms("v"))];
+    let mut retained = publish("sensors/room/1", QoS::AtLeastOnce);
+    retained.retain = true;
+    let messages = [
+        publish("a/b", QoS::AtMostOnce),
+        publish("a/b", QoS::AtLeastOnce),
+        with_user_property,
+        retained,
+    ];
+    let sessions = || {
+        let mut aliased = connect_packet(V5, "aliased", true);
+        aliased.properties.topic_alias_maximum = Some(4);
+        let mut small = connect_packet(V5, "small", true);
+        small.properties.maximum_packet_size = std::num::NonZeroU32::new(12);
+        [
+            connect_packet(V5, "v5", true),
+            connect_packet(ProtocolVersion::V3_1_1, "v311", true),
+            connect_packet(ProtocolVersion::V3_1, "v31", true),
+            aliased,
+            small,
+        ]
+        .map(|c| server_with(ServerConfig::default(), c, now))
+    };
+    let (mut alone, mut shared) = (sessions(), sessions());
+    for publish in messages {
+        let plain = Message::new(publish.clone(), None, now);
+        let fanned = Message::new(publish, None, now);
+        fanned.share_encoding();
+        for granted in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
+            for options in [DeliveryOptions::default(), retained_options] {
+                for (a, s) in alone.iter_mut().zip(shared.iter_mut()) {
+                    let expected = a.deliver(now, &plain, granted, &[], options);
+                    let got = s.deliver(now, &fanned, granted, &[], options);
+                    assert_eq!(got, expected);
+                    let (mut want, mut have) = (BytesMut::new(), BytesMut::new());
+                    a.poll_transmit(&mut want);
+                    s.poll_transmit(&mut have);
+                    assert_eq!(have, want, "{granted:?} {options:?}");
+                }
+            }
+        }
+    }
 }

@@ -143,11 +143,7 @@ fn qos2_flow_both_directions_delivers_once() {
             [Event::PublishAcknowledged { packet_id, qos: QoS::ExactlyOnce, reason_code: ReasonCode::Success, .. }] if *packet_id == pid));
         assert!(s.state().awaiting_pubrel.is_empty() && c.state().outgoing.is_empty());
 
-        let m = Message {
-            publish: publish("u", QoS::ExactlyOnce).into(),
-            origin: None,
-            received_at: now,
-        };
+        let m = Message::new(publish("u", QoS::ExactlyOnce), None, now);
         let out = s.deliver(now, &m, QoS::ExactlyOnce, &[], DeliveryOptions::default());
         assert!(matches!(out, DeliverOutcome::Sent(Some(_))));
         pump(now, &mut c, &mut s);
@@ -387,11 +383,7 @@ fn packet_too_large_for_peer_is_not_sent() {
     let mut s = server_with(ServerConfig::default(), connect, now);
     let mut big = publish("t", QoS::AtLeastOnce);
     big.payload = vec![0u8; 100].into();
-    let m = Message {
-        publish: big.into(),
-        origin: None,
-        received_at: now,
-    };
+    let m = Message::new(big, None, now);
     assert_eq!(
         s.deliver(now, &m, QoS::AtLeastOnce, &[], DeliveryOptions::default()),
         DeliverOutcome::Dropped(DropReason::PacketTooLarge)
@@ -729,11 +721,7 @@ fn delivery_applies_subscriber_options() {
         message_expiry_interval: Some(10),
         ..Default::default()
     };
-    let own = Message {
-        publish: p.clone().into(),
-        origin: Some(MqttString::from_static("me")),
-        received_at: now,
-    };
+    let own = Message::new(p.clone(), Some(MqttString::from_static("me")), now);
     let no_local = DeliveryOptions {
         no_local: true,
         ..Default::default()
@@ -743,11 +731,7 @@ fn delivery_applies_subscriber_options() {
         DeliverOutcome::Dropped(DropReason::NoLocal)
     );
 
-    let m = Message {
-        publish: p.into(),
-        origin: None,
-        received_at: now,
-    };
+    let m = Message::new(p, None, now);
     let later = now + Duration::from_secs(3);
     let sub = [NonZeroU32::new(4).unwrap()];
     assert!(matches!(
@@ -795,11 +779,7 @@ fn queue_beyond_window_is_bounded() {
         ..ServerConfig::default()
     };
     let mut s = server_with(config, connect, now);
-    let m = Message {
-        publish: publish("t", QoS::AtLeastOnce).into(),
-        origin: None,
-        received_at: now,
-    };
+    let m = Message::new(publish("t", QoS::AtLeastOnce), None, now);
     let o = DeliveryOptions::default();
     assert!(matches!(
         s.deliver(now, &m, QoS::AtLeastOnce, &[], o),

@@ -312,11 +312,7 @@ impl Sim {
 
     /// Delivers a message from the "broker" to the client through the server session.
     pub fn deliver(&mut self, publish: Publish, granted: QoS) -> DeliverOutcome {
-        let message = Message {
-            publish: publish.into(),
-            origin: None,
-            received_at: self.now,
-        };
+        let message = Message::new(publish, None, self.now);
         let outcome = self.server.deliver(
             self.now,
             &message,

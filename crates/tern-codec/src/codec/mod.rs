@@ -10,7 +10,7 @@ mod connack;
 mod connect;
 mod publish;
 
-pub use publish::PreparedPublish;
+pub use publish::{EncodedPublish, PreparedPublish};
 mod simple;
 mod subscribe;
 

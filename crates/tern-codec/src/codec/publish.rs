@@ -1,6 +1,6 @@
 //! PUBLISH (3.3).
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::{Body, Decoded, Measure, read_packet_id};
 use crate::{
@@ -135,6 +135,92 @@ impl core::fmt::Debug for PreparedPublish<'_> {
     }
 }
 
+/// A PUBLISH encoded once and written any number of times, each with the DUP, QoS, RETAIN
+/// and packet identifier of its sending: a broker fanning a message out to many subscribers
+/// copies these bytes for each instead of validating, measuring and encoding the message
+/// again. Whether the packet has a packet identifier (QoS 0, or QoS 1 and 2) is fixed when
+/// it is encoded; the rest of the packet is the same for every sending.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedPublish {
+    bytes: Bytes,
+    /// Where the packet identifier starts; `None` for the QoS 0 layout.
+    packet_id_at: Option<usize>,
+}
+
+impl EncodedPublish {
+    /// Encodes `publish` with `flags` for `version`, validated like
+    /// [`encode_with`](Publish::encode_with). The packet identifier of `flags` only says
+    /// that there is one: each [`write`](Self::write) brings its own.
+    pub fn new(
+        publish: &Publish,
+        flags: PublishFlags,
+        version: ProtocolVersion,
+    ) -> Result<Self, EncodeError> {
+        let mut dst = BytesMut::new();
+        publish.encode_with(flags, version, &mut dst)?;
+        // After the first byte, the Remaining Length (1 to 4 bytes, the last below 0x80),
+        // then the topic (its two-byte length and its bytes), then the packet identifier.
+        let packet_id_at = flags.packet_id.map(|_| {
+            let length_bytes = dst[1..].iter().take_while(|&&b| b & 0x80 != 0).count() + 1;
+            1 + length_bytes + 2 + publish.topic.len()
+        });
+        Ok(EncodedPublish {
+            bytes: dst.freeze(),
+            packet_id_at,
+        })
+    }
+
+    /// The exact length of the packet, fixed header included.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Always false: a packet has at least its fixed header.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Whether it was encoded with a packet identifier (for QoS 1 and 2).
+    pub fn has_packet_id(&self) -> bool {
+        self.packet_id_at.is_some()
+    }
+
+    /// Writes the packet with `flags` at the end of `dst`: the same bytes as
+    /// [`Publish::encode_with`] with those flags. Errors (nothing written): a packet
+    /// identifier whose presence does not match the QoS or the layout it was encoded with
+    /// [MQTT-2.2.1-2], DUP at QoS 0 [MQTT-3.3.1-2].
+    pub fn write(&self, flags: PublishFlags, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        if flags.packet_id.is_some() != (flags.qos != QoS::AtMostOnce)
+            || flags.packet_id.is_some() != self.packet_id_at.is_some()
+        {
+            return Err(EncodeError::PacketIdMismatch);
+        }
+        if flags.dup && flags.qos == QoS::AtMostOnce {
+            return Err(EncodeError::DupOnQoS0);
+        }
+        let start = dst.len();
+        dst.extend_from_slice(&self.bytes);
+        dst[start] = first_byte(flags);
+        if let (Some(at), Some(id)) = (self.packet_id_at, flags.packet_id) {
+            dst[start + at..start + at + 2].copy_from_slice(&id.get().to_be_bytes());
+        }
+        Ok(())
+    }
+}
+
+/// The fixed header's first byte of a PUBLISH sent with `flags`.
+#[inline]
+fn first_byte(f: PublishFlags) -> u8 {
+    let mut first = (PacketType::Publish as u8) << 4 | f.qos.as_u8() << QOS_SHIFT;
+    if f.dup {
+        first |= DUP;
+    }
+    if f.retain {
+        first |= RETAIN;
+    }
+    first
+}
+
 /// A PUBLISH with the fixed-header fields of one sending (see [`PublishFlags`]): what is
 /// encoded. `Publish` encodes itself through it with its own fields.
 #[derive(Clone, Copy)]
@@ -146,15 +232,7 @@ struct AsSent<'a> {
 impl Body for AsSent<'_> {
     #[inline]
     fn first_byte(&self) -> u8 {
-        let f = self.flags;
-        let mut first = (PacketType::Publish as u8) << 4 | f.qos.as_u8() << QOS_SHIFT;
-        if f.dup {
-            first |= DUP;
-        }
-        if f.retain {
-            first |= RETAIN;
-        }
-        first
+        first_byte(self.flags)
     }
 
     #[inline]
