@@ -1,7 +1,7 @@
 //! The per-connection driver: one tokio task owns one [`ServerSession`] and its byte stream.
 //!
-//! The task loops on a `select!` over its inputs: the broker's shutdown, the socket becoming
-//! writable while bytes wait in its write buffer, the session's mailbox being notified, room
+//! The task loops polling its inputs in order (`poll_input`): the broker's shutdown, the
+//! socket becoming writable while bytes wait in its write buffer, the session's mailbox being notified, room
 //! in the mailboxes a held-back publish waits for, the stall deadlines, bytes from the
 //! socket, and the engine's `poll_timeout` deadline. After each input it drains the engine
 //! ("one change, then drain"): every event is handled (CONNECT, PUBLISH, SUBSCRIBE, …), then
@@ -1188,7 +1188,7 @@ impl Connection {
             "client connected"
         );
         // Messages routed to the session before the accept.
-        claim.handle.notify();
+        claim.handle.signal();
     }
 
     fn on_publish(&mut self, publish: Publish, needs_ack: bool) {

@@ -7,7 +7,7 @@
 //! # Architecture
 //!
 //! - **One task per connection** ([`connection`](crate) module) owns its `ServerSession` and
-//!   its stream, and `select!`s on the stream (readable, and writable while bytes wait), its
+//!   its stream, and polls the stream (readable, and writable while bytes wait), its
 //!   session's mailbox, the engine's next deadline and the stall deadlines. After each input
 //!   it drains the engine: events first, then every packet to send into one write buffer. It
 //!   never waits on a write, so it always reacts to takeover, shutdown and timeouts.

@@ -584,7 +584,7 @@ impl SessionHandle {
     }
 
     /// Wakes the connection task (see [`poll_notified`](Self::poll_notified)).
-    fn signal(&self) {
+    pub(crate) fn signal(&self) {
         // Signalled and not yet taken: the task looks at the mailbox anyway (it takes the
         // signal before it locks the mailbox, so what was pushed before this is seen). A
         // fan-out's later pushes to a busy subscriber cost a load, not a wake.
@@ -786,10 +786,6 @@ impl SessionHandle {
             Owner::Offline(session, n) if *n == offline => Some(f(session)),
             _ => None,
         }
-    }
-
-    pub(crate) fn notify(&self) {
-        self.signal();
     }
 }
 
