@@ -1003,13 +1003,7 @@ impl Core {
             retain,
             packet_id: Some(packet_id),
         };
-        let wire = match encoded {
-            Some(encoded) => self
-                .check_size_of(encoded.len())
-                .map(|()| Wire::Encoded(encoded)),
-            None => self.prepare_publish(&publish, flags).map(Wire::Prepared),
-        };
-        let wire = match wire {
+        let wire = match self.wire(&publish, flags, encoded) {
             Ok(wire) => wire,
             Err(e) => {
                 self.ids.release(packet_id);
@@ -1018,17 +1012,10 @@ impl Core {
         };
         let size = wire.len();
         let alias = self.choose_alias(&publish, flags, size);
-        match (alias, wire) {
-            // Measured once: written as prepared.
-            (Choice::None, Wire::Prepared(prepared)) => {
-                prepared.encode(&mut self.out);
-                self.queued_packet(Ok(()));
-            }
-            (Choice::None, Wire::Encoded(encoded)) => {
-                let written = encoded.write(flags, &mut self.out);
-                self.queued_packet(written);
-            }
-            _ => self.queue_shared(&publish, flags, alias),
+        if alias == Choice::None {
+            self.write_wire(wire, flags);
+        } else {
+            self.queue_shared(&publish, flags, alias);
         }
         self.state.next_packet_id = self.ids.next_hint();
         self.out_publish_bytes += size;
@@ -1059,17 +1046,22 @@ impl Core {
     }
 
     /// Sends a QoS 0 PUBLISH exactly as it is (no packet identifier, no alias, nothing to
-    /// rewrite: the caller checked), encoded from the borrowed message: a fan-out delivery
+    /// rewrite: the caller checked), encoded from the borrowed message, or copied from
+    /// `encoded` (the message encoded once, without a packet identifier): a fan-out delivery
     /// clones nothing and touches no reference count shared with the other subscribers.
-    pub(crate) fn send_qos0_as_is(&mut self, publish: &Publish) -> Result<(), PublishError> {
+    pub(crate) fn send_qos0_as_is(
+        &mut self,
+        publish: &Publish,
+        encoded: Option<&EncodedPublish>,
+    ) -> Result<(), PublishError> {
         debug_assert!(publish.qos == QoS::AtMostOnce && publish.packet_id.is_none());
         if self.phase != Phase::Connected {
             return Err(UserError::NotConnected.into());
         }
-        let prepared = self.prepare_publish(publish, publish.flags())?;
-        prepared.encode(&mut self.out);
-        self.queued_packet(Ok(()));
-        self.out_publish_bytes += prepared.len();
+        let flags = publish.flags();
+        let wire = self.wire(publish, flags, encoded)?;
+        self.out_publish_bytes += wire.len();
+        self.write_wire(wire, flags);
         Ok(())
     }
 
@@ -1104,23 +1096,37 @@ impl Core {
         Ok(())
     }
 
-    /// Sends a QoS 0 message exactly as it is, as [`send_qos0_as_is`](Self::send_qos0_as_is)
-    /// does, from its encoding shared by the deliveries of a fan-out: a copy of its bytes.
-    pub(crate) fn send_encoded(
-        &mut self,
-        encoded: &EncodedPublish,
+    /// The PUBLISH as it will be written with `flags`: copied from `encoded` (the message
+    /// encoded once, in the layout of `flags`) or prepared from `publish`; checked against the
+    /// peer's Maximum Packet Size either way.
+    fn wire<'a>(
+        &self,
+        publish: &'a Publish,
         flags: PublishFlags,
-    ) -> Result<(), PublishError> {
-        debug_assert!(flags.qos == QoS::AtMostOnce && !encoded.has_packet_id());
-        if self.phase != Phase::Connected {
-            return Err(UserError::NotConnected.into());
+        encoded: Option<&'a EncodedPublish>,
+    ) -> Result<Wire<'a>, PublishError> {
+        match encoded {
+            Some(encoded) => self
+                .check_size_of(encoded.len())
+                .map(|()| Wire::Encoded(encoded)),
+            None => self.prepare_publish(publish, flags).map(Wire::Prepared),
         }
-        self.check_size_of(encoded.len())?;
-        // The caller checked the flags against the layout: writing cannot fail.
-        let written = encoded.write(flags, &mut self.out);
-        self.queued_packet(written);
-        self.out_publish_bytes += encoded.len();
-        Ok(())
+    }
+
+    /// Writes a PUBLISH made ready by [`wire`](Self::wire) into the transmit queue.
+    fn write_wire(&mut self, wire: Wire<'_>, flags: PublishFlags) {
+        match wire {
+            // Measured once: written as prepared.
+            Wire::Prepared(prepared) => {
+                prepared.encode(&mut self.out);
+                self.queued_packet(Ok(()));
+            }
+            // In the layout of `flags` (the callers check): writing cannot fail.
+            Wire::Encoded(encoded) => {
+                let written = encoded.write(flags, &mut self.out);
+                self.queued_packet(written);
+            }
+        }
     }
 
     /// The topic alias for this PUBLISH on the wire (5.0), committed to the alias table. The

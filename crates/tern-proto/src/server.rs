@@ -678,11 +678,10 @@ impl ServerSession {
             {
                 return DeliverOutcome::Dropped(DropReason::Backlog);
             }
-            let sent = match message.encoded(self.core.version) {
-                Some(encoded) => self.core.send_encoded(encoded, p.flags()),
-                None => self.core.send_qos0_as_is(p),
-            };
-            return match sent {
+            return match self
+                .core
+                .send_qos0_as_is(p, message.encoded(self.core.version))
+            {
                 Ok(()) => DeliverOutcome::Sent(None),
                 Err(_) => DeliverOutcome::Dropped(DropReason::PacketTooLarge),
             };
