@@ -119,6 +119,7 @@ impl Router {
         }
         let mut scratch = TARGETS.take();
         let routed = self.route_with(message, now, &mut scratch, congested, readable);
+        // The targets' sessions are let go now, not at the next route.
         scratch.clear();
         if scratch.capacity() <= 4096 {
             // One very large fan-out does not keep its room.
@@ -224,7 +225,6 @@ impl Router {
         if let Some(t) = scratch.first() {
             t.session.count_pushed(&tally);
         }
-        scratch.clear();
         routed
     }
 }
