@@ -5,7 +5,7 @@ use bytes::{Buf, BytesMut};
 use crate::{
     codec,
     error::DecodeError,
-    packet::{Ack, Packet, PacketId, PacketType},
+    packet::{Ack, AckKind, Packet, PacketId, PacketType},
     reason::ReasonCode,
     version::ProtocolVersion,
     wire::{self, Reader, VarInt},
@@ -240,11 +240,12 @@ impl Decoder {
     /// (packet identifier, and in 5.0 perhaps a reason code, no properties), the most
     /// frequent packets of a QoS 1/2 flow: read from `buf` in place and taken off it, without
     /// splitting a frame off the shared buffer (a reference-count update and its undo, for
-    /// bytes the packet does not keep). Returns `None`, with `buf` untouched, for anything
+    /// bytes the packet does not keep), and returned as its kind and body rather than a
+    /// [`Packet`], which is four times the size. Returns `None`, with `buf` untouched, for anything
     /// else, errors and partial packets included: then [`decode`](Decoder::decode) reads it,
     /// and both decode every input the same way. A connection's read loop calls this first.
     #[inline]
-    pub fn decode_ack(&mut self, buf: &mut BytesMut) -> Option<Packet> {
+    pub fn decode_ack(&mut self, buf: &mut BytesMut) -> Option<(AckKind, Ack)> {
         let version = self.version?;
         let (first, len) = match **buf {
             [first, len, ..] if (4..=7).contains(&(first >> 4)) && (2..=3).contains(&len) => {
@@ -252,18 +253,8 @@ impl Decoder {
             }
             _ => return None,
         };
-        let packet_type = PacketType::from_u8(first >> 4)?;
-        let wrap = match packet_type {
-            PacketType::PubAck => Packet::PubAck,
-            PacketType::PubRec => Packet::PubRec,
-            PacketType::PubRel => Packet::PubRel,
-            _ => Packet::PubComp,
-        };
-        let flags = if packet_type == PacketType::PubRel {
-            0b0010
-        } else {
-            0
-        };
+        let kind = AckKind::of(PacketType::from_u8(first >> 4)?)?;
+        let flags = if kind == AckKind::PubRel { 0b0010 } else { 0 };
         if first & 0x0F != flags || 2 + len > self.max_packet_size as usize {
             return None;
         }
@@ -274,12 +265,12 @@ impl Decoder {
         };
         let mut ack = Ack::new(PacketId::new(id)?);
         if let Some(code) = reason {
-            ack.reason_code =
-                ReasonCode::from_u8(code).filter(|reason| reason.is_allowed_in(packet_type))?;
+            ack.reason_code = ReasonCode::from_u8(code)
+                .filter(|reason| reason.is_allowed_in(kind.packet_type()))?;
         }
         self.needed = 0;
         buf.advance(2 + len);
-        Some(wrap(ack))
+        Some((kind, ack))
     }
 
     /// Whether a packet of this type may come next.
@@ -383,9 +374,9 @@ mod tests {
                     decoder.version = Some(version);
                     let mut buf = BytesMut::from(&bytes[..]);
                     let got = match decoder.decode_ack(&mut buf) {
-                        Some(packet) => {
+                        Some((kind, ack)) => {
                             in_place += 1;
-                            Ok(Some(packet))
+                            Ok(Some(kind.packet(ack)))
                         }
                         None => {
                             assert_eq!(&buf[..], &bytes[..], "decode_ack left the buffer");

@@ -56,7 +56,7 @@ mod wire;
 pub use error::{DecodeError, EncodeError};
 pub use frame::{Decoder, FixedHeader, Framing, MAX_PACKET_SIZE, MAX_REMAINING_LENGTH, framing};
 pub use packet::{
-    Ack, AckProperties, Auth, AuthProperties, ConnAck, ConnAckProperties, Connect,
+    Ack, AckKind, AckProperties, Auth, AuthProperties, ConnAck, ConnAckProperties, Connect,
     ConnectProperties, Disconnect, DisconnectProperties, Packet, PacketId, PacketType,
     PayloadFormat, Publish, PublishFlags, PublishProperties, RetainHandling, SubAck, Subscribe,
     SubscribeProperties, Subscription, SubscriptionOptions, UnsubAck, Unsubscribe,

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tern_codec::{
-    Auth, ConnAck, Decoder, Disconnect, MAX_PACKET_SIZE, MqttString, Packet, PacketId, PacketType,
-    ProtocolVersion, Publish, QoS, ReasonCode, SubAck, Subscribe, SubscribeProperties,
+    AckKind, Auth, ConnAck, Decoder, Disconnect, MAX_PACKET_SIZE, MqttString, Packet, PacketId,
+    PacketType, ProtocolVersion, Publish, QoS, ReasonCode, SubAck, Subscribe, SubscribeProperties,
     Subscription, UnsubAck, Unsubscribe, UnsubscribeProperties,
 };
 
@@ -451,19 +451,19 @@ impl ClientSession {
             }
             Packet::Publish(p) => self.core.on_publish(p),
             Packet::PubAck(a) => {
-                self.core.on_puback(a);
+                self.core.on_ack(AckKind::PubAck, a);
                 Ok(())
             }
             Packet::PubRec(a) => {
-                self.core.on_pubrec(a);
+                self.core.on_ack(AckKind::PubRec, a);
                 Ok(())
             }
             Packet::PubRel(a) => {
-                self.core.on_pubrel(a);
+                self.core.on_ack(AckKind::PubRel, a);
                 Ok(())
             }
             Packet::PubComp(a) => {
-                self.core.on_pubcomp(a);
+                self.core.on_ack(AckKind::PubComp, a);
                 Ok(())
             }
             Packet::SubAck(s) => self.on_suback(s),

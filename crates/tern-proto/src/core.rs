@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tern_codec::{
-    Ack, AckProperties, Auth, DecodeError, Decoder, Disconnect, EncodeError, EncodedPublish,
-    MAX_PACKET_SIZE, MqttString, Packet, PacketId, PacketType, PreparedPublish, ProtocolVersion,
-    Publish, PublishFlags, QoS, ReasonCode, Will,
+    Ack, AckKind, AckProperties, Auth, DecodeError, Decoder, Disconnect, EncodeError,
+    EncodedPublish, MAX_PACKET_SIZE, MqttString, Packet, PacketId, PacketType, PreparedPublish,
+    ProtocolVersion, Publish, PublishFlags, QoS, ReasonCode, Will,
 };
 
 use crate::alias::{Choice, InboundAliases, OutboundAliases, Resolve};
@@ -350,14 +350,25 @@ impl Core {
 
     /// Decodes the next packet of `buf`. A decode error closes the connection and yields
     /// `None`, as does a closed connection (its input is discarded).
+    ///
+    /// A short PUBACK, PUBREC, PUBREL or PUBCOMP (the bulk of a QoS 1/2 flow) received while
+    /// connected is handled right here, from its kind and body, without building a
+    /// [`Packet`] four times their size for the session to take apart again.
     pub(crate) fn next_packet(&mut self, buf: &mut BytesMut) -> Option<Packet> {
         if self.phase == Phase::Closed {
             buf.clear();
             return None;
         }
-        if let Some(ack) = self.decoder.decode_ack(buf) {
+        while let Some((kind, ack)) = self.decoder.decode_ack(buf) {
             self.heard_from_peer();
-            return Some(ack);
+            if self.phase != Phase::Connected {
+                return Some(kind.packet(ack));
+            }
+            self.on_ack(kind, ack);
+            if self.phase == Phase::Closed {
+                buf.clear();
+                return None;
+            }
         }
         match self.decoder.decode(buf) {
             Ok(Some(packet)) => {
@@ -763,6 +774,16 @@ impl Core {
             });
         }
         self.window_freed();
+    }
+
+    /// PUBACK, PUBREC, PUBREL or PUBCOMP received while connected.
+    pub(crate) fn on_ack(&mut self, kind: AckKind, ack: Ack) {
+        match kind {
+            AckKind::PubAck => self.on_puback(ack),
+            AckKind::PubRec => self.on_pubrec(ack),
+            AckKind::PubRel => self.on_pubrel(ack),
+            AckKind::PubComp => self.on_pubcomp(ack),
+        }
     }
 
     /// PUBACK: a QoS 1 message is done. An acknowledgement for an identifier not in flight is

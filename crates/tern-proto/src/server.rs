@@ -10,9 +10,9 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use tern_codec::{
-    AckProperties, Auth, ConnAck, ConnAckProperties, Connect, Decoder, Disconnect, EncodedPublish,
-    MqttString, Packet, PacketId, PacketType, ProtocolVersion, Publish, PublishProperties, QoS,
-    ReasonCode, SubAck, SubscriptionOptions, UnsubAck, Will,
+    AckKind, AckProperties, Auth, ConnAck, ConnAckProperties, Connect, Decoder, Disconnect,
+    EncodedPublish, MqttString, Packet, PacketId, PacketType, ProtocolVersion, Publish,
+    PublishProperties, QoS, ReasonCode, SubAck, SubscriptionOptions, UnsubAck, Will,
 };
 
 use crate::alias::{InboundAliases, OutboundAliases};
@@ -879,19 +879,19 @@ impl ServerSession {
         let result = match packet {
             Packet::Publish(p) => self.core.on_publish(p),
             Packet::PubAck(a) => {
-                self.core.on_puback(a);
+                self.core.on_ack(AckKind::PubAck, a);
                 Ok(())
             }
             Packet::PubRec(a) => {
-                self.core.on_pubrec(a);
+                self.core.on_ack(AckKind::PubRec, a);
                 Ok(())
             }
             Packet::PubRel(a) => {
-                self.core.on_pubrel(a);
+                self.core.on_ack(AckKind::PubRel, a);
                 Ok(())
             }
             Packet::PubComp(a) => {
-                self.core.on_pubcomp(a);
+                self.core.on_ack(AckKind::PubComp, a);
                 Ok(())
             }
             Packet::Subscribe(s) => {

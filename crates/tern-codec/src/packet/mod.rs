@@ -9,7 +9,7 @@ mod publish;
 mod subscribe;
 mod unsubscribe;
 
-pub use ack::{Ack, AckProperties};
+pub use ack::{Ack, AckKind, AckProperties};
 pub use auth::{Auth, AuthProperties};
 pub use connack::{ConnAck, ConnAckProperties};
 pub use connect::{Connect, ConnectProperties, Will, WillProperties};
