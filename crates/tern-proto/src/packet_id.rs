@@ -8,14 +8,18 @@ use tern_codec::PacketId;
 /// identifier still in flight (PUBLISH QoS > 0 until its final acknowledgement, SUBSCRIBE and
 /// UNSUBSCRIBE until SUBACK/UNSUBACK).
 ///
-/// The identifiers in use are a sorted `VecDeque`: they are handed out in ascending order and
-/// mostly released oldest first, so an allocation appends and a release takes from the front
-/// (a `BTreeSet` allocated and freed a node every few messages of a busy session).
+/// The identifiers in use are a `VecDeque` in round-robin order: ascending from the front
+/// (the oldest), wrapping past 65,535 to 1. They are handed out in that order and mostly
+/// released oldest first, so an allocation appends and a release takes from the front, also
+/// when the identifiers wrap around with thousands in flight (a plain ascending order put
+/// every identifier after the wrap in front of the old ones, and each allocation and release
+/// then moved half the deque). A `BTreeSet` allocated and freed a node every few messages of
+/// a busy session.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct PacketIds {
     /// The next value to try (0 means start at 1).
     next: u16,
-    /// The identifiers in use, ascending.
+    /// The identifiers in use, in round-robin order from the front.
     in_use: VecDeque<u16>,
 }
 
@@ -52,14 +56,28 @@ impl PacketIds {
         }
     }
 
+    /// Where `id` is, or would go, in the round-robin order from the front.
+    fn search(&self, id: u16) -> Result<usize, usize> {
+        let Some(&front) = self.in_use.front() else {
+            return Err(0);
+        };
+        let distance = |x: u16| x.wrapping_sub(front);
+        self.in_use
+            .binary_search_by_key(&distance(id), |&x| distance(x))
+    }
+
     /// Adds `id` to the set; false if it was in use.
     fn insert(&mut self, id: u16) -> bool {
-        // The common case first: above every identifier in use.
-        if self.in_use.back().is_none_or(|&last| last < id) {
+        // The common case first: after every identifier in use.
+        let after_back = match (self.in_use.front(), self.in_use.back()) {
+            (Some(&front), Some(&back)) => id.wrapping_sub(front) > back.wrapping_sub(front),
+            _ => true,
+        };
+        if after_back {
             self.in_use.push_back(id);
             return true;
         }
-        match self.in_use.binary_search(&id) {
+        match self.search(id) {
             Ok(_) => false,
             Err(at) => {
                 self.in_use.insert(at, id);
@@ -75,9 +93,11 @@ impl PacketIds {
 
     pub(crate) fn release(&mut self, id: PacketId) {
         let id = id.get();
+        // Removing the front, or any element, keeps the rest in round-robin order from
+        // the new front.
         if self.in_use.front() == Some(&id) {
             self.in_use.pop_front();
-        } else if let Ok(at) = self.in_use.binary_search(&id) {
+        } else if let Ok(at) = self.search(id) {
             self.in_use.remove(at);
         }
         if self.in_use.is_empty() && self.in_use.capacity() > KEEP {
@@ -86,7 +106,7 @@ impl PacketIds {
     }
 
     pub(crate) fn is_in_use(&self, id: PacketId) -> bool {
-        self.in_use.binary_search(&id.get()).is_ok()
+        self.search(id.get()).is_ok()
     }
 }
 
@@ -131,5 +151,51 @@ mod tests {
         // Releasing an identifier not in use changes nothing.
         ids.release(id(500));
         assert_eq!(Vec::from(ids.in_use.clone()), [10, 11, 13]);
+    }
+
+    /// Random allocations, claims and releases (mostly oldest first, as acknowledgements come
+    /// [MQTT-4.6.0-2]) with thousands in flight across many wraps agree with a `BTreeSet`,
+    /// and an allocation never hands out an identifier in use [MQTT-2.2.1-3].
+    #[test]
+    fn agrees_with_a_set_across_wraps() {
+        let mut rng = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut ids = PacketIds::with_next(65_000);
+        let mut model = BTreeSet::new();
+        let mut order = VecDeque::new();
+        for step in 0..400_000u32 {
+            let target = if (step / 50_000) % 2 == 0 { 5_000 } else { 300 };
+            let r = next();
+            if order.len() < target && r % 8 != 0 {
+                let id = ids.allocate().unwrap();
+                assert!(model.insert(id.get()), "{id:?} handed out while in use");
+                order.push_back(id);
+            } else if r % 64 == 1 {
+                let id = PacketId::new((next() % 65_535 + 1) as u16).unwrap();
+                assert_eq!(ids.claim(id), model.insert(id.get()));
+                if !order.contains(&id) {
+                    order.push_back(id);
+                }
+            } else if let Some(id) = if r % 16 == 2 && !order.is_empty() {
+                order.remove((next() % order.len() as u64) as usize)
+            } else {
+                order.pop_front()
+            } {
+                ids.release(id);
+                assert!(model.remove(&id.get()));
+            }
+            if step % 997 == 0 {
+                let probe = PacketId::new((next() % 65_535 + 1) as u16).unwrap();
+                assert_eq!(ids.is_in_use(probe), model.contains(&probe.get()));
+            }
+        }
+        let mut held: Vec<u16> = ids.in_use.iter().copied().collect();
+        held.sort_unstable();
+        assert_eq!(held, model.into_iter().collect::<Vec<_>>());
     }
 }
