@@ -785,6 +785,7 @@ impl BrokerHandle {
         let Some(guard) = shared.task_guard() else {
             return Ok(addr);
         };
+        let listener_addr = Arc::new(addr);
         tokio::spawn(async move {
             loop {
                 if *shutdown.borrow_and_update() {
@@ -795,7 +796,7 @@ impl BrokerHandle {
                     accepted = listener.accept() => match accepted {
                         Ok((stream, peer)) => {
                             let mut info = ConnectionInfo::new(peer, Transport::Tcp);
-                            info.listener = Some(addr);
+                            info.listener = Some(listener_addr.clone());
                             spawn_connection(&shared, count.as_ref(), info, |shared, info, guard| {
                                 run(shared, stream, info, guard)
                             });
@@ -894,7 +895,7 @@ fn spawn_connection<F>(
         count,
         &shared.refused,
         info.peer,
-        info.listener,
+        info.listener.as_deref().copied(),
     ) else {
         return;
     };

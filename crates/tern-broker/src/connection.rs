@@ -328,8 +328,8 @@ struct Connection {
     /// CONNECT was accepted (the client counts as connected).
     accepted: bool,
     /// The engine's queue length after the last step, and what was queued since.
-    last_queued: usize,
-    queued_adds: usize,
+    last_queued: u32,
+    queued_adds: u32,
     /// Bytes were written since the last flush: a TLS or WebSocket stream may hold them.
     unflushed: bool,
     /// What the transport knows: peer, transport, certificate identity.
@@ -703,9 +703,10 @@ impl Connection {
         {
             let queued = self.session.state().queued.len();
             // What left the queue was sent (or expired on the way out).
-            let pumped = (self.last_queued + self.queued_adds).saturating_sub(queued);
+            let pumped =
+                (self.last_queued as usize + self.queued_adds as usize).saturating_sub(queued);
             stats.messages_sent.add(pumped as u64);
-            self.last_queued = queued;
+            self.last_queued = u32::try_from(queued).unwrap_or(u32::MAX);
             self.queued_adds = 0;
             handle.set_queued(queued);
         }
@@ -890,7 +891,7 @@ impl Connection {
             DeliverOutcome::Sent(_) => {
                 self.shared.stats.messages_sent.add(1);
             }
-            DeliverOutcome::Queued => self.queued_adds += 1,
+            DeliverOutcome::Queued => self.queued_adds = self.queued_adds.saturating_add(1),
             DeliverOutcome::Dropped(_) => {}
         }
     }
@@ -961,11 +962,11 @@ impl Connection {
         } else if let ConnectionError::Rejected(code) = reason {
             // Refused by the engine (the broker's own refusals are logged with the CONNECT).
             if !self.refusal_logged {
-                tracing::info!(conn = self.id, version = %version_name(self.session.version()), peer = %self.info.peer, listener = %listener_name(self.info.listener), reason = %code, "connect refused");
+                tracing::info!(conn = self.id, version = %version_name(self.session.version()), peer = %self.info.peer, listener = %listener_name(self.info.listener.as_deref()), reason = %code, "connect refused");
             }
         } else {
             // Never connected: a connect timeout, a bad first packet, a close.
-            tracing::info!(conn = self.id, peer = %self.info.peer, listener = %listener_name(self.info.listener), %reason, "connection ended before CONNECT");
+            tracing::info!(conn = self.id, peer = %self.info.peer, listener = %listener_name(self.info.listener.as_deref()), %reason, "connection ended before CONNECT");
         }
     }
 
@@ -1045,7 +1046,7 @@ impl Connection {
             username = %connect.username.as_ref().map_or("-", |u| u.as_str()),
             version = %version_name(connect.protocol),
             peer = %self.info.peer,
-            listener = %listener_name(self.info.listener),
+            listener = %listener_name(self.info.listener.as_deref()),
             %reason,
             "connect refused"
         );
@@ -1115,7 +1116,9 @@ impl Connection {
         let state = previous
             .filter(|_| !connect.clean_start)
             .map(|s| s.into_state());
-        self.last_queued = state.as_ref().map_or(0, |s| s.queued.len());
+        self.last_queued = state
+            .as_ref()
+            .map_or(0, |s| u32::try_from(s.queued.len()).unwrap_or(u32::MAX));
         let mut properties = ConnAckProperties::default();
         if v5 {
             properties.assigned_client_identifier = assigned;
@@ -1182,7 +1185,7 @@ impl Connection {
             %client_id,
             version = %version_name(connect.protocol),
             peer = %self.info.peer,
-            listener = %listener_name(self.info.listener),
+            listener = %listener_name(self.info.listener.as_deref()),
             keep_alive = server_keep_alive.unwrap_or(connect.keep_alive),
             resumed,
             "client connected"
@@ -1523,8 +1526,8 @@ fn version_name(version: ProtocolVersion) -> &'static str {
 }
 
 /// The listener for the logs (`-` for a connection served by `serve_connection`).
-fn listener_name(listener: Option<SocketAddr>) -> String {
-    listener.map_or_else(|| "-".to_owned(), |a| a.to_string())
+fn listener_name(listener: Option<&SocketAddr>) -> String {
+    listener.map_or_else(|| "-".to_owned(), SocketAddr::to_string)
 }
 
 /// Hashes of a session's in-flight state: everything a snapshot holds (outgoing messages and

@@ -78,8 +78,9 @@ pub(crate) struct ConnectionInfo {
     /// client counts as authenticated by its certificate.
     pub(crate) identity_as_username: bool,
     /// The local address of the listener that accepted it (`None` for
-    /// [`serve_connection`](crate::BrokerHandle::serve_connection)), for the logs.
-    pub(crate) listener: Option<SocketAddr>,
+    /// [`serve_connection`](crate::BrokerHandle::serve_connection)), for the logs: shared by
+    /// the listener's connections, a word in each instead of a `SocketAddr`.
+    pub(crate) listener: Option<Arc<SocketAddr>>,
     /// The listener's `allow_anonymous` (`None`: the broker's default).
     pub(crate) allow_anonymous: Option<bool>,
 }

@@ -12,6 +12,7 @@ use tern_codec::{
     EncodedPublish, MAX_PACKET_SIZE, MqttString, Packet, PacketId, PacketType, PreparedPublish,
     ProtocolVersion, Publish, PublishFlags, QoS, ReasonCode, Will,
 };
+use thin_vec::ThinVec;
 
 use crate::alias::{Choice, InboundAliases, OutboundAliases, Resolve};
 use crate::config::AckMode;
@@ -104,14 +105,14 @@ fn with_alias(mut publish: Publish, choice: Choice) -> Publish {
 /// PINGRESP) keeps no buffer sized for its busiest moment (a `Packet` is a few hundred
 /// bytes, so four of them already cost more than a whole idle session should), while a busy
 /// one keeps its capacity instead of growing it again at every step.
-fn release_if_quiet<T>(queue: &mut VecDeque<T>, batch: usize) {
-    if queue.is_empty() && queue.capacity() > QUIET_BATCH && batch <= QUIET_BATCH {
+fn release_if_quiet<T>(queue: &mut VecDeque<T>, batch: u32) {
+    if queue.is_empty() && queue.capacity() > QUIET_BATCH as usize && batch <= QUIET_BATCH {
         *queue = VecDeque::new();
     }
 }
 
 /// A batch of at most this many entries is a quiet one (see [`release_if_quiet`]).
-const QUIET_BATCH: usize = 2;
+const QUIET_BATCH: u32 = 2;
 
 /// The transmit buffer a quiet connection may keep.
 const QUIET_KEEP_BYTES: usize = 1024;
@@ -126,18 +127,18 @@ pub(crate) struct Core {
     pub(crate) ids: PacketIds,
     /// Client: SUBSCRIBE/UNSUBSCRIBE identifiers awaiting SUBACK/UNSUBACK (with `true` for
     /// SUBSCRIBE). Server: requests awaiting the broker's answer (with the filter count).
-    pub(crate) requests: Vec<(PacketId, PacketType, usize)>,
+    pub(crate) requests: ThinVec<(PacketId, PacketType, usize)>,
     pub(crate) decoder: Decoder,
     /// Packets waiting for `poll_transmit`, encoded when they were queued: a message in
     /// flight is kept once (in the session state), not a second time as a packet to send.
     out: BytesMut,
     /// Packets in `out`, for [`release_if_quiet`]'s rule.
-    out_packets: usize,
+    out_packets: u32,
     /// Bytes of the PUBLISH packets in `out`, for the server's QoS 0 backlog bound.
     out_publish_bytes: usize,
     events: VecDeque<Event>,
     /// Events taken since `events` was last found empty.
-    events_popped: usize,
+    events_popped: u32,
     pub(crate) timers: TimerTable,
     now: Option<Instant>,
     /// Keep alive in force, seconds (0: none).
@@ -149,7 +150,7 @@ pub(crate) struct Core {
     reads_paused: bool,
     /// Inbound messages the application had not acknowledged when this connection started:
     /// the first re-delivery of each is surfaced again (see `on_publish`).
-    unacked_before: Vec<PacketId>,
+    unacked_before: ThinVec<PacketId>,
     pub(crate) send: SendLimits,
     pub(crate) recv: ReceiveLimits,
     pub(crate) in_aliases: InboundAliases,
@@ -197,7 +198,7 @@ impl Core {
             phase: Phase::Idle,
             state: SessionState::new(),
             ids: PacketIds::default(),
-            requests: Vec::new(),
+            requests: ThinVec::new(),
             decoder,
             out: BytesMut::new(),
             out_packets: 0,
@@ -210,7 +211,7 @@ impl Core {
             ping_timeout: None,
             ping_outstanding: false,
             reads_paused: false,
-            unacked_before: Vec::new(),
+            unacked_before: ThinVec::new(),
             send: SendLimits::default(),
             recv: ReceiveLimits::default(),
             in_aliases: InboundAliases::new(0),
@@ -280,7 +281,7 @@ impl Core {
             release_if_quiet(&mut self.events, self.events_popped);
             self.events_popped = 0;
         } else {
-            self.events_popped += 1;
+            self.events_popped = self.events_popped.saturating_add(1);
         }
         event
     }
@@ -300,7 +301,7 @@ impl Core {
             result.is_ok(),
             "engine queued an unencodable packet: {result:?}"
         );
-        self.out_packets += 1;
+        self.out_packets = self.out_packets.saturating_add(1);
         if self.side == Side::Client
             && self.keep_alive > 0
             && self.phase == Phase::Connected

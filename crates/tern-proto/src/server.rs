@@ -3,7 +3,6 @@
 //! surfaced for the broker to answer; routed messages come back in through
 //! [`ServerSession::deliver`].
 
-use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,6 +13,7 @@ use tern_codec::{
     EncodedPublish, MqttString, Packet, PacketId, PacketType, ProtocolVersion, Publish,
     PublishProperties, QoS, ReasonCode, SubAck, SubscriptionOptions, UnsubAck, Will,
 };
+use thin_vec::ThinVec;
 
 use crate::alias::{InboundAliases, OutboundAliases};
 use crate::config::ServerConfig;
@@ -100,7 +100,7 @@ pub struct ServerSession {
     config: Arc<ServerConfig>,
     connect: Option<Box<Connect>>,
     client_id: MqttString,
-    deferred: VecDeque<Packet>,
+    deferred: ThinVec<Packet>,
     session_present: bool,
 }
 
@@ -121,7 +121,7 @@ impl ServerSession {
             config,
             connect: None,
             client_id: MqttString::new(),
-            deferred: VecDeque::new(),
+            deferred: ThinVec::new(),
             session_present: false,
         }
     }
@@ -442,9 +442,8 @@ impl ServerSession {
         self.core.timers.stop(Timer::Connect);
         self.core.start_keepalive();
         self.core.resume();
-        while let Some(packet) = self.deferred.pop_front() {
+        for packet in std::mem::take(&mut self.deferred) {
             if self.core.phase != Phase::Connected {
-                self.deferred.clear();
                 break;
             }
             self.handle_packet(packet);
@@ -847,7 +846,7 @@ impl ServerSession {
                     }
                 }
                 // The server processes nothing else before it accepted the connection.
-                other => self.deferred.push_back(other),
+                other => self.deferred.push(other),
             },
             Phase::Connected => self.on_connected_packet(packet),
             Phase::Closed => {}
