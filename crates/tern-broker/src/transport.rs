@@ -13,6 +13,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -245,6 +246,13 @@ impl Acceptor {
     }
 
     /// Runs the handshakes of one accepted connection and then the connection itself.
+    ///
+    /// The handshake and the connection are boxed: this future is one type for every kind of
+    /// listener, and inline it would be as large as its largest state, a TLS and WebSocket
+    /// handshake (about 20 KB for every TLS or WebSocket connection, for its whole life).
+    /// Boxed, the task holds little more than a pointer while the connection runs, the
+    /// connection future has its own kind's size, and the handshake's memory is freed when
+    /// the handshake ends.
     pub(crate) async fn run(
         self,
         shared: Arc<Shared>,
@@ -254,22 +262,26 @@ impl Acceptor {
     ) {
         let peer = info.peer;
         info.identity_as_username = self.identity_as_username;
-        match (&self.tls, &self.ws_path) {
+        let connection: Pin<Box<dyn Future<Output = ()> + Send>> = match (&self.tls, &self.ws_path)
+        {
             (Some(tls), None) => {
                 info.transport = Transport::Tls;
-                let Some(stream) = self.bounded(&shared, peer, "TLS", tls.accept(tcp)).await else {
+                let handshake = tls.accept(tcp);
+                let Some(stream) = Box::pin(self.bounded(&shared, peer, "TLS", handshake)).await
+                else {
                     return;
                 };
                 info.tls_identity = identity(&stream);
-                connection::run(shared, stream, info, guard).await;
+                Box::pin(connection::run(shared, stream, info, guard))
             }
             (None, Some(path)) => {
                 info.transport = Transport::WebSocket;
                 let ws = self.websocket(tcp, path);
-                let Some(stream) = self.bounded(&shared, peer, "WebSocket", ws).await else {
+                let Some(stream) = Box::pin(self.bounded(&shared, peer, "WebSocket", ws)).await
+                else {
                     return;
                 };
-                connection::run(shared, stream, info, guard).await;
+                Box::pin(connection::run(shared, stream, info, guard))
             }
             (Some(tls), Some(path)) => {
                 info.transport = Transport::WebSocketTls;
@@ -277,17 +289,17 @@ impl Acceptor {
                     let stream = tls.accept(tcp).await?;
                     self.websocket(stream, path).await
                 };
-                let Some(stream) = self
-                    .bounded(&shared, peer, "TLS/WebSocket", handshakes)
-                    .await
-                else {
+                let bounded = self.bounded(&shared, peer, "TLS/WebSocket", handshakes);
+                let Some(stream) = Box::pin(bounded).await else {
                     return;
                 };
                 info.tls_identity = identity(stream.get_ref());
-                connection::run(shared, stream, info, guard).await;
+                Box::pin(connection::run(shared, stream, info, guard))
             }
-            (None, None) => connection::run(shared, tcp, info, guard).await,
-        }
+            (None, None) => Box::pin(connection::run(shared, tcp, info, guard)),
+        };
+        drop(self);
+        connection.await;
     }
 
     /// Runs a handshake within the handshake timeout, unless the broker shuts down first.
