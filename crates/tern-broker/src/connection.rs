@@ -157,7 +157,10 @@ impl Connection {
             // The session is settled (handed over, offline or ended) before the client sees the
             // close, so that a reconnect right after it finds the session where it should be.
             self.finish();
-            closing.close(stream).await;
+            // By reference: a stream moved into the close future would be held twice in this
+            // future (a TLS stream is over a kilobyte), for the connection's whole life.
+            closing.close(&mut stream).await;
+            drop(stream);
             tracing::debug!(%peer, conn = id, "connection closed");
             drop(guard);
         }
@@ -209,7 +212,7 @@ struct Closing {
 }
 
 impl Closing {
-    async fn close<W: AsyncWrite + Unpin>(self, mut writer: W) {
+    async fn close<W: AsyncWrite + Unpin>(self, writer: &mut W) {
         let Closing {
             out,
             stats,
@@ -706,7 +709,7 @@ impl Connection {
             let pumped =
                 (self.last_queued as usize + self.queued_adds as usize).saturating_sub(queued);
             stats.messages_sent.add(pumped as u64);
-            self.last_queued = u32::try_from(queued).unwrap_or(u32::MAX);
+            self.last_queued = saturate_u32(queued);
             self.queued_adds = 0;
             handle.set_queued(queued);
         }
@@ -1116,9 +1119,7 @@ impl Connection {
         let state = previous
             .filter(|_| !connect.clean_start)
             .map(|s| s.into_state());
-        self.last_queued = state
-            .as_ref()
-            .map_or(0, |s| u32::try_from(s.queued.len()).unwrap_or(u32::MAX));
+        self.last_queued = state.as_ref().map_or(0, |s| saturate_u32(s.queued.len()));
         let mut properties = ConnAckProperties::default();
         if v5 {
             properties.assigned_client_identifier = assigned;
@@ -1523,6 +1524,11 @@ fn version_name(version: ProtocolVersion) -> &'static str {
         ProtocolVersion::V3_1_1 => "3.1.1",
         _ => "5.0",
     }
+}
+
+/// A count kept in 32 bits (a connection's fields are memory for every idle client).
+fn saturate_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// The listener for the logs (`-` for a connection served by `serve_connection`).
