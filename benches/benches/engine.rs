@@ -6,7 +6,8 @@
 //!   16, 1,000 or 20,000 messages behind (a steady window of that many in flight). The runs
 //!   go on for millions of messages, so the packet identifiers wrap past 65,535 many times.
 //! - `server_receive`: one QoS 1 PUBLISH from the client decoded, surfaced as an event and
-//!   acknowledged (the fan-in side).
+//!   acknowledged (the fan-in side); and one QoS 2 PUBLISH answered with PUBREC, with the
+//!   client's PUBRELs 16 or 5,000 messages behind (that many identifiers awaiting PUBREL).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -139,6 +140,38 @@ fn server_receive(c: &mut Criterion) {
             black_box((publish, out.len()))
         })
     });
+
+    for lag in [16usize, 5_000] {
+        let mut session = connected(now);
+        let mut id = 0u16;
+        let mut awaiting = std::collections::VecDeque::with_capacity(lag + 1);
+        group.bench_with_input(
+            BenchmarkId::new("qos2_released_behind", lag),
+            &lag,
+            |b, &lag| {
+                b.iter(|| {
+                    id = id.checked_add(1).unwrap_or(1);
+                    input.put_slice(&[0x34, 2 + 12 + 2 + 64, 0, 12]);
+                    input.put_slice(b"bench/engine");
+                    input.put_u16(id);
+                    input.put_slice(&[7; 64]);
+                    awaiting.push_back(id);
+                    if awaiting.len() > lag {
+                        // PUBREL for the oldest.
+                        input.put_slice(&[0x62, 2]);
+                        input.put_u16(awaiting.pop_front().unwrap());
+                    }
+                    session.handle_input(now, &mut input);
+                    let Some(Event::Publish { publish, .. }) = session.poll_event() else {
+                        panic!("no publish event");
+                    };
+                    out.clear();
+                    session.poll_transmit(&mut out);
+                    black_box((publish, out.len()))
+                })
+            },
+        );
+    }
     group.finish();
 }
 

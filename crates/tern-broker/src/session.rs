@@ -745,7 +745,7 @@ impl SessionHandle {
         // answered: a resent PUBLISH after a restart is a duplicate [MQTT-4.3.3-10].
         for i in &state.inbound {
             if i.qos == QoS::ExactlyOnce && (i.ack.is_some() || awaiting.contains(&i.packet_id)) {
-                stored.awaiting_pubrel.push(i.packet_id);
+                stored.awaiting_pubrel.push_back(i.packet_id);
             }
         }
         stored.next_packet_id = state.next_packet_id;

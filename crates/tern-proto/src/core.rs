@@ -18,7 +18,7 @@ use crate::alias::{Choice, InboundAliases, OutboundAliases, Resolve};
 use crate::config::AckMode;
 use crate::error::{ConnectionError, ProtocolError, PublishError, UserError};
 use crate::event::{Event, will_to_publish};
-use crate::packet_id::PacketIds;
+use crate::packet_id::{PacketIds, round_robin};
 use crate::state::{InboundPublish, OutgoingPhase, OutgoingPublish, QueuedMessage, SessionState};
 use crate::timer::{Timer, TimerTable};
 
@@ -628,7 +628,7 @@ impl Core {
             });
             return Ok(());
         };
-        if qos == QoS::ExactlyOnce && self.state.awaiting_pubrel.contains(&id) {
+        if qos == QoS::ExactlyOnce && round_robin::search(&self.state.awaiting_pubrel, id).is_ok() {
             // A duplicate of a message already received: PUBREC again, no second delivery
             // [MQTT-4.3.3-10].
             self.queue(Packet::PubRec(Ack::new(id)));
@@ -729,8 +729,8 @@ impl Core {
             if qos == QoS::AtLeastOnce {
                 self.queue(Packet::PubAck(ack));
             } else {
-                if !code.is_error() && !self.state.awaiting_pubrel.contains(&packet_id) {
-                    self.state.awaiting_pubrel.push(packet_id);
+                if !code.is_error() {
+                    round_robin::insert(&mut self.state.awaiting_pubrel, packet_id);
                 }
                 self.queue(Packet::PubRec(ack));
             }
@@ -741,8 +741,7 @@ impl Core {
     /// identifier.
     pub(crate) fn on_pubrel(&mut self, ack: Ack) {
         let id = ack.packet_id;
-        let code = if let Some(pos) = self.state.awaiting_pubrel.iter().position(|&p| p == id) {
-            self.state.awaiting_pubrel.swap_remove(pos);
+        let code = if round_robin::remove(&mut self.state.awaiting_pubrel, id) {
             ReasonCode::Success
         } else if self.version.is_v5() {
             ReasonCode::PacketIdentifierNotFound

@@ -19,8 +19,8 @@ use tern_codec::PacketId;
 pub(crate) struct PacketIds {
     /// The next value to try (0 means start at 1).
     next: u16,
-    /// The identifiers in use, in round-robin order from the front.
-    in_use: VecDeque<u16>,
+    /// The identifiers in use, in round-robin order from the front (see [`round_robin`]).
+    in_use: VecDeque<PacketId>,
 }
 
 /// Room for this many identifiers is kept when none is in use.
@@ -45,68 +45,91 @@ impl PacketIds {
         }
         let mut candidate = self.next;
         loop {
-            if candidate == 0 {
-                candidate = 1;
-            }
-            if self.insert(candidate) {
+            if let Some(id) = PacketId::new(candidate)
+                && round_robin::insert(&mut self.in_use, id)
+            {
                 self.next = candidate.wrapping_add(1);
-                return PacketId::new(candidate);
+                return Some(id);
             }
             candidate = candidate.wrapping_add(1);
         }
     }
 
-    /// Where `id` is, or would go, in the round-robin order from the front.
-    fn search(&self, id: u16) -> Result<usize, usize> {
-        let Some(&front) = self.in_use.front() else {
-            return Err(0);
-        };
-        let distance = |x: u16| x.wrapping_sub(front);
-        self.in_use
-            .binary_search_by_key(&distance(id), |&x| distance(x))
-    }
-
-    /// Adds `id` to the set; false if it was in use.
-    fn insert(&mut self, id: u16) -> bool {
-        // The common case first: after every identifier in use.
-        let after_back = match (self.in_use.front(), self.in_use.back()) {
-            (Some(&front), Some(&back)) => id.wrapping_sub(front) > back.wrapping_sub(front),
-            _ => true,
-        };
-        if after_back {
-            self.in_use.push_back(id);
-            return true;
-        }
-        match self.search(id) {
-            Ok(_) => false,
-            Err(at) => {
-                self.in_use.insert(at, id);
-                true
-            }
-        }
-    }
-
     /// Marks an identifier in use (a resumed session's in-flight messages).
     pub(crate) fn claim(&mut self, id: PacketId) -> bool {
-        self.insert(id.get())
+        round_robin::insert(&mut self.in_use, id)
     }
 
     pub(crate) fn release(&mut self, id: PacketId) {
-        let id = id.get();
-        // Removing the front, or any element, keeps the rest in round-robin order from
-        // the new front.
-        if self.in_use.front() == Some(&id) {
-            self.in_use.pop_front();
-        } else if let Ok(at) = self.search(id) {
-            self.in_use.remove(at);
-        }
+        round_robin::remove(&mut self.in_use, id);
         if self.in_use.is_empty() && self.in_use.capacity() > KEEP {
             self.in_use = VecDeque::new();
         }
     }
 
     pub(crate) fn is_in_use(&self, id: PacketId) -> bool {
-        self.search(id.get()).is_ok()
+        round_robin::search(&self.in_use, id).is_ok()
+    }
+}
+
+/// A set of packet identifiers kept in a `VecDeque` in round-robin order: ascending from the
+/// front, wrapping past 65,535 to 1. Identifiers handed out round-robin and released oldest
+/// first (as acknowledgements come [MQTT-4.6.0-2]) are appended and popped from the front,
+/// also when they wrap around with thousands in the set; any other one is found by binary
+/// search. A set sorted in plain ascending order puts every identifier after a wrap in front
+/// of the older ones, and each insertion and removal then moves half the set.
+///
+/// Removing the front, or any element, keeps the rest in order from the new front. An
+/// ascending sort is a valid order (the front is then the smallest).
+pub(crate) mod round_robin {
+    use std::collections::VecDeque;
+
+    use tern_codec::PacketId;
+
+    /// Where `id` is, or would go.
+    pub(crate) fn search(set: &VecDeque<PacketId>, id: PacketId) -> Result<usize, usize> {
+        let Some(&front) = set.front() else {
+            return Err(0);
+        };
+        let distance = |x: PacketId| x.get().wrapping_sub(front.get());
+        set.binary_search_by_key(&distance(id), |&x| distance(x))
+    }
+
+    /// Adds `id`; false if it was there.
+    pub(crate) fn insert(set: &mut VecDeque<PacketId>, id: PacketId) -> bool {
+        // The common case first: after every identifier in the set.
+        let after_back = match (set.front(), set.back()) {
+            (Some(&front), Some(&back)) => {
+                id.get().wrapping_sub(front.get()) > back.get().wrapping_sub(front.get())
+            }
+            _ => true,
+        };
+        if after_back {
+            set.push_back(id);
+            return true;
+        }
+        match search(set, id) {
+            Ok(_) => false,
+            Err(at) => {
+                set.insert(at, id);
+                true
+            }
+        }
+    }
+
+    /// Removes `id`; false if it was not there.
+    pub(crate) fn remove(set: &mut VecDeque<PacketId>, id: PacketId) -> bool {
+        if set.front() == Some(&id) {
+            set.pop_front();
+            return true;
+        }
+        match search(set, id) {
+            Ok(at) => {
+                set.remove(at);
+                true
+            }
+            Err(_) => false,
+        }
     }
 }
 
@@ -150,7 +173,8 @@ mod tests {
         assert!(ids.is_in_use(id(10)) && ids.is_in_use(id(11)) && ids.is_in_use(id(13)));
         // Releasing an identifier not in use changes nothing.
         ids.release(id(500));
-        assert_eq!(Vec::from(ids.in_use.clone()), [10, 11, 13]);
+        let held: Vec<u16> = ids.in_use.iter().map(|id| id.get()).collect();
+        assert_eq!(held, [10, 11, 13]);
     }
 
     /// Random allocations, claims and releases (mostly oldest first, as acknowledgements come
@@ -194,7 +218,7 @@ mod tests {
                 assert_eq!(ids.is_in_use(probe), model.contains(&probe.get()));
             }
         }
-        let mut held: Vec<u16> = ids.in_use.iter().copied().collect();
+        let mut held: Vec<u16> = ids.in_use.iter().map(|id| id.get()).collect();
         held.sort_unstable();
         assert_eq!(held, model.into_iter().collect::<Vec<_>>());
     }

@@ -132,7 +132,9 @@ pub struct SessionState {
     pub inbound: VecDeque<InboundPublish>,
     /// Inbound QoS 2 packet identifiers acknowledged with PUBREC and waiting for PUBREL; a
     /// PUBLISH with one of them is a duplicate and is not delivered again [MQTT-4.3.3-10].
-    pub awaiting_pubrel: Vec<PacketId>,
+    /// The engine keeps them in round-robin order: ascending from the front, wrapping past
+    /// 65,535 to 1 (an ascending list put back by a broker is in that order).
+    pub awaiting_pubrel: VecDeque<PacketId>,
     /// The next packet identifier to try for outgoing packets.
     pub next_packet_id: u16,
     /// The Session Expiry Interval in force, in seconds (0: the session ends with the
@@ -173,8 +175,10 @@ impl SessionState {
         let mut seen_in = std::collections::BTreeSet::new();
         self.inbound
             .retain(|i| i.qos != QoS::AtMostOnce && seen_in.insert(i.packet_id));
-        self.awaiting_pubrel.sort_unstable();
-        self.awaiting_pubrel.dedup();
+        let mut awaiting = Vec::from(std::mem::take(&mut self.awaiting_pubrel));
+        awaiting.sort_unstable();
+        awaiting.dedup();
+        self.awaiting_pubrel = awaiting.into();
         self.queued.retain(|q| q.publish.qos != QoS::AtMostOnce);
     }
 }

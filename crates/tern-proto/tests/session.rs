@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tern_codec::{Packet, ProtocolVersion, QoS, ReasonCode, Will, WillProperties};
+use tern_codec::{Ack, Packet, ProtocolVersion, QoS, ReasonCode, Will, WillProperties};
 use tern_proto::{
     Accept, AckMode, ClientConfig, ClientSession, ConnectionError, Event, Initiator, OutgoingPhase,
     ProtocolError, PublishError, ServerConfig, ServerSession, UserError,
@@ -387,4 +387,52 @@ fn unsupported_protocol_level_is_answered_with_connack() {
         assert_eq!(connack.reason_code, expected);
         assert!(!connack.session_present);
     }
+}
+
+#[test]
+fn qos2_identifiers_awaiting_pubrel_across_a_wrap() {
+    // [MQTT-4.3.3-10]: until PUBREL, a PUBLISH with an identifier already answered with PUBREC
+    // is a duplicate (PUBREC again, not delivered twice); PUBREL releases it (PUBCOMP), and a
+    // PUBREL for an identifier not awaited gets PUBCOMP 0x92 in 5.0. Checked with 2,000
+    // identifiers awaiting PUBREL that wrap past 65,535 to 1, released in order.
+    let now = t0();
+    let v5 = ProtocolVersion::V5;
+    let mut s = server_with(ServerConfig::default(), connect_packet(v5, "q2", true), now);
+    let ids: Vec<u16> = (64_536..=u16::MAX).chain(1..=1_000).collect();
+    let publish_with = |n: u16| {
+        let mut p = publish("t", QoS::ExactlyOnce);
+        p.packet_id = Some(id(n));
+        Packet::Publish(p)
+    };
+    for &n in &ids {
+        s.handle_input(now, &mut encode(v5, &[publish_with(n)]));
+    }
+    assert_eq!(events_server(&mut s).len(), ids.len());
+    sent_by_server(&mut s);
+    assert_eq!(s.state().awaiting_pubrel.len(), ids.len());
+    // Duplicates on both sides of the wrap: PUBREC again, no event.
+    for n in [64_536, u16::MAX, 1, 1_000] {
+        s.handle_input(now, &mut encode(v5, &[publish_with(n)]));
+        assert!(events_server(&mut s).is_empty(), "{n} delivered twice");
+        assert_eq!(
+            sent_by_server(&mut s),
+            vec![Packet::PubRec(Ack::new(id(n)))]
+        );
+    }
+    // An identifier never received is a new message.
+    s.handle_input(now, &mut encode(v5, &[publish_with(2_000)]));
+    assert_eq!(events_server(&mut s).len(), 1);
+    sent_by_server(&mut s);
+    for n in ids.iter().copied().chain([2_000]) {
+        s.handle_input(now, &mut encode(v5, &[Packet::PubRel(Ack::new(id(n)))]));
+        assert_eq!(
+            sent_by_server(&mut s),
+            vec![Packet::PubComp(Ack::new(id(n)))]
+        );
+    }
+    assert!(s.state().awaiting_pubrel.is_empty());
+    s.handle_input(now, &mut encode(v5, &[Packet::PubRel(Ack::new(id(7)))]));
+    let mut not_found = Ack::new(id(7));
+    not_found.reason_code = ReasonCode::PacketIdentifierNotFound;
+    assert_eq!(sent_by_server(&mut s), vec![Packet::PubComp(not_found)]);
 }

@@ -367,7 +367,7 @@ pub(crate) fn decode_session(buf: &[u8]) -> Result<StoredSession, StorageError> 
     for _ in 0..n {
         state
             .awaiting_pubrel
-            .push(PacketId::new(r.u16()?).ok_or_else(|| corrupt("packet identifier"))?);
+            .push_back(PacketId::new(r.u16()?).ok_or_else(|| corrupt("packet identifier"))?);
     }
     let will = match r.u8()? {
         0 => None,
@@ -445,7 +445,7 @@ mod tests {
             retain: publish.retain,
             publish: Arc::new(publish),
         });
-        state.awaiting_pubrel.push(PacketId::new(3).unwrap());
+        state.awaiting_pubrel.push_back(PacketId::new(3).unwrap());
         let s = StoredSession {
             version: ProtocolVersion::V3_1_1,
             state,
