@@ -5,6 +5,9 @@
 //!   bytes drained, at QoS 0, and at QoS 1 with the client's PUBACKs lagging
 //!   16, 1,000 or 20,000 messages behind (a steady window of that many in flight). The runs
 //!   go on for millions of messages, so the packet identifiers wrap past 65,535 many times.
+//! - `server_deliver/qos2_completed_behind`: QoS 2 deliveries whose PUBREC comes at once and
+//!   whose PUBCOMP comes 16 or 5,000 messages behind (each PUBREC is for the newest message,
+//!   behind that many awaiting PUBCOMP).
 //! - `server_receive`: one QoS 1 PUBLISH from the client decoded, surfaced as an event and
 //!   acknowledged (the fan-in side); and one QoS 2 PUBLISH answered with PUBREC, with the
 //!   client's PUBRELs 16 or 5,000 messages behind (that many identifiers awaiting PUBREL).
@@ -107,6 +110,42 @@ fn server_deliver(c: &mut Criterion) {
                         ack.put_u16(oldest.get());
                         session.handle_input(now, &mut ack);
                     }
+                    black_box(out.len())
+                })
+            },
+        );
+    }
+
+    let qos2 = message(QoS::ExactlyOnce, now);
+    for lag in [16usize, 5_000] {
+        let mut session = connected(now);
+        let mut awaiting = std::collections::VecDeque::with_capacity(lag + 1);
+        let mut acks = BytesMut::with_capacity(8);
+        group.bench_with_input(
+            BenchmarkId::new("qos2_completed_behind", lag),
+            &lag,
+            |b, &lag| {
+                b.iter(|| {
+                    let outcome = session.deliver(
+                        now,
+                        &qos2,
+                        QoS::ExactlyOnce,
+                        &[],
+                        DeliveryOptions::default(),
+                    );
+                    let DeliverOutcome::Sent(Some(id)) = outcome else {
+                        panic!("not sent at once: {outcome:?}");
+                    };
+                    acks.put_slice(&[0x50, 2]);
+                    acks.put_u16(id.get());
+                    awaiting.push_back(id);
+                    if awaiting.len() > lag {
+                        acks.put_slice(&[0x70, 2]);
+                        acks.put_u16(awaiting.pop_front().unwrap().get());
+                    }
+                    session.handle_input(now, &mut acks);
+                    out.clear();
+                    session.poll_transmit(&mut out);
                     black_box(out.len())
                 })
             },

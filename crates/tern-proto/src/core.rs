@@ -755,8 +755,24 @@ impl Core {
         }));
     }
 
+    /// Where the in-flight message with identifier `id` is.
+    ///
+    /// `outgoing` is in send order, which is the order its identifiers were handed out:
+    /// round-robin from the front as a rule (see [`round_robin`]), so a binary search finds
+    /// an entry among thousands in flight, also when QoS 2 entries awaiting PUBCOMP sit in
+    /// front of the one a PUBREC is for. An entry held while the identifiers went all the way
+    /// round breaks that order; then every entry is looked at.
     fn outgoing_position(&self, id: PacketId) -> Option<usize> {
-        self.state.outgoing.iter().position(|o| o.packet_id == id)
+        let outgoing = &self.state.outgoing;
+        let front = outgoing.front()?.packet_id;
+        if front == id {
+            return Some(0);
+        }
+        let distance = |x: PacketId| x.get().wrapping_sub(front.get());
+        match outgoing.binary_search_by_key(&distance(id), |o| distance(o.packet_id)) {
+            Ok(pos) => Some(pos),
+            Err(_) => outgoing.iter().position(|o| o.packet_id == id),
+        }
     }
 
     fn finish_outgoing(&mut self, pos: usize, reason_code: ReasonCode, properties: AckProperties) {

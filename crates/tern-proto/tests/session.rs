@@ -8,8 +8,9 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tern_codec::{Ack, Packet, ProtocolVersion, QoS, ReasonCode, Will, WillProperties};
 use tern_proto::{
-    Accept, AckMode, ClientConfig, ClientSession, ConnectionError, Event, Initiator, OutgoingPhase,
-    ProtocolError, PublishError, ServerConfig, ServerSession, UserError,
+    Accept, AckMode, ClientConfig, ClientSession, ConnectionError, DeliverOutcome, DeliveryOptions,
+    Event, Initiator, Message, OutgoingPhase, ProtocolError, PublishError, ServerConfig,
+    ServerSession, UserError,
 };
 
 use common::*;
@@ -435,4 +436,69 @@ fn qos2_identifiers_awaiting_pubrel_across_a_wrap() {
     let mut not_found = Ack::new(id(7));
     not_found.reason_code = ReasonCode::PacketIdentifierNotFound;
     assert_eq!(sent_by_server(&mut s), vec![Packet::PubComp(not_found)]);
+}
+
+#[test]
+fn acknowledgements_find_their_message_when_identifiers_went_all_the_way_round() {
+    // [MQTT-2.2.1-3], [MQTT-4.3.2-1]: a PUBACK completes the message with its identifier, and
+    // only that one. Message 5 stays unacknowledged while the identifiers go all the way
+    // round, so the messages in flight are no longer in round-robin order from the oldest
+    // (5, then 1 to 4, then 6): acknowledgements still find each of them.
+    let now = t0();
+    let v = ProtocolVersion::V3_1_1;
+    let config = ServerConfig {
+        max_inflight: u16::MAX,
+        acknowledgement_events: false,
+        ..ServerConfig::default()
+    };
+    let mut s = server_with(config, connect_packet(v, "round", true), now);
+    let message = Message::new(publish("t", QoS::AtLeastOnce), None, now);
+    let mut out = BytesMut::new();
+    let mut send = |s: &mut ServerSession| {
+        let outcome = s.deliver(
+            now,
+            &message,
+            QoS::AtLeastOnce,
+            &[],
+            DeliveryOptions::default(),
+        );
+        let DeliverOutcome::Sent(Some(id)) = outcome else {
+            panic!("{outcome:?}")
+        };
+        out.clear();
+        s.poll_transmit(&mut out);
+        id.get()
+    };
+    let ack = |s: &mut ServerSession, n: u16| {
+        let mut buf = BytesMut::from(&[0x40, 2, (n >> 8) as u8, n as u8][..]);
+        s.handle_input(now, &mut buf);
+    };
+    let in_flight =
+        |s: &ServerSession| -> Vec<u16> { s.state().outgoing_ids().map(|i| i.get()).collect() };
+    for expected in 1..=5 {
+        assert_eq!(send(&mut s), expected);
+    }
+    for n in 1..=4 {
+        ack(&mut s, n);
+    }
+    for expected in 6..=u16::MAX {
+        assert_eq!(send(&mut s), expected);
+        ack(&mut s, expected);
+    }
+    for expected in [1, 2, 3, 4, 6] {
+        assert_eq!(send(&mut s), expected, "identifier 5 is still in flight");
+    }
+    assert_eq!(in_flight(&s), [5, 1, 2, 3, 4, 6]);
+    for (n, left) in [
+        (6, &[5, 1, 2, 3, 4][..]),
+        (3, &[5, 1, 2, 4]),
+        (5, &[1, 2, 4]),
+        (9, &[1, 2, 4]),
+        (4, &[1, 2]),
+        (1, &[2]),
+        (2, &[]),
+    ] {
+        ack(&mut s, n);
+        assert_eq!(in_flight(&s), left, "after PUBACK {n}");
+    }
 }
