@@ -165,6 +165,15 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
         args.extend(["--count".into(), scale(10_000, 1_000).to_string()]);
         args
     };
+    // QoS 2 takes four packets a message: a fifth of the messages keeps the slowest peer's run
+    // within seconds.
+    let fan_in_qos2 = {
+        let mut args = fan_in("2");
+        if let Some(count) = args.last_mut() {
+            *count = scale(200_000, 20_000).to_string();
+        }
+        args
+    };
     let idle = scale(10_000, 1_000);
     let routing = {
         let mut args = fan_in("0");
@@ -204,6 +213,13 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             what: "4 publishers -> 1 subscriber, QoS 1, 64 B",
             kind: Kind::Throughput,
             args: fan_in("1"),
+            connections: 5,
+        },
+        Scenario {
+            name: "fan-in-qos2",
+            what: "4 publishers -> 1 subscriber, QoS 2, 64 B",
+            kind: Kind::Throughput,
+            args: fan_in_qos2,
             connections: 5,
         },
         Scenario {
