@@ -81,77 +81,79 @@ fn server_deliver(c: &mut Criterion) {
         })
     });
 
-    let qos1 = message(QoS::AtLeastOnce, now);
-    for lag in [16usize, 1_000, 20_000] {
-        let mut session = connected(now);
-        let mut in_flight = std::collections::VecDeque::with_capacity(lag + 1);
-        let mut ack = BytesMut::with_capacity(4);
-        group.bench_with_input(
-            BenchmarkId::new("qos1_acked_behind", lag),
-            &lag,
-            |b, &lag| {
+    // QoS 1: PUBACK `lag` messages behind. QoS 2: PUBREC at once, PUBCOMP `lag` behind.
+    let flows = [
+        (
+            "qos1_acked_behind",
+            QoS::AtLeastOnce,
+            &[16usize, 1_000, 20_000][..],
+            None,
+            0x40,
+        ),
+        (
+            "qos2_completed_behind",
+            QoS::ExactlyOnce,
+            &[16, 5_000],
+            Some(0x50),
+            0x70,
+        ),
+    ];
+    for (name, qos, lags, at_once, behind) in flows {
+        let message = message(qos, now);
+        for &lag in lags {
+            let mut session = connected(now);
+            let mut in_flight = std::collections::VecDeque::with_capacity(lag + 1);
+            let mut acks = BytesMut::with_capacity(8);
+            group.bench_with_input(BenchmarkId::new(name, lag), &lag, |b, &lag| {
                 b.iter(|| {
-                    let outcome = session.deliver(
-                        now,
-                        &qos1,
-                        QoS::AtLeastOnce,
-                        &[],
-                        DeliveryOptions::default(),
-                    );
+                    let outcome =
+                        session.deliver(now, &message, qos, &[], DeliveryOptions::default());
                     let DeliverOutcome::Sent(Some(id)) = outcome else {
                         panic!("not sent at once: {outcome:?}");
                     };
-                    in_flight.push_back(id);
-                    out.clear();
-                    session.poll_transmit(&mut out);
-                    if in_flight.len() > lag {
-                        let oldest = in_flight.pop_front().unwrap();
-                        ack.put_slice(&[0x40, 2]);
-                        ack.put_u16(oldest.get());
-                        session.handle_input(now, &mut ack);
+                    if let Some(first) = at_once {
+                        acks.put_slice(&[first, 2]);
+                        acks.put_u16(id.get());
                     }
-                    black_box(out.len())
-                })
-            },
-        );
-    }
-
-    let qos2 = message(QoS::ExactlyOnce, now);
-    for lag in [16usize, 5_000] {
-        let mut session = connected(now);
-        let mut awaiting = std::collections::VecDeque::with_capacity(lag + 1);
-        let mut acks = BytesMut::with_capacity(8);
-        group.bench_with_input(
-            BenchmarkId::new("qos2_completed_behind", lag),
-            &lag,
-            |b, &lag| {
-                b.iter(|| {
-                    let outcome = session.deliver(
-                        now,
-                        &qos2,
-                        QoS::ExactlyOnce,
-                        &[],
-                        DeliveryOptions::default(),
-                    );
-                    let DeliverOutcome::Sent(Some(id)) = outcome else {
-                        panic!("not sent at once: {outcome:?}");
-                    };
-                    acks.put_slice(&[0x50, 2]);
-                    acks.put_u16(id.get());
-                    awaiting.push_back(id);
-                    if awaiting.len() > lag {
-                        acks.put_slice(&[0x70, 2]);
-                        acks.put_u16(awaiting.pop_front().unwrap().get());
+                    in_flight.push_back(id);
+                    if in_flight.len() > lag {
+                        acks.put_slice(&[behind, 2]);
+                        acks.put_u16(in_flight.pop_front().unwrap().get());
                     }
                     session.handle_input(now, &mut acks);
                     out.clear();
                     session.poll_transmit(&mut out);
                     black_box(out.len())
                 })
-            },
-        );
+            });
+        }
     }
     group.finish();
+}
+
+/// Appends a PUBLISH from the client: topic "bench/engine" (12 bytes), packet id `id`,
+/// 64-byte payload.
+fn put_publish(input: &mut BytesMut, qos: QoS, id: u16) {
+    input.put_slice(&[0x30 | (qos as u8) << 1, 2 + 12 + 2 + 64, 0, 12]);
+    input.put_slice(b"bench/engine");
+    input.put_u16(id);
+    input.put_slice(&[7; 64]);
+}
+
+/// Feeds `input`, takes the message the session surfaces and drains what it answers.
+fn receive(
+    session: &mut ServerSession,
+    now: Instant,
+    input: &mut BytesMut,
+    out: &mut BytesMut,
+) -> (Publish, usize) {
+    session.handle_input(now, input);
+    let Some(Event::Publish { publish, .. }) = session.poll_event() else {
+        panic!("no publish event");
+    };
+    out.clear();
+    session.poll_transmit(out);
+    (publish, out.len())
 }
 
 fn server_receive(c: &mut Criterion) {
@@ -165,18 +167,8 @@ fn server_receive(c: &mut Criterion) {
     group.bench_function("qos1", |b| {
         b.iter(|| {
             id = id.checked_add(1).unwrap_or(1);
-            // PUBLISH QoS 1, topic "bench/engine" (12 bytes), packet id, 64-byte payload.
-            input.put_slice(&[0x32, 2 + 12 + 2 + 64, 0, 12]);
-            input.put_slice(b"bench/engine");
-            input.put_u16(id);
-            input.put_slice(&[7; 64]);
-            session.handle_input(now, &mut input);
-            let Some(Event::Publish { publish, .. }) = session.poll_event() else {
-                panic!("no publish event");
-            };
-            out.clear();
-            session.poll_transmit(&mut out);
-            black_box((publish, out.len()))
+            put_publish(&mut input, QoS::AtLeastOnce, id);
+            black_box(receive(&mut session, now, &mut input, &mut out))
         })
     });
 
@@ -190,23 +182,14 @@ fn server_receive(c: &mut Criterion) {
             |b, &lag| {
                 b.iter(|| {
                     id = id.checked_add(1).unwrap_or(1);
-                    input.put_slice(&[0x34, 2 + 12 + 2 + 64, 0, 12]);
-                    input.put_slice(b"bench/engine");
-                    input.put_u16(id);
-                    input.put_slice(&[7; 64]);
+                    put_publish(&mut input, QoS::ExactlyOnce, id);
                     awaiting.push_back(id);
                     if awaiting.len() > lag {
                         // PUBREL for the oldest.
                         input.put_slice(&[0x62, 2]);
                         input.put_u16(awaiting.pop_front().unwrap());
                     }
-                    session.handle_input(now, &mut input);
-                    let Some(Event::Publish { publish, .. }) = session.poll_event() else {
-                        panic!("no publish event");
-                    };
-                    out.clear();
-                    session.poll_transmit(&mut out);
-                    black_box((publish, out.len()))
+                    black_box(receive(&mut session, now, &mut input, &mut out))
                 })
             },
         );
