@@ -736,7 +736,7 @@ impl BrokerHandle {
     pub fn publish(&self, publish: Publish) -> Result<usize, PublishError> {
         validate_topic_name(publish.topic.as_str())?;
         let now = tokio::time::Instant::now().into_std();
-        let message = Arc::new(Message::new(Arc::new(publish), None, now));
+        let message = Arc::new(Message::new(publish, None, now));
         // The caller cannot be made to wait: a congested mailbox takes a QoS 1/2 message
         // anyway (bounded at twice its limits) and drops a QoS 0 one (see the policy).
         let routed = connection::route(&self.shared, &message, now, None);
@@ -895,7 +895,7 @@ fn spawn_connection<F>(
         count,
         &shared.refused,
         info.peer,
-        info.listener.as_deref().copied(),
+        info.listener_addr(),
     ) else {
         return;
     };

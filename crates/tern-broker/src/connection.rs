@@ -1,9 +1,9 @@
 //! The per-connection driver: one tokio task owns one [`ServerSession`] and its byte stream.
 //!
 //! The task loops polling its inputs in order (`poll_input`): the broker's shutdown, the
-//! socket becoming writable while bytes wait in its write buffer, the session's mailbox being notified, room
-//! in the mailboxes a held-back publish waits for, the stall deadlines, bytes from the
-//! socket, and the engine's `poll_timeout` deadline. After each input it drains the engine
+//! socket becoming writable while bytes wait in its write buffer, the session's mailbox
+//! being notified, room in the mailboxes a held-back publish waits for, the stall deadlines,
+//! bytes from the socket, and the engine's `poll_timeout` deadline. After each input it drains the engine
 //! ("one change, then drain"): every event is handled (CONNECT, PUBLISH, SUBSCRIBE, …), then
 //! every packet to send is appended to the write buffer.
 //!
@@ -965,11 +965,11 @@ impl Connection {
         } else if let ConnectionError::Rejected(code) = reason {
             // Refused by the engine (the broker's own refusals are logged with the CONNECT).
             if !self.refusal_logged {
-                tracing::info!(conn = self.id, version = %version_name(self.session.version()), peer = %self.info.peer, listener = %listener_name(self.info.listener.as_deref()), reason = %code, "connect refused");
+                tracing::info!(conn = self.id, version = %version_name(self.session.version()), peer = %self.info.peer, listener = %listener_name(self.info.listener_addr()), reason = %code, "connect refused");
             }
         } else {
             // Never connected: a connect timeout, a bad first packet, a close.
-            tracing::info!(conn = self.id, peer = %self.info.peer, listener = %listener_name(self.info.listener.as_deref()), %reason, "connection ended before CONNECT");
+            tracing::info!(conn = self.id, peer = %self.info.peer, listener = %listener_name(self.info.listener_addr()), %reason, "connection ended before CONNECT");
         }
     }
 
@@ -1049,7 +1049,7 @@ impl Connection {
             username = %connect.username.as_ref().map_or("-", |u| u.as_str()),
             version = %version_name(connect.protocol),
             peer = %self.info.peer,
-            listener = %listener_name(self.info.listener.as_deref()),
+            listener = %listener_name(self.info.listener_addr()),
             %reason,
             "connect refused"
         );
@@ -1186,7 +1186,7 @@ impl Connection {
             %client_id,
             version = %version_name(connect.protocol),
             peer = %self.info.peer,
-            listener = %listener_name(self.info.listener.as_deref()),
+            listener = %listener_name(self.info.listener_addr()),
             keep_alive = server_keep_alive.unwrap_or(connect.keep_alive),
             resumed,
             "client connected"
@@ -1232,7 +1232,7 @@ impl Connection {
             ReasonCode::NotAuthorized
         } else {
             let message = Arc::new(Message::new(
-                Arc::new(publish),
+                publish,
                 Some(self.session.client_id().clone()),
                 now,
             ));
@@ -1532,8 +1532,8 @@ fn saturate_u32(n: usize) -> u32 {
 }
 
 /// The listener for the logs (`-` for a connection served by `serve_connection`).
-fn listener_name(listener: Option<&SocketAddr>) -> String {
-    listener.map_or_else(|| "-".to_owned(), SocketAddr::to_string)
+fn listener_name(listener: Option<SocketAddr>) -> String {
+    listener.map_or_else(|| "-".to_owned(), |a| a.to_string())
 }
 
 /// Hashes of a session's in-flight state: everything a snapshot holds (outgoing messages and
@@ -1588,7 +1588,7 @@ fn publish_will(shared: &Shared, origin: MqttString, identity: Option<&Identity>
     }
     tracing::debug!(client_id = %origin, topic = %will.topic, "publishing will");
     let now = now();
-    let message = Arc::new(Message::new(Arc::new(will), Some(origin), now));
+    let message = Arc::new(Message::new(will, Some(origin), now));
     // A Will cannot wait: a congested mailbox takes it anyway (bounded, see the policy).
     route(shared, &message, now, None);
 }

@@ -153,13 +153,13 @@ impl Sys {
         // subscribe (section 3.8.3.1).
         let retain = shared.config.limits.retain_available;
         let message = Arc::new(Message::new(
-            Arc::new(Publish {
+            Publish {
                 qos: QoS::AtMostOnce,
                 retain,
                 topic: name,
                 payload: Bytes::from(value.clone().into_bytes()),
                 ..Publish::default()
-            }),
+            },
             None,
             now,
         ));

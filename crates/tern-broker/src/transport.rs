@@ -87,6 +87,11 @@ pub(crate) struct ConnectionInfo {
 }
 
 impl ConnectionInfo {
+    /// The local address of the listener that accepted the connection, if one did.
+    pub(crate) fn listener_addr(&self) -> Option<SocketAddr> {
+        self.listener.as_deref().copied()
+    }
+
     /// A connection without TLS identity.
     pub(crate) fn new(peer: SocketAddr, transport: Transport) -> Self {
         ConnectionInfo {

@@ -241,9 +241,10 @@ impl Decoder {
     /// frequent packets of a QoS 1/2 flow: read from `buf` in place and taken off it, without
     /// splitting a frame off the shared buffer (a reference-count update and its undo, for
     /// bytes the packet does not keep), and returned as its kind and body rather than a
-    /// [`Packet`], which is four times the size. Returns `None`, with `buf` untouched, for anything
-    /// else, errors and partial packets included: then [`decode`](Decoder::decode) reads it,
-    /// and both decode every input the same way. A connection's read loop calls this first.
+    /// [`Packet`], which is four times the size. Returns `None`, with `buf` untouched, for
+    /// anything else, errors and partial packets included: then [`decode`](Decoder::decode)
+    /// reads it, and both decode every input the same way. A connection's read loop calls
+    /// this first.
     #[inline]
     pub fn decode_ack(&mut self, buf: &mut BytesMut) -> Option<(AckKind, Ack)> {
         let version = self.version?;

@@ -39,7 +39,7 @@ impl Connection {
             username,
             password: connect.password.as_deref(),
             peer: self.info.peer,
-            listener: self.info.listener.as_deref().copied(),
+            listener: self.info.listener_addr(),
             protocol: connect.protocol,
             tls_identity: self.info.tls_identity.as_deref(),
         }
@@ -120,11 +120,8 @@ impl Connection {
         let client_id = connect.client_id.to_string();
         let username = username.clone();
         let password = connect.password.clone();
-        let (peer, listener, protocol) = (
-            self.info.peer,
-            self.info.listener.as_deref().copied(),
-            connect.protocol,
-        );
+        let (peer, listener, protocol) =
+            (self.info.peer, self.info.listener_addr(), connect.protocol);
         let tls_identity = self.info.tls_identity.clone();
         async move {
             let permit = if wait > 0 {
@@ -237,7 +234,7 @@ impl Connection {
                 username: username.as_deref(),
                 password: None,
                 peer: self.info.peer,
-                listener: self.info.listener.as_deref().copied(),
+                listener: self.info.listener_addr(),
                 protocol: self.session.version(),
                 tls_identity: self.info.tls_identity.as_deref(),
             };
