@@ -93,7 +93,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let id = shared.next_conn();
-    let session = ServerSession::new(shared.engine.clone());
+    let session = Box::new(ServerSession::new(shared.engine.clone()));
     let rate = InboundRate::new(&shared.config.limits);
     let persisting = shared
         .persistence
@@ -117,7 +117,7 @@ where
         last_queued: 0,
         queued_adds: 0,
         unflushed: false,
-        info,
+        info: Arc::new(info),
         identity: None,
         exchange: None,
         auth_method: None,
@@ -256,7 +256,7 @@ enum Deadline {
 /// A boxed wait of one step (see [`Connection::extra_waits`]).
 type BoxedWait = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// The rare waits of one step.
+/// The rare waits of one step, boxed together (a step without them holds one null pointer).
 struct ExtraWaits {
     room: Option<BoxedWait>,
     committed: Option<BoxedWait>,
@@ -266,9 +266,9 @@ struct ExtraWaits {
 /// (`None`: not this step).
 struct Waits<'a, 'n> {
     shutdown: Option<Pin<&'a mut Notified<'n>>>,
-    room: Option<&'a mut BoxedWait>,
     timer: Option<Pin<&'a mut tokio::time::Sleep>>,
-    committed: Option<&'a mut BoxedWait>,
+    /// Room in subscribers' mailboxes, a commit.
+    extra: Option<&'a mut ExtraWaits>,
     /// The read buffer and the most that may be read (the inbound byte rate).
     read: Option<(&'a mut ReadBuffer, u64)>,
 }
@@ -312,7 +312,9 @@ struct Connection {
     rate: InboundRate,
     /// The broker refused the CONNECT and logged it.
     refusal_logged: bool,
-    session: ServerSession,
+    /// Boxed: the engine moves whole to the session when the connection ends, and the task's
+    /// future (whose size tokio rounds up to 128 bytes) need not hold room for it.
+    session: Box<ServerSession>,
     /// The session's mailbox, once CONNECT was accepted.
     handle: Option<Arc<SessionHandle>>,
     inbox: VecDeque<Delivery>,
@@ -335,8 +337,9 @@ struct Connection {
     queued_adds: u32,
     /// Bytes were written since the last flush: a TLS or WebSocket stream may hold them.
     unflushed: bool,
-    /// What the transport knows: peer, transport, certificate identity.
-    info: ConnectionInfo,
+    /// What the transport knows: peer, transport, certificate identity. Shared with the
+    /// client table once CONNECT was accepted.
+    info: Arc<ConnectionInfo>,
     /// Who the client is for the authorizer, once CONNECT was accepted.
     identity: Option<Arc<Identity>>,
     /// An enhanced authentication exchange in progress (CONNECT or re-authentication).
@@ -426,11 +429,16 @@ impl Connection {
             // In a block of its own, so that what only the wait needs is not held across the
             // step below (it would take room in the future for the connection's whole life).
             let (input, wake) = {
-                let next = self.next_step();
+                // Taken apart: only `wake` is held across the wait.
+                let Next {
+                    can_read,
+                    read_limit,
+                    wake,
+                } = self.next_step();
                 // Moved earlier at once, later only once it fired: a deadline that moves later
                 // with every packet (keep alive, stall) costs no timer operation per step, and at
                 // most one early wake.
-                if let Some((at, _)) = next.wake
+                if let Some((at, _)) = wake
                     && (at < timer.deadline() || timer.is_elapsed())
                 {
                     timer.as_mut().reset(at);
@@ -438,14 +446,13 @@ impl Connection {
                 let mut extra = self.extra_waits();
                 let mut waits = Waits {
                     shutdown: (!stopping).then_some(shutdown.as_mut()),
-                    timer: next.wake.is_some().then_some(timer.as_mut()),
-                    read: next.can_read.then_some((&mut read_buf, next.read_limit)),
-                    room: extra.room.as_mut(),
-                    committed: extra.committed.as_mut(),
+                    timer: wake.is_some().then_some(timer.as_mut()),
+                    read: can_read.then_some((&mut read_buf, read_limit)),
+                    extra: extra.as_deref_mut(),
                 };
                 let input =
                     std::future::poll_fn(|cx| self.poll_input(cx, stream, &mut waits)).await;
-                (input, next.wake)
+                (input, wake)
             };
             if matches!(input, Input::Shutdown) {
                 stopping = true;
@@ -459,7 +466,7 @@ impl Connection {
     /// hold room for them: room in the mailboxes a held-back publish waits for, and the commit
     /// this connection waits for (its oldest withheld acknowledgement, or the snapshot its
     /// output waits for).
-    fn extra_waits(&self) -> ExtraWaits {
+    fn extra_waits(&self) -> Option<Box<ExtraWaits>> {
         let commit_target = self.persisting.as_ref().and_then(|p| {
             let oldest = p.pending_acks.front().map(|a| a.ticket);
             oldest.into_iter().chain(p.hold).min()
@@ -481,7 +488,7 @@ impl Connection {
                 }
             }) as BoxedWait
         });
-        ExtraWaits { room, committed }
+        (room.is_some() || committed.is_some()).then(|| Box::new(ExtraWaits { room, committed }))
     }
 
     /// Handles the input that ended a wait of `drive`; `wake` is the deadline the timer was
@@ -590,7 +597,7 @@ impl Connection {
         {
             return Poll::Ready(Input::Mailbox);
         }
-        if let Some(room) = waits.room.as_mut()
+        if let Some(room) = waits.extra.as_mut().and_then(|e| e.room.as_mut())
             && room.as_mut().poll(cx).is_ready()
         {
             return Poll::Ready(Input::Room);
@@ -600,7 +607,7 @@ impl Connection {
         {
             return Poll::Ready(Input::Timer);
         }
-        if let Some(committed) = waits.committed.as_mut()
+        if let Some(committed) = waits.extra.as_mut().and_then(|e| e.committed.as_mut())
             && committed.as_mut().poll(cx).is_ready()
         {
             return Poll::Ready(Input::Committed);
@@ -1159,7 +1166,9 @@ impl Connection {
         }
         self.accepted = true;
         if let Some(identity) = &self.identity {
-            shared.clients.insert(self.id, identity.clone(), &self.info);
+            shared
+                .clients
+                .insert(self.id, identity.clone(), self.info.clone());
         }
         let stats = &shared.stats;
         let connected = stats.clients_connected.fetch_add(1, Ordering::Relaxed) + 1;
@@ -1495,7 +1504,7 @@ impl Connection {
             .min(shared.config.limits.max_session_expiry);
         match shared
             .registry
-            .release(&handle, id, Box::new(session), expiry > 0, now())
+            .release(&handle, id, session, expiry > 0, now())
         {
             Released::HandedOver | Released::NotOwner => {}
             Released::Ended => {
