@@ -711,7 +711,7 @@ impl Connection {
         if self.accepted
             && let Some(handle) = &self.handle
         {
-            let queued = self.session.state().queued.len();
+            let queued = self.session.queued_len();
             // What left the queue was sent (or expired on the way out).
             let pumped =
                 (self.last_queued as usize + self.queued_adds as usize).saturating_sub(queued);
@@ -895,7 +895,7 @@ impl Connection {
         if self.durable
             && let Some(handle) = &self.handle
         {
-            handle.track(delivery.seq, outcome, self.session.state().queued.len());
+            handle.track(delivery.seq, outcome, self.session.queued_len());
         }
         match outcome {
             DeliverOutcome::Sent(_) => {

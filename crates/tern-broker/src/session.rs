@@ -449,7 +449,7 @@ impl SessionHandle {
             }
             Owner::Offline(session, _) => {
                 let outcome = delivery.deliver_to(session, now, &self.stats);
-                let queued = session.state().queued.len();
+                let queued = session.queued_len();
                 if let Some(durable) = &mut inbox.durable {
                     durable.track(&self.client_id, delivery.seq, outcome, queued);
                     if let Some(seq) = delivery.seq {
@@ -640,7 +640,7 @@ impl SessionHandle {
         for delivery in self.take_queue(inbox) {
             let outcome = delivery.deliver_to(session, now, &self.stats);
             if let Some(durable) = &mut inbox.durable {
-                let len = session.state().queued.len();
+                let len = session.queued_len();
                 durable.track(&self.client_id, delivery.seq, outcome, len);
             }
         }
@@ -660,7 +660,7 @@ impl SessionHandle {
                 handed: 0,
             })
         });
-        let len = engine.state().queued.len();
+        let len = engine.queued_len();
         durable.sync(len);
         while durable.queued.len() < len {
             durable.queued.push_front(None);
@@ -939,7 +939,7 @@ impl Registry {
                 handle.drain_into(&mut inbox, &mut session, now);
             }
             drop(inbox);
-            handle.set_queued(session.state().queued.len());
+            handle.set_queued(session.queued_len());
             // The new connection may have given up waiting; then the state is dropped.
             if tx.send(session).is_err() {
                 handle.set_queued(0);
@@ -957,7 +957,7 @@ impl Registry {
         if keep {
             inbox.next_offline += 1;
             let n = inbox.next_offline;
-            let queued = session.state().queued.len();
+            let queued = session.queued_len();
             inbox.owner = Owner::Offline(session, n);
             drop(inbox);
             handle.set_queued(queued);
@@ -1175,7 +1175,7 @@ mod tests {
         let Released::Offline(n) = registry.release(&handle, 7, session, true, now) else {
             panic!()
         };
-        assert_eq!(handle.with_offline(n, |s| s.state().queued.len()), Some(5));
+        assert_eq!(handle.with_offline(n, |s| s.queued_len()), Some(5));
         assert_eq!(stats.queued_messages.get(), 5);
         assert_eq!(stats.mailbox_messages.get(), 0);
     }
@@ -1222,14 +1222,14 @@ mod tests {
         };
         handle.push(delivery(QoS::AtMostOnce), now, true);
         handle.push(delivery(QoS::AtLeastOnce), now, true);
-        assert_eq!(handle.with_offline(n, |s| s.state().queued.len()), Some(1));
+        assert_eq!(handle.with_offline(n, |s| s.queued_len()), Some(1));
         // A new connection resumes it and gets the engine back.
         let claim = registry.claim(&id, 2, false, &limits, &stats);
         assert!(Arc::ptr_eq(&claim.handle, &handle));
         let Previous::Offline(session) = claim.previous else {
             panic!()
         };
-        assert_eq!(session.state().queued.len(), 1);
+        assert_eq!(session.queued_len(), 1);
         assert_eq!(handle.with_offline(n, |_| ()), None);
     }
 }

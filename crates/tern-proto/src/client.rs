@@ -1,6 +1,7 @@
 //! The client role: CONNECT/CONNACK, SUBSCRIBE, UNSUBSCRIBE, keepalive pings, and session
 //! resume across reconnects on top of the shared core.
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -142,14 +143,15 @@ impl ClientSession {
         self.is_connected() && !self.core.is_full()
     }
 
-    /// The session state.
-    pub fn state(&self) -> &SessionState {
-        &self.core.state
+    /// The session state (borrowed, or built empty when the session holds nothing: the
+    /// engine keeps no queues while they are empty).
+    pub fn state(&self) -> Cow<'_, SessionState> {
+        self.core.state.view()
     }
 
     /// Takes the session state out, e.g. to persist it.
     pub fn into_state(self) -> SessionState {
-        self.core.state
+        self.core.state.into_state()
     }
 
     /// The first broken internal invariant, if any (identifiers unique and reserved, inbound
@@ -173,7 +175,7 @@ impl ClientSession {
         self.core.set_now(now);
         self.core.reset_connection();
         if connect.clean_start {
-            let next = self.core.state.next_packet_id;
+            let next = self.core.state.next_packet_id();
             self.core.install_state(SessionState {
                 next_packet_id: next,
                 ..SessionState::new()
@@ -189,7 +191,7 @@ impl ClientSession {
         self.core.auth_method = props.authentication_method.clone().map(Box::new);
         self.core.keep_alive = connect.keep_alive;
         self.core.connect_session_expiry = props.session_expiry_interval.unwrap_or(0);
-        self.core.state.session_expiry_interval = self.core.connect_session_expiry;
+        self.core.state.set_expiry(self.core.connect_session_expiry);
         self.core.phase = Phase::Connecting;
         if let Some(timeout) = self.config.connect_timeout {
             self.core.timers.set(Timer::Connect, now + timeout);
@@ -363,7 +365,9 @@ impl ClientSession {
             self.core.ids.release(id);
             return Err(e);
         }
-        self.core.state.next_packet_id = self.core.ids.next_hint();
+        self.core
+            .state
+            .set_next_packet_id(self.core.ids.next_hint());
         self.core.requests.push((id, kind, count));
         self.core.queue(packet);
         Ok(id)
@@ -423,7 +427,7 @@ impl ClientSession {
         if let Packet::Disconnect(d) = &packet
             && let Some(expiry) = d.properties.session_expiry_interval
         {
-            self.core.state.session_expiry_interval = expiry;
+            self.core.state.set_expiry(expiry);
         }
         self.core.queue(packet);
         self.core.close(ConnectionError::LocallyClosed(code), None);
@@ -521,8 +525,8 @@ impl ClientSession {
             // The server has no session: discard ours [MQTT-3.2.2-5]. The messages that were
             // in flight are handed back in the Connected event.
             let next = self.core.ids.next_hint();
-            let expiry = self.core.state.session_expiry_interval;
-            let old = std::mem::take(&mut self.core.state);
+            let expiry = self.core.state.expiry();
+            let old = std::mem::take(&mut self.core.state).into_state();
             discarded = old.outgoing.into();
             self.core.install_state(SessionState {
                 next_packet_id: next,
@@ -552,7 +556,7 @@ impl ClientSession {
                 self.client_id = id.clone();
             }
             if let Some(expiry) = p.session_expiry_interval {
-                self.core.state.session_expiry_interval = expiry;
+                self.core.state.set_expiry(expiry);
             }
         }
         self.core.send.receive_maximum = limits.receive_maximum;

@@ -19,7 +19,9 @@ use crate::config::AckMode;
 use crate::error::{ConnectionError, ProtocolError, PublishError, UserError};
 use crate::event::{Event, will_to_publish};
 use crate::packet_id::{PacketIds, round_robin};
-use crate::state::{InboundPublish, OutgoingPhase, OutgoingPublish, QueuedMessage, SessionState};
+use crate::state::{
+    InboundPublish, OutgoingPhase, OutgoingPublish, QueuedMessage, SessionState, StateBox,
+};
 use crate::timer::{Timer, TimerTable};
 
 /// Which end of the connection an engine is.
@@ -123,7 +125,7 @@ pub(crate) struct Core {
     pub(crate) side: Side,
     pub(crate) version: ProtocolVersion,
     pub(crate) phase: Phase,
-    pub(crate) state: SessionState,
+    pub(crate) state: StateBox,
     pub(crate) ids: PacketIds,
     /// Client: SUBSCRIBE/UNSUBSCRIBE identifiers awaiting SUBACK/UNSUBACK (with `true` for
     /// SUBSCRIBE). Server: requests awaiting the broker's answer (with the filter count).
@@ -196,7 +198,7 @@ impl Core {
             side,
             version,
             phase: Phase::Idle,
-            state: SessionState::new(),
+            state: StateBox::default(),
             ids: PacketIds::default(),
             requests: ThinVec::new(),
             decoder,
@@ -244,13 +246,13 @@ impl Core {
         for o in &state.outgoing {
             self.ids.claim(o.packet_id);
         }
-        self.state = state;
+        self.state = StateBox::new(state);
         self.recount_queue();
     }
 
     /// Counts the queue's weight again after the state's queue was replaced wholesale.
     pub(crate) fn recount_queue(&mut self) {
-        self.queued_bytes = self.state.queued_bytes();
+        self.queued_bytes = self.state.queues().queued_bytes();
     }
 
     /// Forgets everything that belongs to one network connection.
@@ -513,6 +515,8 @@ impl Core {
         self.timers.stop_connection_timers();
         self.ping_outstanding = false;
         self.drop_requests();
+        // An ended connection's session may wait offline for a long time.
+        self.quiet();
         let publish_will = !reason.is_normal_disconnect();
         self.events.push_back(Event::Disconnected(reason));
         if let Some(will) = self.will.take().filter(|_| publish_will) {
@@ -527,7 +531,7 @@ impl Core {
             will.properties
                 .will_delay_interval
                 .unwrap_or(0)
-                .min(self.state.session_expiry_interval)
+                .min(self.state.expiry())
         } else {
             0
         };
@@ -593,6 +597,13 @@ impl Core {
     pub(crate) fn on_pingresp(&mut self) {
         self.ping_outstanding = false;
         self.timers.stop(Timer::PingResponse);
+        self.quiet();
+    }
+
+    /// A quiet moment (a keepalive ping went by, or the connection ended): the session's
+    /// queues, if all are empty, need not stay boxed.
+    pub(crate) fn quiet(&mut self) {
+        self.state.release_if_empty();
     }
 
     /// An inbound PUBLISH.
@@ -628,13 +639,21 @@ impl Core {
             });
             return Ok(());
         };
-        if qos == QoS::ExactlyOnce && round_robin::search(&self.state.awaiting_pubrel, id).is_ok() {
+        if qos == QoS::ExactlyOnce
+            && round_robin::search(&self.state.queues().awaiting_pubrel, id).is_ok()
+        {
             // A duplicate of a message already received: PUBREC again, no second delivery
             // [MQTT-4.3.3-10].
             self.queue(Packet::PubRec(Ack::new(id)));
             return Ok(());
         }
-        if self.state.inbound.iter().any(|i| i.packet_id == id) {
+        if self
+            .state
+            .queues()
+            .inbound
+            .iter()
+            .any(|i| i.packet_id == id)
+        {
             // A re-delivery of a message the application has not acknowledged yet: its
             // acknowledgement will answer both. When the message dates from an earlier
             // connection its first re-delivery is surfaced again: the application (or the
@@ -645,7 +664,12 @@ impl Core {
                 self.unacked_before.swap_remove(pos);
                 let auto = self.ack_mode == AckMode::Auto;
                 if auto
-                    && let Some(entry) = self.state.inbound.iter_mut().find(|i| i.packet_id == id)
+                    && let Some(entry) = self
+                        .state
+                        .queues_mut()
+                        .inbound
+                        .iter_mut()
+                        .find(|i| i.packet_id == id)
                 {
                     entry.ack = Some(ReasonCode::Success);
                 }
@@ -657,14 +681,14 @@ impl Core {
             }
             return Ok(());
         }
-        let unacked = self.state.inbound.len() + self.state.awaiting_pubrel.len();
+        let unacked = self.state.queues().inbound.len() + self.state.queues().awaiting_pubrel.len();
         if self.version.is_v5() && unacked >= usize::from(self.recv.receive_maximum) {
             return Err(ProtocolError::ReceiveMaximumExceeded(
                 self.recv.receive_maximum,
             ));
         }
         let auto = self.ack_mode == AckMode::Auto;
-        self.state.inbound.push_back(InboundPublish {
+        self.state.queues_mut().inbound.push_back(InboundPublish {
             packet_id: id,
             qos,
             ack: auto.then_some(ReasonCode::Success),
@@ -679,12 +703,11 @@ impl Core {
 
     /// The application's acknowledgement of an inbound QoS 1/2 message.
     pub(crate) fn ack(&mut self, id: PacketId, reason: ReasonCode) -> Result<(), UserError> {
-        let Some(entry) = self
-            .state
-            .inbound
-            .iter_mut()
-            .find(|i| i.packet_id == id && i.ack.is_none())
-        else {
+        let Some(entry) = self.state.boxed_mut().and_then(|q| {
+            q.inbound
+                .iter_mut()
+                .find(|i| i.packet_id == id && i.ack.is_none())
+        }) else {
             return Err(UserError::UnknownPacketId(id.get()));
         };
         let packet = if entry.qos == QoS::AtLeastOnce {
@@ -718,9 +741,9 @@ impl Core {
             packet_id,
             qos,
             ack: Some(code),
-        }) = self.state.inbound.front()
+        }) = self.state.queues().inbound.front()
         {
-            self.state.inbound.pop_front();
+            self.state.queues_mut().inbound.pop_front();
             let ack = Ack {
                 packet_id,
                 reason_code: code,
@@ -730,7 +753,7 @@ impl Core {
                 self.queue(Packet::PubAck(ack));
             } else {
                 if !code.is_error() {
-                    round_robin::insert(&mut self.state.awaiting_pubrel, packet_id);
+                    round_robin::insert(&mut self.state.queues_mut().awaiting_pubrel, packet_id);
                 }
                 self.queue(Packet::PubRec(ack));
             }
@@ -741,7 +764,11 @@ impl Core {
     /// identifier.
     pub(crate) fn on_pubrel(&mut self, ack: Ack) {
         let id = ack.packet_id;
-        let code = if round_robin::remove(&mut self.state.awaiting_pubrel, id) {
+        let released = self
+            .state
+            .boxed_mut()
+            .is_some_and(|q| round_robin::remove(&mut q.awaiting_pubrel, id));
+        let code = if released {
             ReasonCode::Success
         } else if self.version.is_v5() {
             ReasonCode::PacketIdentifierNotFound
@@ -763,7 +790,7 @@ impl Core {
     /// front of the one a PUBREC is for. An entry held while the identifiers went all the way
     /// round breaks that order; then every entry is looked at.
     fn outgoing_position(&self, id: PacketId) -> Option<usize> {
-        let outgoing = &self.state.outgoing;
+        let outgoing = &self.state.queues().outgoing;
         let front = outgoing.front()?.packet_id;
         if front == id {
             return Some(0);
@@ -776,15 +803,15 @@ impl Core {
     }
 
     fn finish_outgoing(&mut self, pos: usize, reason_code: ReasonCode, properties: AckProperties) {
-        let Some(o) = self.state.outgoing.get(pos) else {
+        let Some(o) = self.state.queues().outgoing.get(pos) else {
             return;
         };
         let (packet_id, qos) = (o.packet_id, o.qos());
         // Acknowledgements come in order [MQTT-4.6.0-2]: the oldest entry, as a rule.
         if pos == 0 {
-            self.state.outgoing.pop_front();
+            self.state.queues_mut().outgoing.pop_front();
         } else {
-            self.state.outgoing.remove(pos);
+            self.state.queues_mut().outgoing.remove(pos);
         }
         self.ids.release(packet_id);
         if self.acknowledgement_events {
@@ -812,7 +839,7 @@ impl Core {
     /// ignored.
     pub(crate) fn on_puback(&mut self, ack: Ack) {
         if let Some(pos) = self.outgoing_position(ack.packet_id)
-            && self.state.outgoing[pos].phase == OutgoingPhase::AwaitPubAck
+            && self.state.queues().outgoing[pos].phase == OutgoingPhase::AwaitPubAck
         {
             self.finish_outgoing(pos, ack.reason_code, ack.properties);
         }
@@ -822,12 +849,12 @@ impl Core {
     pub(crate) fn on_pubrec(&mut self, ack: Ack) {
         let id = ack.packet_id;
         match self.outgoing_position(id) {
-            Some(pos) => match self.state.outgoing[pos].phase {
+            Some(pos) => match self.state.queues().outgoing[pos].phase {
                 OutgoingPhase::AwaitPubRec if ack.reason_code.is_error() => {
                     self.finish_outgoing(pos, ack.reason_code, ack.properties);
                 }
                 OutgoingPhase::AwaitPubRec | OutgoingPhase::AwaitPubComp => {
-                    self.state.outgoing[pos].phase = OutgoingPhase::AwaitPubComp;
+                    self.state.queues_mut().outgoing[pos].phase = OutgoingPhase::AwaitPubComp;
                     self.queue(Packet::PubRel(Ack::new(id)));
                 }
                 OutgoingPhase::AwaitPubAck => {}
@@ -850,7 +877,7 @@ impl Core {
     /// PUBCOMP: a QoS 2 message is done.
     pub(crate) fn on_pubcomp(&mut self, ack: Ack) {
         if let Some(pos) = self.outgoing_position(ack.packet_id)
-            && self.state.outgoing[pos].phase == OutgoingPhase::AwaitPubComp
+            && self.state.queues().outgoing[pos].phase == OutgoingPhase::AwaitPubComp
         {
             self.finish_outgoing(pos, ack.reason_code, ack.properties);
         }
@@ -865,7 +892,7 @@ impl Core {
                 self.protocol_error(ProtocolError::SessionExpiryOnDisconnect);
                 return;
             }
-            self.state.session_expiry_interval = expiry;
+            self.state.set_expiry(expiry);
         }
         self.close(ConnectionError::PeerDisconnected(disconnect), None);
     }
@@ -955,7 +982,7 @@ impl Core {
 
     /// QoS 1/2 messages in flight.
     pub(crate) fn inflight(&self) -> usize {
-        self.state.outgoing.len()
+        self.state.queues().outgoing.len()
     }
 
     /// Whether a QoS 1/2 PUBLISH would be refused for back-pressure now: the window is full
@@ -1060,14 +1087,14 @@ impl Core {
         } else {
             self.queue_shared(&publish, flags, alias);
         }
-        self.state.next_packet_id = self.ids.next_hint();
+        self.state.set_next_packet_id(self.ids.next_hint());
         self.out_publish_bytes += size;
         let phase = if qos == QoS::AtLeastOnce {
             OutgoingPhase::AwaitPubAck
         } else {
             OutgoingPhase::AwaitPubRec
         };
-        self.state.outgoing.push_back(OutgoingPublish {
+        self.state.queues_mut().outgoing.push_back(OutgoingPublish {
             packet_id,
             phase,
             retain,
@@ -1220,7 +1247,7 @@ impl Core {
     /// is dropped as if sent [MQTT-3.1.2-25].
     pub(crate) fn pump_queue(&mut self) {
         while self.phase == Phase::Connected && self.inflight() < self.window() {
-            let Some(queued) = self.state.queued.pop_front() else {
+            let Some(queued) = self.state.boxed_mut().and_then(|q| q.queued.pop_front()) else {
                 break;
             };
             self.queued_bytes -= queued.weight();
@@ -1233,7 +1260,7 @@ impl Core {
                 | Err((PublishError::User(_), _)) => {}
                 Err((PublishError::Blocked, _)) => {
                     self.queued_bytes += queued.weight();
-                    self.state.queued.push_front(queued);
+                    self.state.queues_mut().queued.push_front(queued);
                     break;
                 }
             }
@@ -1266,12 +1293,13 @@ impl Core {
     /// Queues a message beyond the window (server side), within the broker's limits.
     pub(crate) fn enqueue(&mut self, message: QueuedMessage) -> bool {
         let (max_count, max_bytes) = self.queue_limits;
-        if self.state.queued.len() >= max_count || self.queued_bytes + message.weight() > max_bytes
+        if self.state.queues().queued.len() >= max_count
+            || self.queued_bytes + message.weight() > max_bytes
         {
             return false;
         }
         self.queued_bytes += message.weight();
-        self.state.queued.push_back(message);
+        self.state.queues_mut().queued.push_back(message);
         true
     }
 
@@ -1282,14 +1310,15 @@ impl Core {
     pub(crate) fn resume(&mut self) {
         self.unacked_before = self
             .state
+            .queues()
             .inbound
             .iter()
             .filter(|i| i.ack.is_none())
             .map(|i| i.packet_id)
             .collect();
         let mut i = 0;
-        while i < self.state.outgoing.len() {
-            let entry = &self.state.outgoing[i];
+        while i < self.state.queues().outgoing.len() {
+            let entry = &self.state.queues().outgoing[i];
             let max = self.send.maximum_packet_size as usize;
             let fits = match entry.phase {
                 OutgoingPhase::AwaitPubComp => {
@@ -1331,7 +1360,7 @@ impl Core {
     /// The first broken invariant of the engine, if any: for tests and fuzzers.
     pub(crate) fn invariant_violation(&self) -> Option<&'static str> {
         let mut ids = std::collections::BTreeSet::new();
-        for o in &self.state.outgoing {
+        for o in &self.state.queues().outgoing {
             if !ids.insert(o.packet_id) {
                 return Some("two outgoing messages share a packet identifier");
             }
@@ -1352,21 +1381,22 @@ impl Core {
         let mut inbound = std::collections::BTreeSet::new();
         if !self
             .state
+            .queues()
             .inbound
             .iter()
             .all(|i| inbound.insert(i.packet_id))
         {
             return Some("two inbound messages share a packet identifier");
         }
-        let unacked = self.state.inbound.len() + self.state.awaiting_pubrel.len();
+        let unacked = self.state.queues().inbound.len() + self.state.queues().awaiting_pubrel.len();
         if self.version.is_v5() && unacked > usize::from(self.recv.receive_maximum) {
             return Some("more unacknowledged inbound messages than the Receive Maximum");
         }
         let (max_count, max_bytes) = self.queue_limits;
-        if self.queued_bytes != self.state.queued_bytes() {
+        if self.queued_bytes != self.state.queues().queued_bytes() {
             return Some("the queue's byte count is off");
         }
-        if self.state.queued.len() > max_count || self.queued_bytes > max_bytes {
+        if self.state.queues().queued.len() > max_count || self.queued_bytes > max_bytes {
             return Some("the queue exceeds its limits");
         }
         if self.phase == Phase::Closed

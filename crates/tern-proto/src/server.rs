@@ -3,6 +3,7 @@
 //! surfaced for the broker to answer; routed messages come back in through
 //! [`ServerSession::deliver`].
 
+use std::borrow::Cow;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Instant;
@@ -203,7 +204,7 @@ impl ServerSession {
 
     /// The Session Expiry Interval in force (seconds).
     pub fn session_expiry_interval(&self) -> u32 {
-        self.core.state.session_expiry_interval
+        self.core.state.expiry()
     }
 
     /// Outgoing QoS 1/2 messages in flight.
@@ -211,9 +212,15 @@ impl ServerSession {
         self.core.inflight()
     }
 
-    /// The session state.
-    pub fn state(&self) -> &SessionState {
-        &self.core.state
+    /// Messages queued beyond the in-flight window.
+    pub fn queued_len(&self) -> usize {
+        self.core.state.queues().queued.len()
+    }
+
+    /// The session state (borrowed, or built empty when the session holds nothing: the
+    /// engine keeps no queues while they are empty).
+    pub fn state(&self) -> Cow<'_, SessionState> {
+        self.core.state.view()
     }
 
     /// Takes the session state out, for the next connection of the same client or for
@@ -221,8 +228,8 @@ impl ServerSession {
     /// session came first [MQTT-3.1.3-9].
     pub fn into_state(self) -> SessionState {
         let mut state = self.core.state;
-        state.next_packet_id = self.core.ids.next_hint();
-        state
+        state.set_next_packet_id(self.core.ids.next_hint());
+        state.into_state()
     }
 
     /// The first broken internal invariant, if any (identifiers unique and reserved, inbound
@@ -376,12 +383,19 @@ impl ServerSession {
         self.session_present = resumed.is_some();
         let next = self.core.ids.next_hint();
         // Messages delivered before the broker accepted wait behind the resumed ones.
-        let early = std::mem::take(&mut self.core.state.queued);
+        let early = self
+            .core
+            .state
+            .boxed_mut()
+            .map(|q| std::mem::take(&mut q.queued))
+            .unwrap_or_default();
         self.core.install_state(resumed.unwrap_or(SessionState {
             next_packet_id: next,
             ..SessionState::new()
         }));
-        self.core.state.queued.extend(early);
+        if !early.is_empty() {
+            self.core.state.queues_mut().queued.extend(early);
+        }
         self.core.recount_queue();
         let expiry = if v5 {
             props
@@ -393,7 +407,7 @@ impl ServerSession {
         } else {
             u32::MAX
         };
-        self.core.state.session_expiry_interval = expiry;
+        self.core.state.set_expiry(expiry);
         self.core.connect_session_expiry = connect.properties.session_expiry_interval.unwrap_or(0);
 
         // Limits both ways.
@@ -748,7 +762,7 @@ impl ServerSession {
         encoded: Option<&EncodedPublish>,
     ) -> DeliverOutcome {
         if self.core.phase == Phase::Connected
-            && self.core.state.queued.is_empty()
+            && self.core.state.queues().queued.is_empty()
             && self.core.inflight() < self.core.window()
         {
             match self.core.send_shared(publish, qos, retain, encoded) {
@@ -917,6 +931,7 @@ impl ServerSession {
             }
             Packet::PingReq => {
                 self.core.queue(Packet::PingResp);
+                self.core.quiet();
                 Ok(())
             }
             Packet::Disconnect(d) => {

@@ -502,3 +502,55 @@ fn acknowledgements_find_their_message_when_identifiers_went_all_the_way_round()
         assert_eq!(in_flight(&s), left, "after PUBACK {n}");
     }
 }
+
+#[test]
+fn a_quiet_session_keeps_its_expiry_and_identifiers_when_its_queues_are_released() {
+    // The engine drops its empty queues at a quiet moment (a PINGREQ); what the session is
+    // stays: its Session Expiry Interval (section 3.1.2.11.2) and the next packet
+    // identifier, so that a new message takes an unused one [MQTT-2.2.1-3] and the round
+    // robin goes on.
+    let now = t0();
+    let mut connect = connect_packet(V5, "quiet", false);
+    connect.properties.session_expiry_interval = Some(300);
+    let config = ServerConfig {
+        acknowledgement_events: false,
+        ..ServerConfig::default()
+    };
+    let mut s = server_with(config, connect, now);
+    assert_eq!(s.state().session_expiry_interval, 300);
+    let message = Message::new(publish("t", QoS::AtLeastOnce), None, now);
+    let round = |s: &mut ServerSession| {
+        let outcome = s.deliver(
+            now,
+            &message,
+            QoS::AtLeastOnce,
+            &[],
+            DeliveryOptions::default(),
+        );
+        let DeliverOutcome::Sent(Some(id)) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(s.state().outgoing_ids().collect::<Vec<_>>(), [id]);
+        let _ = sent_by_server(s);
+        let n = id.get();
+        let mut puback = BytesMut::from(&[0x40, 2, (n >> 8) as u8, n as u8][..]);
+        s.handle_input(now, &mut puback);
+        s.handle_input(now, &mut encode(V5, &[Packet::PingReq]));
+        assert_eq!(sent_by_server(s), [Packet::PingResp]);
+        assert!(s.state().is_empty() && s.inflight() == 0);
+        assert_eq!(s.session_expiry_interval(), 300);
+        assert_eq!(s.state().session_expiry_interval, 300);
+        n
+    };
+    assert_eq!(round(&mut s), 1);
+    assert_eq!(
+        round(&mut s),
+        2,
+        "the identifier after the released queues' last one"
+    );
+    let state = s.into_state();
+    assert_eq!(
+        (state.session_expiry_interval, state.next_packet_id),
+        (300, 3)
+    );
+}
