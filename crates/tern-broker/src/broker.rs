@@ -5,7 +5,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::counter::{Counter, Peak};
 use std::time::{Duration, Instant, SystemTime};
@@ -297,7 +297,8 @@ impl Broker {
             stats: Arc::new(StatsCounters::default()),
             clients: ClientTable::default(),
             shutdown,
-            stop: tokio::sync::Notify::new(),
+            stopping: AtomicBool::new(false),
+            stop: Arc::new(tokio::sync::Notify::new()),
             tasks: Mutex::new(Some(task_tx)),
             done: tokio::sync::Mutex::new(task_rx),
             next_conn: AtomicU64::new(1),
@@ -538,8 +539,12 @@ pub(crate) struct Shared {
     pub(crate) refused: Refused,
     /// Whether shutdown began.
     pub(crate) shutdown: watch::Sender<bool>,
-    /// Woken when shutdown begins: the connection tasks wait on it.
-    pub(crate) stop: tokio::sync::Notify,
+    /// Set when shutdown begins, before anyone is told: an accepted connection's task reads it
+    /// when its mailbox wakes it.
+    pub(crate) stopping: AtomicBool,
+    /// Woken when shutdown begins: the connection tasks that have no mailbox yet (before
+    /// CONNECT is accepted) wait on it.
+    pub(crate) stop: Arc<tokio::sync::Notify>,
     /// Each connection task holds a clone; shutdown drops this one and waits for the rest.
     tasks: Mutex<Option<mpsc::Sender<()>>>,
     done: tokio::sync::Mutex<mpsc::Receiver<()>>,
@@ -590,6 +595,11 @@ impl Shared {
     /// A guard for a new connection task, or `None` once shutdown began.
     pub(crate) fn task_guard(&self) -> Option<TaskGuard> {
         self.tasks.lock().clone()
+    }
+
+    /// Whether shutdown began.
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
     }
 
     /// A new connection id, unique within this broker.
@@ -858,8 +868,12 @@ impl BrokerHandle {
     /// end, at most the configured `shutdown.timeout`. Returns whether every connection ended
     /// in time.
     pub async fn shutdown(&self) -> bool {
+        self.shared.stopping.store(true, Ordering::Release);
         self.shared.shutdown.send_replace(true);
+        // Connections without a mailbox wait on `stop`; the others are woken through theirs
+        // (one that registers its mailbox after this finds `stopping` set).
         self.shared.stop.notify_waiters();
+        self.shared.registry.signal_all();
         drop(self.shared.tasks.lock().take());
         let timeout = self.shared.config.shutdown.timeout();
         let mut done = self.shared.done.lock().await;

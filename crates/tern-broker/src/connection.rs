@@ -33,7 +33,7 @@ use tern_proto::{
 };
 use tern_topic::{SubscriptionFilter, TopicFilter};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::futures::Notified;
+use tokio::sync::futures::OwnedNotified;
 
 use crate::auth::{Access, AuthMethod, Identity};
 use crate::broker::{Shared, StatsCounters, TaskGuard};
@@ -93,6 +93,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let id = shared.next_conn();
+    let write_progress = Progress::now(&shared);
     let session = Box::new(ServerSession::new(shared.engine.clone()));
     let rate = InboundRate::new(&shared.config.limits);
     let persisting = shared
@@ -108,7 +109,7 @@ where
         handle: None,
         inbox: VecDeque::new(),
         out: BytesMut::new(),
-        write_progress: tokio::time::Instant::now(),
+        write_progress,
         reported_out: 0,
         mailbox_pending: false,
         blocked: None,
@@ -117,6 +118,7 @@ where
         last_queued: 0,
         queued_adds: 0,
         unflushed: false,
+        stopping: false,
         info: Arc::new(info),
         identity: None,
         exchange: None,
@@ -151,7 +153,10 @@ impl Connection {
             self.drive(&mut stream).await;
             // What runs after `drive` is in futures of its own: locals held across several
             // awaits here would take room in the future for the connection's whole life.
-            self.release_held().await;
+            // Boxed, like the close below: they run once, at the end.
+            if self.persisting.as_ref().is_some_and(|p| p.hold.is_some()) {
+                Box::pin(self.release_held()).await;
+            }
             let closing = self.closing();
             let (peer, id) = (self.info.peer, self.id);
             // The session is settled (handed over, offline or ended) before the client sees the
@@ -159,7 +164,7 @@ impl Connection {
             self.finish();
             // By reference: a stream moved into the close future would be held twice in this
             // future (a TLS stream is over a kilobyte), for the connection's whole life.
-            closing.close(&mut stream).await;
+            Box::pin(closing.close(&mut stream)).await;
             drop(stream);
             tracing::debug!(%peer, conn = id, "connection closed");
             drop(guard);
@@ -256,6 +261,22 @@ enum Deadline {
 /// A boxed wait of one step (see [`Connection::extra_waits`]).
 type BoxedWait = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// When the output last moved: milliseconds since the broker started (half the room of an
+/// `Instant`, which every connection's future holds).
+#[derive(Clone, Copy, Debug)]
+struct Progress(u64);
+
+impl Progress {
+    fn now(shared: &Shared) -> Self {
+        let ms = shared.started.elapsed().as_millis();
+        Progress(u64::try_from(ms).unwrap_or(u64::MAX))
+    }
+
+    fn at(self, shared: &Shared) -> tokio::time::Instant {
+        shared.started + Duration::from_millis(self.0)
+    }
+}
+
 /// The rare waits of one step, boxed together (a step without them holds one null pointer).
 struct ExtraWaits {
     room: Option<BoxedWait>,
@@ -264,11 +285,11 @@ struct ExtraWaits {
 
 /// What one step of [`Connection::drive`] waits for besides the socket and the mailbox
 /// (`None`: not this step).
-struct Waits<'a, 'n> {
-    shutdown: Option<Pin<&'a mut Notified<'n>>>,
+struct Waits<'a> {
+    shutdown: Option<Pin<&'a mut OwnedNotified>>,
     timer: Option<Pin<&'a mut tokio::time::Sleep>>,
     /// Room in subscribers' mailboxes, a commit.
-    extra: Option<&'a mut ExtraWaits>,
+    extra: Option<Box<ExtraWaits>>,
     /// The read buffer and the most that may be read (the inbound byte rate).
     read: Option<(&'a mut ReadBuffer, u64)>,
 }
@@ -321,7 +342,7 @@ struct Connection {
     /// Encoded packets waiting for the socket.
     out: BytesMut,
     /// When the socket last took bytes, or when `out` became non-empty.
-    write_progress: tokio::time::Instant,
+    write_progress: Progress,
     /// The length of `out` as last counted in the stats.
     reported_out: usize,
     /// The mailbox has deliveries that were left there while `out` was full.
@@ -337,6 +358,8 @@ struct Connection {
     queued_adds: u32,
     /// Bytes were written since the last flush: a TLS or WebSocket stream may hold them.
     unflushed: bool,
+    /// The broker's shutdown closed this connection.
+    stopping: bool,
     /// What the transport knows: peer, transport, certificate identity. Shared with the
     /// client table once CONNECT was accepted.
     info: Arc<ConnectionInfo>,
@@ -345,7 +368,8 @@ struct Connection {
     /// An enhanced authentication exchange in progress (CONNECT or re-authentication).
     exchange: Option<Box<Exchange>>,
     /// The enhanced authentication method CONNECT used, for re-authentication.
-    auth_method: Option<Arc<dyn AuthMethod>>,
+    /// Boxed: a thin pointer (few connections have one).
+    auth_method: Option<Box<Arc<dyn AuthMethod>>>,
     /// The session is persistent: its snapshot is kept in the storage.
     durable: bool,
     /// What the connection keeps for the storage; `None` without persistence.
@@ -396,69 +420,92 @@ struct PendingAck {
 }
 
 impl Connection {
-    async fn drive<S>(&mut self, stream: &mut S)
+    // A function returning an async block, not an `async fn`: the arguments of an `async fn`
+    // are stored twice in its future (as arguments and as the locals they are bound to).
+    #[allow(clippy::manual_async_fn)]
+    fn drive<'a, S>(&'a mut self, stream: &'a mut S) -> impl Future<Output = ()> + 'a
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        // The waits are polled by hand (see `poll_input`), not through `select!`: its futures
-        // would take room in every connection's future, and an idle connection is mostly that.
-        let shared = self.shared.clone();
-        let shutdown = shared.stop.notified();
-        tokio::pin!(shutdown);
-        // Registered before the flag is read, so that a shutdown right after is not missed.
-        shutdown.as_mut().enable();
-        let mut stopping = *shared.shutdown.borrow();
-        if stopping {
-            return;
-        }
-        let mut read_buf = ReadBuffer::new();
-        // One timer for every deadline below, reset to the earliest (a connection's memory is
-        // mostly its task's future: one `Sleep` instead of five saves a few hundred bytes).
-        let timer = tokio::time::sleep_until(far_future());
-        tokio::pin!(timer);
-        self.session.start(now());
-        loop {
-            if self.mailbox_pending && self.out.len() < self.shared.config.backpressure.write_buffer
-            {
-                self.on_mailbox();
-                self.step_done().await;
+        async move {
+            // The waits are polled by hand (see `poll_input`), not through `select!`: its futures
+            // would take room in every connection's future, and an idle connection is mostly that.
+            // Before CONNECT is accepted the connection has no mailbox, so it waits for the stop
+            // signal itself, boxed (only for that while); once accepted, the broker tells it
+            // through its mailbox (see `BrokerHandle::shutdown`) and the box is dropped.
+            let mut shutdown = Some(Box::pin(self.shared.stop.clone().notified_owned()));
+            // Registered before the flag is read, so that a shutdown right after is not missed.
+            if let Some(wait) = shutdown.as_mut() {
+                wait.as_mut().enable();
             }
-            if self.session.is_closed() {
+            if self.shared.is_stopping() {
                 return;
             }
-            // In a block of its own, so that what only the wait needs is not held across the
-            // step below (it would take room in the future for the connection's whole life).
-            let (input, wake) = {
-                // Taken apart: only `wake` is held across the wait.
-                let Next {
-                    can_read,
-                    read_limit,
-                    wake,
-                } = self.next_step();
-                // Moved earlier at once, later only once it fired: a deadline that moves later
-                // with every packet (keep alive, stall) costs no timer operation per step, and at
-                // most one early wake.
-                if let Some((at, _)) = wake
-                    && (at < timer.deadline() || timer.is_elapsed())
+            let mut read_buf = ReadBuffer::new();
+            // One timer for every deadline below, reset to the earliest (a connection's memory is
+            // mostly its task's future: one `Sleep` instead of five saves a few hundred bytes).
+            let timer = tokio::time::sleep_until(far_future());
+            tokio::pin!(timer);
+            self.session.start(now());
+            loop {
+                if self.mailbox_pending
+                    && self.out.len() < self.shared.config.backpressure.write_buffer
                 {
-                    timer.as_mut().reset(at);
+                    self.on_mailbox();
+                    self.step_done().await;
                 }
-                let mut extra = self.extra_waits();
-                let mut waits = Waits {
-                    shutdown: (!stopping).then_some(shutdown.as_mut()),
-                    timer: wake.is_some().then_some(timer.as_mut()),
-                    read: can_read.then_some((&mut read_buf, read_limit)),
-                    extra: extra.as_deref_mut(),
+                if self.session.is_closed() {
+                    return;
+                }
+                if shutdown.is_some() && self.handle.is_some() {
+                    shutdown = None;
+                    // The mailbox was registered after the broker signalled every mailbox.
+                    if self.shared.is_stopping() {
+                        self.stop_for_shutdown();
+                        continue;
+                    }
+                }
+                // In a block of its own, so that what only the wait needs is not held across the
+                // step below (it would take room in the future for the connection's whole life).
+                let (input, wake) = {
+                    // Taken apart: only `wake` is held across the wait.
+                    let Next {
+                        can_read,
+                        read_limit,
+                        wake,
+                    } = self.next_step();
+                    // Moved earlier at once, later only once it fired: a deadline that moves later
+                    // with every packet (keep alive, stall) costs no timer operation per step, and at
+                    // most one early wake.
+                    if let Some((at, _)) = wake
+                        && (at < timer.deadline() || timer.is_elapsed())
+                    {
+                        timer.as_mut().reset(at);
+                    }
+                    let mut waits = Waits {
+                        shutdown: shutdown.as_mut().map(|wait| wait.as_mut()),
+                        timer: wake.is_some().then_some(timer.as_mut()),
+                        read: can_read.then_some((&mut read_buf, read_limit)),
+                        extra: self.extra_waits(),
+                    };
+                    let input =
+                        std::future::poll_fn(|cx| self.poll_input(cx, stream, &mut waits)).await;
+                    (input, wake)
                 };
-                let input =
-                    std::future::poll_fn(|cx| self.poll_input(cx, stream, &mut waits)).await;
-                (input, wake)
-            };
-            if matches!(input, Input::Shutdown) {
-                stopping = true;
+                if matches!(input, Input::Shutdown) {
+                    shutdown = None;
+                }
+                self.on_input(input, wake, &mut read_buf);
+                self.step_done().await;
             }
-            self.on_input(input, wake, &mut read_buf);
-            self.step_done().await;
+        }
+    }
+
+    /// The broker shuts down: DISCONNECT 0x8B (5.0), then close; once.
+    fn stop_for_shutdown(&mut self) {
+        if !self.stopping {
+            self.stopping = true;
+            self.close(ReasonCode::ServerShuttingDown);
         }
     }
 
@@ -500,17 +547,17 @@ impl Connection {
         read_buf: &mut ReadBuffer,
     ) {
         match input {
-            Input::Shutdown => self.close(ReasonCode::ServerShuttingDown),
+            Input::Shutdown => self.stop_for_shutdown(),
             Input::Written(written) => match written {
                 Ok(None) => {
                     self.unflushed = false;
-                    self.write_progress = tokio::time::Instant::now();
+                    self.write_progress = Progress::now(&self.shared);
                 }
                 Ok(Some(0)) => self.session.handle_transport_closed(now()),
                 Ok(Some(n)) => {
                     self.out.advance(n);
                     self.shared.stats.bytes_sent.add(n as u64);
-                    self.write_progress = tokio::time::Instant::now();
+                    self.write_progress = Progress::now(&self.shared);
                     // TCP sends what it takes; other streams may buffer it.
                     self.unflushed = self.info.transport != Transport::Tcp;
                 }
@@ -519,6 +566,7 @@ impl Connection {
                     self.session.handle_transport_closed(now());
                 }
             },
+            Input::Mailbox if self.shared.is_stopping() => self.stop_for_shutdown(),
             Input::Mailbox => self.on_mailbox(),
             Input::Room => self.unblock(false),
             // The earliest deadline passed: its handler runs (one per step, in this order);
@@ -573,7 +621,7 @@ impl Connection {
         &mut self,
         cx: &mut Context<'_>,
         stream: &mut S,
-        waits: &mut Waits<'_, '_>,
+        waits: &mut Waits<'_>,
     ) -> Poll<Input>
     where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -632,8 +680,8 @@ impl Connection {
             Ok(limit) => (limit, None),
             Err(at) => (0, Some(at)),
         };
-        let stalled_at =
-            (!self.out.is_empty() || self.unflushed).then(|| self.write_progress + stall);
+        let stalled_at = (!self.out.is_empty() || self.unflushed)
+            .then(|| self.write_progress.at(&self.shared) + stall);
         // Stored messages waiting for their commit count against the Receive Maximum.
         let waiting_acks = self
             .persisting
@@ -692,7 +740,7 @@ impl Connection {
             self.session.poll_transmit(&mut self.out);
             self.shared.stats.traffic.count_sent(&self.out[before..]);
             if was_empty && !self.out.is_empty() {
-                self.write_progress = tokio::time::Instant::now();
+                self.write_progress = Progress::now(&self.shared);
             }
         }
         let stats = &self.shared.stats;

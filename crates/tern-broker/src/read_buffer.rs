@@ -19,16 +19,17 @@ const MAX: usize = 64 * 1024;
 #[derive(Debug)]
 pub(crate) struct ReadBuffer {
     buf: BytesMut,
-    next: usize,
-    /// Room offered to the last read.
-    offered: usize,
+    /// At most `MAX`; both are `u32` because every connection's future holds them.
+    next: u32,
+    /// Room offered to the last read (saturated).
+    offered: u32,
 }
 
 impl ReadBuffer {
     pub(crate) fn new() -> Self {
         ReadBuffer {
             buf: BytesMut::new(),
-            next: MIN,
+            next: MIN as u32,
             offered: 0,
         }
     }
@@ -58,7 +59,7 @@ impl ReadBuffer {
         R: AsyncRead + Unpin,
     {
         if self.buf.capacity() == 0 {
-            self.offered = MIN;
+            self.offered = MIN as u32;
             let mut scratch = [0u8; MIN];
             let mut room = ReadBuf::new(&mut scratch);
             ready!(Pin::new(&mut *reader).poll_read(cx, &mut room))?;
@@ -74,20 +75,21 @@ impl ReadBuffer {
     /// The buffer, with room for the next read.
     pub(crate) fn for_read(&mut self) -> &mut BytesMut {
         let spare = self.buf.capacity() - self.buf.len();
-        if spare < self.next / 2 {
-            self.buf.reserve(self.next);
+        if spare < self.next as usize / 2 {
+            self.buf.reserve(self.next as usize);
         }
-        self.offered = self.buf.capacity() - self.buf.len();
+        self.offered = u32::try_from(self.buf.capacity() - self.buf.len()).unwrap_or(u32::MAX);
         &mut self.buf
     }
 
     /// After a read of `n` bytes: a read that filled the room doubles the next one, one that
     /// used less than a quarter of it halves it.
     pub(crate) fn filled(&mut self, n: usize) {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
         if n >= self.offered {
-            self.next = (self.next * 2).min(MAX);
+            self.next = (self.next * 2).min(MAX as u32);
         } else if n < self.offered / 4 {
-            self.next = (self.next / 2).max(MIN);
+            self.next = (self.next / 2).max(MIN as u32);
         }
     }
 
@@ -100,7 +102,9 @@ impl ReadBuffer {
     /// read waits without one) or when it is larger than the next read (decoded payloads keep
     /// the memory they point into alive on their own).
     pub(crate) fn settle(&mut self) {
-        if self.buf.is_empty() && (self.next == MIN || self.buf.capacity() > self.next) {
+        if self.buf.is_empty()
+            && (self.next == MIN as u32 || self.buf.capacity() > self.next as usize)
+        {
             self.buf = BytesMut::new();
         }
     }
@@ -129,7 +133,7 @@ mod tests {
             r.data().clear();
             r.settle();
         }
-        assert_eq!(r.next, MAX);
+        assert_eq!(r.next as usize, MAX);
         // Then a PINGREQ now and then: back to the minimum, and the buffer is let go.
         for _ in 0..16 {
             let b = r.for_read();
@@ -138,7 +142,7 @@ mod tests {
             r.data().clear();
             r.settle();
         }
-        assert_eq!(r.next, MIN);
+        assert_eq!(r.next as usize, MIN);
         assert_eq!(r.capacity(), 0);
     }
 
@@ -166,7 +170,7 @@ mod tests {
             r.data().clear();
             r.settle();
         }
-        assert!(r.next > MIN, "{}", r.next);
+        assert!(r.next as usize > MIN, "{}", r.next);
         assert!(r.capacity() > 0);
         assert_eq!(r.read(&mut reader).await.unwrap(), 0);
     }

@@ -1032,6 +1032,13 @@ impl Registry {
         (handle, 1)
     }
 
+    /// Wakes every session's connection task (shutdown: each finds the broker stopping).
+    pub(crate) fn signal_all(&self) {
+        for entry in self.sessions.lock().iter() {
+            entry.0.signal();
+        }
+    }
+
     /// Number of sessions (online and offline).
     pub(crate) fn len(&self) -> usize {
         self.sessions.lock().len()

@@ -171,7 +171,7 @@ impl Connection {
             }
             AuthStep::Success { username, data } => {
                 let exchange = self.exchange.take()?;
-                self.auth_method = Some(exchange.method);
+                self.auth_method = Some(Box::new(exchange.method));
                 match exchange.connect {
                     Some(connect) => Some(Authenticated {
                         connect,
@@ -222,7 +222,7 @@ impl Connection {
     pub(super) async fn on_auth(&mut self, auth: Auth) {
         if auth.reason_code == ReasonCode::ReAuthenticate {
             // The engine checked that it names CONNECT's method [MQTT-4.12.1-1].
-            let method = self.auth_method.clone();
+            let method = self.auth_method.as_deref().cloned();
             let (Some(method), true) = (method, self.accepted) else {
                 self.close(ReasonCode::ProtocolError);
                 return;
