@@ -36,7 +36,7 @@
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroU64};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
@@ -167,9 +167,10 @@ struct Inbox {
     /// a publisher that gives up waiting disconnects the consumer.
     over_reliable: bool,
     /// A new connection of the same client waits for connection `.0` to hand over its engine.
-    takeover: Option<(u64, oneshot::Sender<Box<ServerSession>>)>,
+    /// Boxed, like `kick` is a `NonZeroU64`: every session has the room, few use it.
+    takeover: Option<Box<(u64, oneshot::Sender<Box<ServerSession>>)>>,
     /// Connection to be closed as a slow consumer.
-    kick: Option<u64>,
+    kick: Option<NonZeroU64>,
     next_offline: u64,
     /// The session's persistence; see [`Durable`]. Boxed: most sessions are not persistent.
     durable: Option<Box<Durable>>,
@@ -440,7 +441,7 @@ impl SessionHandle {
                     pushed = Pushed::Taken;
                     if inbox.kick.is_none() {
                         tracing::warn!(client_id = %self.client_id, "mailbox at twice its limits: disconnecting the slow consumer");
-                        inbox.kick = Some(conn);
+                        inbox.kick = NonZeroU64::new(conn);
                     }
                 }
                 drop(inbox);
@@ -560,7 +561,7 @@ impl SessionHandle {
         if inbox.kick.is_some() {
             return false;
         }
-        inbox.kick = Some(conn);
+        inbox.kick = NonZeroU64::new(conn);
         drop(inbox);
         self.signal();
         // Publishers waiting for this session need not wait any more.
@@ -599,10 +600,10 @@ impl SessionHandle {
     /// (when `take`) the waiting deliveries, moved into `out`.
     pub(crate) fn wake(&self, conn: u64, out: &mut VecDeque<Delivery>, take: bool) -> Wake {
         let mut inbox = self.inbox.lock();
-        if inbox.takeover.as_ref().is_some_and(|(c, _)| *c == conn) {
+        if inbox.takeover.as_ref().is_some_and(|t| t.0 == conn) {
             return Wake::TakenOver;
         }
-        if inbox.kick == Some(conn) {
+        if inbox.kick.is_some_and(|k| k.get() == conn) {
             return Wake::Kicked;
         }
         if !matches!(inbox.owner, Owner::Online(c) if c == conn) {
@@ -893,7 +894,7 @@ impl Registry {
         let previous = match std::mem::replace(&mut inbox.owner, Owner::Ended) {
             Owner::Online(c) => {
                 let (tx, rx) = oneshot::channel();
-                inbox.takeover = Some((c, tx));
+                inbox.takeover = Some(Box::new((c, tx)));
                 old.signal();
                 Previous::Online(rx)
             }
@@ -933,8 +934,8 @@ impl Registry {
     ) -> Released {
         let mut sessions = self.sessions.lock();
         let mut inbox = handle.inbox.lock();
-        if inbox.takeover.as_ref().is_some_and(|(c, _)| *c == conn) {
-            let (_, tx) = inbox.takeover.take().expect("checked above");
+        if inbox.takeover.as_ref().is_some_and(|t| t.0 == conn) {
+            let (_, tx) = *inbox.takeover.take().expect("checked above");
             if matches!(inbox.owner, Owner::Online(_)) {
                 handle.drain_into(&mut inbox, &mut session, now);
             }

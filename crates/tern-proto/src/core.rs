@@ -604,6 +604,7 @@ impl Core {
     /// queues, if all are empty, need not stay boxed.
     pub(crate) fn quiet(&mut self) {
         self.state.release_if_empty();
+        self.ids.release_if_empty();
     }
 
     /// An inbound PUBLISH.

@@ -19,8 +19,10 @@ use tern_codec::PacketId;
 pub(crate) struct PacketIds {
     /// The next value to try (0 means start at 1).
     next: u16,
-    /// The identifiers in use, in round-robin order from the front (see [`round_robin`]).
-    in_use: VecDeque<PacketId>,
+    /// The identifiers in use, in round-robin order from the front (see [`round_robin`]);
+    /// boxed while any was (dropped at a quiet moment, see
+    /// [`release_if_empty`](Self::release_if_empty)): an idle session holds a null pointer.
+    in_use: Option<Box<VecDeque<PacketId>>>,
 }
 
 /// Room for this many identifiers is kept when none is in use.
@@ -28,10 +30,7 @@ const KEEP: usize = 256;
 
 impl PacketIds {
     pub(crate) fn with_next(next: u16) -> Self {
-        PacketIds {
-            next,
-            in_use: VecDeque::new(),
-        }
+        PacketIds { next, in_use: None }
     }
 
     pub(crate) fn next_hint(&self) -> u16 {
@@ -40,13 +39,14 @@ impl PacketIds {
 
     /// A fresh identifier, or `None` when all 65,535 are in use.
     pub(crate) fn allocate(&mut self) -> Option<PacketId> {
-        if self.in_use.len() >= usize::from(u16::MAX) {
+        let in_use = self.in_use.get_or_insert_default();
+        if in_use.len() >= usize::from(u16::MAX) {
             return None;
         }
         let mut candidate = self.next;
         loop {
             if let Some(id) = PacketId::new(candidate)
-                && round_robin::insert(&mut self.in_use, id)
+                && round_robin::insert(in_use, id)
             {
                 self.next = candidate.wrapping_add(1);
                 return Some(id);
@@ -57,18 +57,29 @@ impl PacketIds {
 
     /// Marks an identifier in use (a resumed session's in-flight messages).
     pub(crate) fn claim(&mut self, id: PacketId) -> bool {
-        round_robin::insert(&mut self.in_use, id)
+        round_robin::insert(self.in_use.get_or_insert_default(), id)
     }
 
     pub(crate) fn release(&mut self, id: PacketId) {
-        round_robin::remove(&mut self.in_use, id);
-        if self.in_use.is_empty() && self.in_use.capacity() > KEEP {
-            self.in_use = VecDeque::new();
+        if let Some(in_use) = self.in_use.as_mut() {
+            round_robin::remove(in_use, id);
+            if in_use.is_empty() && in_use.capacity() > KEEP {
+                **in_use = VecDeque::new();
+            }
         }
     }
 
     pub(crate) fn is_in_use(&self, id: PacketId) -> bool {
-        round_robin::search(&self.in_use, id).is_ok()
+        self.in_use
+            .as_deref()
+            .is_some_and(|in_use| round_robin::search(in_use, id).is_ok())
+    }
+
+    /// Drops the box once no identifier is in use.
+    pub(crate) fn release_if_empty(&mut self) {
+        if self.in_use.as_ref().is_some_and(|in_use| in_use.is_empty()) {
+            self.in_use = None;
+        }
     }
 }
 
@@ -173,7 +184,12 @@ mod tests {
         assert!(ids.is_in_use(id(10)) && ids.is_in_use(id(11)) && ids.is_in_use(id(13)));
         // Releasing an identifier not in use changes nothing.
         ids.release(id(500));
-        let held: Vec<u16> = ids.in_use.iter().map(|id| id.get()).collect();
+        let held: Vec<u16> = ids
+            .in_use
+            .iter()
+            .flat_map(|s| s.iter())
+            .map(|id| id.get())
+            .collect();
         assert_eq!(held, [10, 11, 13]);
     }
 
@@ -218,7 +234,12 @@ mod tests {
                 assert_eq!(ids.is_in_use(probe), model.contains(&probe.get()));
             }
         }
-        let mut held: Vec<u16> = ids.in_use.iter().map(|id| id.get()).collect();
+        let mut held: Vec<u16> = ids
+            .in_use
+            .iter()
+            .flat_map(|s| s.iter())
+            .map(|id| id.get())
+            .collect();
         held.sort_unstable();
         assert_eq!(held, model.into_iter().collect::<Vec<_>>());
     }
