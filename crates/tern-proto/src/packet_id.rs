@@ -22,6 +22,7 @@ pub(crate) struct PacketIds {
     /// The identifiers in use, in round-robin order from the front (see [`round_robin`]);
     /// boxed while any was (dropped at a quiet moment, see
     /// [`release_if_empty`](Self::release_if_empty)): an idle session holds a null pointer.
+    #[allow(clippy::box_collection)] // The point: a thin pointer instead of a `VecDeque`.
     in_use: Option<Box<VecDeque<PacketId>>>,
 }
 
