@@ -28,7 +28,7 @@ use crate::router::{Router, Subscription};
 use crate::session::{Delivery, Registry};
 use crate::storage::writer::Persistence;
 use crate::storage::{Recovered, RedbStorage, Storage, StorageError, StorageOp};
-use crate::transport::{Acceptor, ClientInfo, ClientTable, ConnectionInfo, Transport};
+use crate::transport::{Acceptor, ClientInfo, ConnectionInfo, Transport};
 
 /// A broker not started yet: a configuration and, for durable state, a storage.
 #[derive(Debug)]
@@ -295,7 +295,6 @@ impl Broker {
             registry: Registry::default(),
             persistence,
             stats: Arc::new(StatsCounters::default()),
-            clients: ClientTable::default(),
             shutdown,
             stopping: AtomicBool::new(false),
             stop: Arc::new(tokio::sync::Notify::new()),
@@ -417,10 +416,13 @@ fn restore_session(
     );
     // The ACL judges its deliveries by the identity of its last connection until the client
     // comes back (a reconnect sets the new one).
-    handle.set_identity(Arc::new(crate::auth::Identity::new(
-        client_id.clone(),
-        session.username.clone(),
-    )));
+    handle.set_identity(
+        Arc::new(crate::auth::Identity::new(
+            client_id.clone(),
+            session.username.clone(),
+        )),
+        None,
+    );
     for s in &session.subscriptions {
         handle.record_subscription(s.clone());
         let parsed = if v5 {
@@ -531,8 +533,6 @@ pub(crate) struct Shared {
     /// The writer thread of the storage, when the broker has one.
     pub(crate) persistence: Option<Arc<Persistence>>,
     pub(crate) stats: Arc<StatsCounters>,
-    /// The connected clients, for [`BrokerHandle::clients`].
-    pub(crate) clients: ClientTable,
     /// Open connections, against `limits.max_connections`.
     pub(crate) open: Arc<ConnectionCount>,
     /// Connections refused at accept.
@@ -841,7 +841,7 @@ impl BrokerHandle {
     /// The connected clients (CONNECT accepted, connection not ended), in connection order:
     /// identifier, username, address, transport and TLS identity.
     pub fn clients(&self) -> Vec<ClientInfo> {
-        self.shared.clients.snapshot()
+        self.shared.registry.connected()
     }
 
     /// A snapshot of the counters.

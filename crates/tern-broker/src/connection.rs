@@ -1131,9 +1131,11 @@ impl Connection {
         let assigned = connect.client_id.is_empty().then(|| {
             MqttString::try_from(self.shared.assign_client_id(self.id)).expect("short ASCII")
         });
+        // Detached from the CONNECT packet, which it would otherwise keep alive (see
+        // `MqttString::detached`).
         let client_id = assigned
             .clone()
-            .unwrap_or_else(|| connect.client_id.clone());
+            .unwrap_or_else(|| connect.client_id.detached());
         let server_keep_alive = self.keep_alive(&connect).unwrap_or(None);
         // CONNECT's, the client certificate's identity (`use_identity_as_username`), or the
         // one enhanced authentication established.
@@ -1143,12 +1145,15 @@ impl Connection {
         self.identity = Some(Arc::new(identity));
         let shared = self.shared.clone();
         let claim = shared.registry.claim(
-            &client_id,
+            client_id,
             self.id,
             connect.clean_start,
             &shared.config.mailbox,
             &shared.stats,
         );
+        // The session's own copy, for the logs below (borrowed: a clone would share it).
+        let handle = claim.handle.clone();
+        let client_id = &handle.client_id;
         if let Some(ended) = &claim.ended {
             shared.router.remove_session(ended.key);
         }
@@ -1198,7 +1203,9 @@ impl Connection {
             properties.authentication_data = auth_data;
         }
         if let Some(identity) = &self.identity {
-            claim.handle.set_identity(identity.clone());
+            claim
+                .handle
+                .set_identity(identity.clone(), Some(self.info.clone()));
         }
         self.handle = Some(claim.handle.clone());
         if let Err(e) = self.session.accept(
@@ -1213,11 +1220,6 @@ impl Connection {
             return;
         }
         self.accepted = true;
-        if let Some(identity) = &self.identity {
-            shared
-                .clients
-                .insert(self.id, identity.clone(), self.info.clone());
-        }
         let stats = &shared.stats;
         let connected = stats.clients_connected.fetch_add(1, Ordering::Relaxed) + 1;
         stats
@@ -1540,7 +1542,6 @@ impl Connection {
             ..
         } = self;
         if accepted {
-            shared.clients.remove(id);
             shared
                 .stats
                 .clients_connected

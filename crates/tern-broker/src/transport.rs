@@ -7,7 +7,6 @@
 //! the connection what the transport learnt (the peer, the transport, the verified client
 //! certificate's identity).
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -17,7 +16,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -31,7 +29,6 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::auth::Identity;
 use crate::broker::{Shared, TaskGuard};
 use crate::config::{ConfigError, Limits, ListenerConfig, Protocol, TlsConfig, TlsVersion};
 use crate::connection;
@@ -134,44 +131,6 @@ pub struct ClientInfo {
     pub transport: Transport,
     /// The subject CN of its verified client certificate, if it presented one.
     pub tls_identity: Option<String>,
-}
-
-/// The connected clients, by connection id; written on CONNECT accepted and on close.
-#[derive(Debug, Default)]
-pub(crate) struct ClientTable(Mutex<BTreeMap<u64, ClientEntry>>);
-
-/// A connected client as the table keeps it: its connection's [`Identity`] and
-/// [`ConnectionInfo`], shared, not copied (two words per client).
-#[derive(Debug)]
-struct ClientEntry {
-    identity: Arc<Identity>,
-    info: Arc<ConnectionInfo>,
-}
-
-impl ClientTable {
-    /// Connection `conn`'s client `identity` is connected.
-    pub(crate) fn insert(&self, conn: u64, identity: Arc<Identity>, info: Arc<ConnectionInfo>) {
-        self.0.lock().insert(conn, ClientEntry { identity, info });
-    }
-
-    pub(crate) fn remove(&self, conn: u64) {
-        self.0.lock().remove(&conn);
-    }
-
-    /// A snapshot, in connection order.
-    pub(crate) fn snapshot(&self) -> Vec<ClientInfo> {
-        self.0
-            .lock()
-            .values()
-            .map(|e| ClientInfo {
-                client_id: e.identity.client_id.clone(),
-                username: e.identity.username.clone(),
-                peer: e.info.peer,
-                transport: e.info.transport,
-                tls_identity: e.info.tls_identity.clone(),
-            })
-            .collect()
-    }
 }
 
 /// How a configured listener turns an accepted TCP connection into an MQTT byte stream.

@@ -131,6 +131,13 @@ impl MqttString {
         MqttString(ByteString::from_static(s))
     }
 
+    /// A copy in an allocation of its own. A decoded string is a slice of the packet it came
+    /// from and keeps that whole buffer alive; one kept for a connection's life (a client
+    /// identifier) should not hold the CONNECT packet, its password and its Will with it.
+    pub fn detached(&self) -> Self {
+        MqttString(ByteString::from(self.as_str()))
+    }
+
     /// Checks `bytes` and wraps them without copying.
     #[inline]
     pub fn from_bytes(bytes: Bytes) -> Result<Self, StringError> {

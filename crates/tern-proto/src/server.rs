@@ -437,7 +437,7 @@ impl ServerSession {
             .assigned_client_identifier
             .clone()
             .filter(|_| v5)
-            .unwrap_or(connect.client_id.clone());
+            .unwrap_or_else(|| connect.client_id.detached());
         self.core.will = connect.will.clone().map(Box::new);
         self.core.pending_will = None;
         self.core.timers.stop(Timer::WillDelay);
