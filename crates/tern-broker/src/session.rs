@@ -34,7 +34,7 @@
 //! See [the configuration's policy](crate::config#memory-bounds-and-slow-consumers).
 
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::num::{NonZeroU32, NonZeroU64};
 use std::sync::Arc;
@@ -47,6 +47,7 @@ use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use tern_codec::{MqttString, PacketId, QoS};
 use tern_proto::{DeliverOutcome, DeliveryOptions, DropReason, Message, ServerSession};
+use thin_vec::ThinVec;
 use tokio::sync::{Notify, oneshot};
 
 use crate::auth::Identity;
@@ -255,8 +256,10 @@ pub(crate) struct SessionHandle {
     stats: Arc<StatsCounters>,
     /// The length of the session engine's queue, as last reported to the stats.
     queued: AtomicUsize,
-    /// The session's subscriptions by filter, as the storage keeps them.
-    subscriptions: Mutex<BTreeMap<String, StoredSubscription>>,
+    /// The session's subscriptions, as the storage keeps them, sorted by filter: a thin
+    /// vector holds one pointer while there are none (a `BTreeMap` took three, and a copy of
+    /// each filter as its key).
+    subscriptions: Mutex<ThinVec<StoredSubscription>>,
     /// Who its client is, as its latest connection authenticated (see `crate::auth`): each
     /// delivery's read check uses it. With what that connection's transport knows (none for a
     /// session restored from storage), for [`Registry::connected`].
@@ -265,6 +268,11 @@ pub(crate) struct SessionHandle {
 
 /// Who a session's client is and over what it connected (see `SessionHandle::identity`).
 type ClientIdentity = (Option<Arc<Identity>>, Option<Arc<ConnectionInfo>>);
+
+/// Where the subscription to `filter` is in a list sorted by filter, or would go.
+fn find_subscription(list: &[StoredSubscription], filter: &str) -> Result<usize, usize> {
+    list.binary_search_by(|s| s.filter.as_str().cmp(filter))
+}
 
 /// What pushes added to mailboxes, for the gauges (see [`SessionHandle::push_counted`]).
 #[derive(Debug, Default)]
@@ -315,7 +323,7 @@ impl SessionHandle {
             limits,
             stats,
             queued: AtomicUsize::new(0),
-            subscriptions: Mutex::new(BTreeMap::new()),
+            subscriptions: Mutex::new(ThinVec::new()),
             identity: Mutex::new((None, None)),
         }
     }
@@ -332,26 +340,31 @@ impl SessionHandle {
 
     /// Records a subscription for the storage.
     pub(crate) fn record_subscription(&self, subscription: StoredSubscription) {
-        self.subscriptions
-            .lock()
-            .insert(subscription.filter.clone(), subscription);
+        let mut subscriptions = self.subscriptions.lock();
+        match find_subscription(&subscriptions, &subscription.filter) {
+            Ok(at) => subscriptions[at] = subscription,
+            Err(at) => subscriptions.insert(at, subscription),
+        }
     }
 
     /// Forgets a subscription.
     pub(crate) fn forget_subscription(&self, filter: &str) {
-        self.subscriptions.lock().remove(filter);
+        let mut subscriptions = self.subscriptions.lock();
+        if let Ok(at) = find_subscription(&subscriptions, filter) {
+            subscriptions.remove(at);
+        }
     }
 
     /// Whether the session may subscribe to `filter` under a limit of `max` subscriptions (0:
     /// none): it already has that filter, or fewer than `max`.
     pub(crate) fn has_subscription_room(&self, filter: &str, max: usize) -> bool {
         let subscriptions = self.subscriptions.lock();
-        max == 0 || subscriptions.len() < max || subscriptions.contains_key(filter)
+        max == 0 || subscriptions.len() < max || find_subscription(&subscriptions, filter).is_ok()
     }
 
     /// The subscriptions, for the storage.
     pub(crate) fn subscriptions(&self) -> Vec<StoredSubscription> {
-        self.subscriptions.lock().values().cloned().collect()
+        self.subscriptions.lock().to_vec()
     }
 
     /// Pushes a routed message: into the mailbox while online, into the engine's queue while

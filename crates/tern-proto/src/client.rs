@@ -158,7 +158,7 @@ impl ClientSession {
     /// window within the Receive Maximum, queue within its limits, no connection timer after
     /// close). For tests and fuzzers; `None` always, unless the engine has a bug.
     pub fn invariant_violation(&self) -> Option<&'static str> {
-        self.core.invariant_violation()
+        self.core.invariant_violation((usize::MAX, usize::MAX))
     }
 
     // ----- inputs -----

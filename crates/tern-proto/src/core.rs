@@ -171,7 +171,6 @@ pub(crate) struct Core {
     pub(crate) pending_will: Option<Box<Will>>,
     /// The Session Expiry Interval CONNECT asked for (DISCONNECT may not raise it from 0).
     pub(crate) connect_session_expiry: u32,
-    pub(crate) queue_limits: (usize, usize),
     /// The weight of `state.queued` (see [`QueuedMessage::weight`]), kept as the queue
     /// changes: summing it per message made a backed-up queue quadratic.
     queued_bytes: usize,
@@ -226,7 +225,6 @@ impl Core {
             will: None,
             pending_will: None,
             connect_session_expiry: 0,
-            queue_limits: (usize::MAX, usize::MAX),
             queued_bytes: 0,
         }
     }
@@ -1292,8 +1290,8 @@ impl Core {
     }
 
     /// Queues a message beyond the window (server side), within the broker's limits.
-    pub(crate) fn enqueue(&mut self, message: QueuedMessage) -> bool {
-        let (max_count, max_bytes) = self.queue_limits;
+    pub(crate) fn enqueue(&mut self, message: QueuedMessage, limits: (usize, usize)) -> bool {
+        let (max_count, max_bytes) = limits;
         if self.state.queues().queued.len() >= max_count
             || self.queued_bytes + message.weight() > max_bytes
         {
@@ -1359,7 +1357,9 @@ impl Core {
     }
 
     /// The first broken invariant of the engine, if any: for tests and fuzzers.
-    pub(crate) fn invariant_violation(&self) -> Option<&'static str> {
+    /// `queue_limits`: the most messages and bytes the queue may hold (the server's
+    /// configuration keeps them, not every engine).
+    pub(crate) fn invariant_violation(&self, queue_limits: (usize, usize)) -> Option<&'static str> {
         let mut ids = std::collections::BTreeSet::new();
         for o in &self.state.queues().outgoing {
             if !ids.insert(o.packet_id) {
@@ -1393,7 +1393,7 @@ impl Core {
         if self.version.is_v5() && unacked > usize::from(self.recv.receive_maximum) {
             return Some("more unacknowledged inbound messages than the Receive Maximum");
         }
-        let (max_count, max_bytes) = self.queue_limits;
+        let (max_count, max_bytes) = queue_limits;
         if self.queued_bytes != self.state.queues().queued_bytes() {
             return Some("the queue's byte count is off");
         }

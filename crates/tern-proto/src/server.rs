@@ -116,7 +116,6 @@ impl ServerSession {
         core.ack_mode = config.ack_mode;
         core.acknowledgement_events = config.acknowledgement_events;
         core.max_inflight = config.max_inflight;
-        core.queue_limits = (config.max_queued_messages, config.max_queued_bytes);
         ServerSession {
             core,
             config,
@@ -236,7 +235,11 @@ impl ServerSession {
     /// window within the Receive Maximum, queue within its limits, no connection timer after
     /// close). For tests and fuzzers; `None` always, unless the engine has a bug.
     pub fn invariant_violation(&self) -> Option<&'static str> {
-        self.core.invariant_violation()
+        let limits = (
+            self.config.max_queued_messages,
+            self.config.max_queued_bytes,
+        );
+        self.core.invariant_violation(limits)
     }
 
     // ----- inputs -----
@@ -773,10 +776,17 @@ impl ServerSession {
         }
         let mut publish = Arc::unwrap_or_clone(publish);
         (publish.dup, publish.qos, publish.retain, publish.packet_id) = (false, qos, retain, None);
-        if self.core.enqueue(QueuedMessage {
-            publish,
-            received_at,
-        }) {
+        let limits = (
+            self.config.max_queued_messages,
+            self.config.max_queued_bytes,
+        );
+        if self.core.enqueue(
+            QueuedMessage {
+                publish,
+                received_at,
+            },
+            limits,
+        ) {
             DeliverOutcome::Queued
         } else {
             DeliverOutcome::Dropped(DropReason::QueueFull)
