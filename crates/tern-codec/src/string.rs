@@ -269,6 +269,21 @@ mod tests {
     use super::*;
     use alloc::vec::Vec;
 
+    /// A detached string equals the original and lies in none of the original's buffer.
+    #[test]
+    fn detached_copies_out_of_the_packet_buffer() {
+        let packet = Bytes::from(alloc::vec![b'x'; 64]);
+        let slice = MqttString::from_bytes(packet.slice(8..20)).unwrap();
+        let detached = slice.detached();
+        assert_eq!(detached, slice);
+        assert!(
+            !packet
+                .as_ptr_range()
+                .contains(&detached.as_bytes().as_ptr())
+        );
+        assert!(packet.as_ptr_range().contains(&slice.as_bytes().as_ptr()));
+    }
+
     /// `scan` agrees with a byte-by-byte reference at every length and position.
     #[test]
     fn scan_finds_every_byte_at_every_position() {

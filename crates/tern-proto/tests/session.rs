@@ -554,3 +554,24 @@ fn a_quiet_session_keeps_its_expiry_and_identifiers_when_its_queues_are_released
         (300, 3)
     );
 }
+
+#[test]
+fn the_client_identifier_does_not_keep_the_connect_packet() {
+    // The session keeps its client identifier for its whole life (section 3.1.3.1); it is
+    // copied out of the CONNECT packet, whose buffer (password and Will included) it would
+    // otherwise keep alive.
+    let now = t0();
+    let mut connect = connect_packet(V5, "keeper", true);
+    connect.password = Some(bytes::Bytes::from(vec![b'p'; 4096]));
+    let mut input = encode(V5, &[Packet::from(connect)]);
+    let buffer = input.as_ptr_range();
+    let mut s = ServerSession::new(ServerConfig::default());
+    s.handle_input(now, &mut input);
+    assert!(matches!(
+        events_server(&mut s).as_slice(),
+        [Event::ConnectRequest(_)]
+    ));
+    s.accept(now, Accept::default()).unwrap();
+    assert_eq!(s.client_id(), "keeper");
+    assert!(!buffer.contains(&s.client_id().as_bytes().as_ptr()));
+}
