@@ -530,7 +530,10 @@ impl Broker {
         std::fs::write(&config, text).map_err(|e| format!("writing {}: {e}", config.display()))?;
         let mut cmd = limited(binary);
         match kind {
-            BrokerKind::Ternd | BrokerKind::Mosquitto => cmd.arg("-c").arg(&config),
+            // Warnings and errors only, as mosquitto (`log_type error`) and rumqttd (`-q`) are
+            // run: at its default level ternd logs a line per connection and disconnection.
+            BrokerKind::Ternd => cmd.arg("-c").arg(&config).env("RUST_LOG", "warn"),
+            BrokerKind::Mosquitto => cmd.arg("-c").arg(&config),
             BrokerKind::Rumqttd => cmd.arg("--config").arg(&config).arg("-q"),
         };
         let child = cmd
