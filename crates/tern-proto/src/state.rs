@@ -228,14 +228,17 @@ impl StateBox {
 
     /// The queues to change, boxed first if they were not.
     pub(crate) fn queues_mut(&mut self) -> &mut SessionState {
-        let (expiry, next_packet_id) = (self.expiry, self.next_packet_id);
-        self.queues.get_or_insert_with(|| {
-            Box::new(SessionState {
-                next_packet_id,
-                session_expiry_interval: expiry,
-                ..SessionState::default()
-            })
-        })
+        let empty = self.empty();
+        self.queues.get_or_insert_with(|| Box::new(empty))
+    }
+
+    /// A state with nothing queued, this one's interval and next identifier.
+    fn empty(&self) -> SessionState {
+        SessionState {
+            next_packet_id: self.next_packet_id,
+            session_expiry_interval: self.expiry,
+            ..SessionState::default()
+        }
     }
 
     /// The queues to change if they are boxed (when there is nothing to take from empty
@@ -280,11 +283,7 @@ impl StateBox {
     pub(crate) fn view(&self) -> std::borrow::Cow<'_, SessionState> {
         match &self.queues {
             Some(q) => std::borrow::Cow::Borrowed(q),
-            None => std::borrow::Cow::Owned(SessionState {
-                next_packet_id: self.next_packet_id,
-                session_expiry_interval: self.expiry,
-                ..SessionState::default()
-            }),
+            None => std::borrow::Cow::Owned(self.empty()),
         }
     }
 
@@ -292,11 +291,7 @@ impl StateBox {
     pub(crate) fn into_state(self) -> SessionState {
         match self.queues {
             Some(q) => *q,
-            None => SessionState {
-                next_packet_id: self.next_packet_id,
-                session_expiry_interval: self.expiry,
-                ..SessionState::default()
-            },
+            None => self.empty(),
         }
     }
 }

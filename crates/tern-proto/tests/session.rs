@@ -455,16 +455,7 @@ fn acknowledgements_find_their_message_when_identifiers_went_all_the_way_round()
     let message = Message::new(publish("t", QoS::AtLeastOnce), None, now);
     let mut out = BytesMut::new();
     let mut send = |s: &mut ServerSession| {
-        let outcome = s.deliver(
-            now,
-            &message,
-            QoS::AtLeastOnce,
-            &[],
-            DeliveryOptions::default(),
-        );
-        let DeliverOutcome::Sent(Some(id)) = outcome else {
-            panic!("{outcome:?}")
-        };
+        let id = send_qos1(s, now, &message);
         out.clear();
         s.poll_transmit(&mut out);
         id.get()
@@ -520,16 +511,7 @@ fn a_quiet_session_keeps_its_expiry_and_identifiers_when_its_queues_are_released
     assert_eq!(s.state().session_expiry_interval, 300);
     let message = Message::new(publish("t", QoS::AtLeastOnce), None, now);
     let round = |s: &mut ServerSession| {
-        let outcome = s.deliver(
-            now,
-            &message,
-            QoS::AtLeastOnce,
-            &[],
-            DeliveryOptions::default(),
-        );
-        let DeliverOutcome::Sent(Some(id)) = outcome else {
-            panic!("{outcome:?}")
-        };
+        let id = send_qos1(s, now, &message);
         assert_eq!(s.state().outgoing_ids().collect::<Vec<_>>(), [id]);
         let _ = sent_by_server(s);
         let n = id.get();
@@ -574,4 +556,23 @@ fn the_client_identifier_does_not_keep_the_connect_packet() {
     s.accept(now, Accept::default()).unwrap();
     assert_eq!(s.client_id(), "keeper");
     assert!(!buffer.contains(&s.client_id().as_bytes().as_ptr()));
+}
+
+/// Delivers `message` at QoS 1, which must be sent at once; its packet identifier.
+fn send_qos1(
+    s: &mut ServerSession,
+    now: std::time::Instant,
+    message: &Message,
+) -> tern_codec::PacketId {
+    let outcome = s.deliver(
+        now,
+        message,
+        QoS::AtLeastOnce,
+        &[],
+        DeliveryOptions::default(),
+    );
+    let DeliverOutcome::Sent(Some(id)) = outcome else {
+        panic!("{outcome:?}")
+    };
+    id
 }
