@@ -838,7 +838,7 @@ impl BrokerHandle {
         });
     }
 
-    /// The connected clients (CONNECT accepted, connection not ended), in connection order:
+    /// The connected clients (CONNECT accepted, connection not ended), by client identifier:
     /// identifier, username, address, transport and TLS identity.
     pub fn clients(&self) -> Vec<ClientInfo> {
         self.shared.registry.connected()

@@ -193,7 +193,7 @@ impl Connection {
         // the flush fits in the shutdown timeout.
         let budget = if self.abandoned {
             Duration::ZERO
-        } else if *self.shared.shutdown.borrow() {
+        } else if self.shared.is_stopping() {
             stall.min(self.shared.config.shutdown.timeout())
         } else {
             stall
@@ -361,7 +361,7 @@ struct Connection {
     /// The broker's shutdown closed this connection.
     stopping: bool,
     /// What the transport knows: peer, transport, certificate identity. Shared with the
-    /// client table once CONNECT was accepted.
+    /// session's handle once CONNECT was accepted (see `Registry::connected`).
     info: Arc<ConnectionInfo>,
     /// Who the client is for the authorizer, once CONNECT was accepted.
     identity: Option<Arc<Identity>>,

@@ -211,6 +211,14 @@ impl ServerSession {
         self.core.inflight()
     }
 
+    /// The most messages and bytes the queue may hold, as configured.
+    fn queue_limits(&self) -> (usize, usize) {
+        (
+            self.config.max_queued_messages,
+            self.config.max_queued_bytes,
+        )
+    }
+
     /// Messages queued beyond the in-flight window.
     pub fn queued_len(&self) -> usize {
         self.core.state.queues().queued.len()
@@ -235,11 +243,7 @@ impl ServerSession {
     /// window within the Receive Maximum, queue within its limits, no connection timer after
     /// close). For tests and fuzzers; `None` always, unless the engine has a bug.
     pub fn invariant_violation(&self) -> Option<&'static str> {
-        let limits = (
-            self.config.max_queued_messages,
-            self.config.max_queued_bytes,
-        );
-        self.core.invariant_violation(limits)
+        self.core.invariant_violation(self.queue_limits())
     }
 
     // ----- inputs -----
@@ -776,10 +780,7 @@ impl ServerSession {
         }
         let mut publish = Arc::unwrap_or_clone(publish);
         (publish.dup, publish.qos, publish.retain, publish.packet_id) = (false, qos, retain, None);
-        let limits = (
-            self.config.max_queued_messages,
-            self.config.max_queued_bytes,
-        );
+        let limits = self.queue_limits();
         if self.core.enqueue(
             QueuedMessage {
                 publish,
