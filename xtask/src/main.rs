@@ -8,8 +8,11 @@
 //! - `cargo xtask bench`: the criterion micro-benchmarks (`cargo bench`).
 //! - `cargo xtask bench-compare`: ternd, mosquitto and rumqttd side by side under `tern bench`
 //!   (see [`bench_compare`]).
+//! - `cargo xtask codec-ir [ROW]`: instructions per packet of each codec benchmark row, tern-codec
+//!   beside rumqttc, under callgrind (see [`codec_ir`]).
 
 mod bench_compare;
+mod codec_ir;
 
 use std::{
     env,
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         }
         Some("bench") => bench(&args[1..]),
         Some("bench-compare") => bench_compare::bench_compare(&args[1..]),
+        Some("codec-ir") => codec_ir::codec_ir(&args[1..]),
         Some("peers") => interop_peers().map(|peers| {
             println!(
                 "interop peers ready; NODE_PATH={}",
@@ -55,7 +59,8 @@ fn main() -> ExitCode {
                  peers           install the interop peers (mosquitto, paho-mqtt, MQTT.js)\n  \
                  bench [ARGS]    criterion micro-benchmarks (`cargo bench --workspace ARGS`)\n  \
                  bench-compare   ternd vs mosquitto vs rumqttd under `tern bench` \
-                 [--reps N] [--quick] [--only a,b] [--brokers ternd,mosquitto,rumqttd]"
+                 [--reps N] [--quick] [--only a,b] [--brokers ternd,mosquitto,rumqttd]\n  \
+                 codec-ir [ROW]  instructions per packet, tern-codec vs rumqttc, per codec bench row (valgrind)"
             );
             return ExitCode::from(2);
         }
