@@ -169,7 +169,7 @@ pub(crate) fn check_binary(field: &'static str, b: &[u8]) -> Result<usize, Encod
 /// Whether a topic contains a wildcard character (`+` or `#`).
 #[inline]
 pub(crate) fn has_wildcard(topic: &str) -> bool {
-    crate::string::scan(topic.as_bytes()) & crate::string::WILDCARD != 0
+    crate::string::scan::<{ crate::string::WILDCARD }>(topic.as_bytes()) != 0
 }
 
 /// A reader over the body of one packet. Every read checks the remaining length first and
