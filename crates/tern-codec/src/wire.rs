@@ -2,7 +2,8 @@
 //! Integer, UTF-8 strings, binary data and string pairs, read from a [`Bytes`] without copying
 //! and written with [`BufMut`].
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::{Buf, Bytes};
+use core::mem::MaybeUninit;
 
 use crate::{
     error::{DecodeError, EncodeError},
@@ -59,13 +60,24 @@ pub(crate) fn var_int_at(dst: &mut [u8], mut at: usize, value: usize) -> usize {
     }
 }
 
-/// Where a packet is written: a `BufMut` whose byte-slice copy is always inlined. `BytesMut`
-/// (`extend_from_slice`) when a header part is long, a zero-filled slice of it otherwise
-/// (see `codec::write_part`); `BufMut::put_slice` of `BytesMut` is not always inlined into
-/// generic code, a call per field.
-pub(crate) trait Out: BufMut {
+/// Where a packet is written: the output `BytesMut` itself (`extend_from_slice`), or
+/// [`Spare`], the room reserved in it, for packets of many pieces (see `codec::write_part`);
+/// a `Vec` in tests.
+pub(crate) trait Out {
     /// Appends `bytes`, for which there is room.
     fn append(&mut self, bytes: &[u8]);
+
+    /// Appends a byte.
+    #[inline(always)]
+    fn put_u8(&mut self, b: u8) {
+        self.append(&[b]);
+    }
+
+    /// Appends a Two Byte Integer (1.5.2).
+    #[inline(always)]
+    fn put_u16(&mut self, v: u16) {
+        self.append(&v.to_be_bytes());
+    }
 }
 
 impl Out for bytes::BytesMut {
@@ -82,10 +94,48 @@ impl Out for alloc::vec::Vec<u8> {
     }
 }
 
+/// A slice on the stack, written front to back (short property blocks assembled with the
+/// fields around them).
 impl Out for &mut [u8] {
     #[inline(always)]
     fn append(&mut self, bytes: &[u8]) {
-        self.put_slice(bytes);
+        let (head, rest) = core::mem::take(self).split_at_mut(bytes.len());
+        head.copy_from_slice(bytes);
+        *self = rest;
+    }
+}
+
+/// The spare capacity of an output buffer, written front to back: each piece is a bounds
+/// check and a copy, without the capacity check and length update of a `BytesMut` method
+/// or the zero-filling of a slice written in place. [`written`](Spare::written) says how
+/// much of it is initialised.
+pub(crate) struct Spare<'a> {
+    buf: &'a mut [MaybeUninit<u8>],
+    at: usize,
+}
+
+impl<'a> Spare<'a> {
+    /// A writer at the start of `buf`.
+    #[inline(always)]
+    pub(crate) fn new(buf: &'a mut [MaybeUninit<u8>]) -> Self {
+        Spare { buf, at: 0 }
+    }
+
+    /// How many bytes at the start of the buffer have been written: `buf[..written]` is
+    /// initialised, as [`append`](Out::append) advances only over the bytes it wrote.
+    #[inline(always)]
+    pub(crate) fn written(&self) -> usize {
+        self.at
+    }
+}
+
+impl Out for Spare<'_> {
+    #[inline(always)]
+    fn append(&mut self, bytes: &[u8]) {
+        let end = self.at + bytes.len();
+        // Out of room is a bug of a `measure`; the slice index panics before any write.
+        self.buf[self.at..end].write_copy_of_slice(bytes);
+        self.at = end;
     }
 }
 
