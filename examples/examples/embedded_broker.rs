@@ -39,7 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Packet::Subscribe(Subscribe {
         packet_id: 1.try_into()?,
         properties: Default::default(),
-        subscriptions: vec![Subscription {
+        subscriptions: tern_codec::smallvec::smallvec![Subscription {
             filter: MqttString::from_static("sensors/#"),
             options: SubscriptionOptions {
                 qos: QoS::AtMostOnce,

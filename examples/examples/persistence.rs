@@ -115,7 +115,7 @@ impl Wire {
     async fn subscribe(&mut self, filter: &str) {
         self.queue(&Packet::Subscribe(Subscribe {
             packet_id: PacketId::new(1).expect("nonzero"),
-            subscriptions: vec![Subscription {
+            subscriptions: tern_codec::smallvec::smallvec![Subscription {
                 filter: MqttString::try_from(filter).expect("filter"),
                 options: SubscriptionOptions {
                     qos: QoS::AtLeastOnce,

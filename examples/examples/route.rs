@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Packet::Subscribe(Subscribe {
             packet_id: NonZeroU16::MIN,
             properties: SubscribeProperties::default(),
-            subscriptions: vec![Subscription {
+            subscriptions: tern_codec::smallvec::smallvec![Subscription {
                 filter: MqttString::from_static("home/+/light"),
                 options: SubscriptionOptions {
                     qos: QoS::AtLeastOnce,

@@ -394,7 +394,8 @@ fn subscribe(u: &mut Unstructured<'_>, v5: bool) -> Result<Subscribe> {
                 }
             };
             Ok(Subscription { filter, options })
-        })?,
+        })?
+        .into(),
     })
 }
 

@@ -142,7 +142,7 @@ impl Wire {
     async fn subscribe(&mut self, filter: &str, qos: QoS) {
         self.send(&Packet::Subscribe(Subscribe {
             packet_id: NonZeroU16::new(1).unwrap(),
-            subscriptions: vec![Subscription {
+            subscriptions: tern_codec::smallvec::smallvec![Subscription {
                 filter: MqttString::try_from(filter).unwrap(),
                 options: SubscriptionOptions {
                     qos,

@@ -99,7 +99,7 @@ impl Counted {
         self.send(Packet::Subscribe(tern_codec::Subscribe {
             packet_id: pid(1),
             properties: Default::default(),
-            subscriptions: vec![tern_codec::Subscription {
+            subscriptions: tern_codec::smallvec::smallvec![tern_codec::Subscription {
                 filter: s(filter),
                 options: opts(qos),
             }],

@@ -276,7 +276,7 @@ async fn no_local_on_shared_subscription_is_a_protocol_error() {
         .send(Packet::Subscribe(tern_codec::Subscribe {
             packet_id: pid(1),
             properties: Default::default(),
-            subscriptions: vec![tern_codec::Subscription {
+            subscriptions: tern_codec::smallvec::smallvec![tern_codec::Subscription {
                 filter: s("$share/g/t"),
                 options,
             }],

@@ -140,7 +140,7 @@ async fn raw_round_trip<S: AsyncRead + AsyncWrite + Unpin>(raw: &mut Raw<S>) {
     raw.send(Packet::Subscribe(tern_codec::Subscribe {
         packet_id: support::pid(1),
         properties: Default::default(),
-        subscriptions: vec![tern_codec::Subscription {
+        subscriptions: tern_codec::smallvec::smallvec![tern_codec::Subscription {
             filter: s("tls/raw"),
             options: opts(QoS::AtLeastOnce),
         }],

@@ -455,7 +455,7 @@ async fn disabled_subscription_features_are_announced_and_refused() {
                 subscription_identifier: NonZeroU32::new(9),
                 ..SubscribeProperties::default()
             },
-            subscriptions: vec![Subscription {
+            subscriptions: tern_codec::smallvec::smallvec![Subscription {
                 filter: s("c/d"),
                 options: opts(QoS::AtMostOnce),
             }],

@@ -143,7 +143,7 @@ async fn packets_split_across_frames_and_sharing_one() {
         Packet::Subscribe(tern_codec::Subscribe {
             packet_id: pid(1),
             properties: Default::default(),
-            subscriptions: vec![tern_codec::Subscription {
+            subscriptions: tern_codec::smallvec::smallvec![tern_codec::Subscription {
                 filter: s("ws/+"),
                 options: opts(QoS::AtLeastOnce),
             }],

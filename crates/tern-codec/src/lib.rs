@@ -59,10 +59,12 @@ pub use packet::{
     Ack, AckKind, AckProperties, Auth, AuthProperties, ConnAck, ConnAckProperties, Connect,
     ConnectProperties, Disconnect, DisconnectProperties, Packet, PacketId, PacketType,
     PayloadFormat, Publish, PublishFlags, PublishProperties, RetainHandling, SubAck, Subscribe,
-    SubscribeProperties, Subscription, SubscriptionOptions, UnsubAck, Unsubscribe,
+    SubscribeProperties, Subscription, SubscriptionOptions, Subscriptions, UnsubAck, Unsubscribe,
     UnsubscribeProperties, UserProperties, UserProperty, Will, WillProperties,
 };
 pub use qos::QoS;
 pub use reason::ReasonCode;
+/// The `smallvec` crate, whose `SmallVec` holds the [`Subscriptions`] of a SUBSCRIBE.
+pub use smallvec;
 pub use string::{MAX_STRING_LEN, MqttString, StringError};
 pub use version::ProtocolVersion;

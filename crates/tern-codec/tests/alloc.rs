@@ -1,5 +1,5 @@
-//! Allocation counts of the hot paths: decoding a stream of PUBLISH packets and encoding a
-//! PUBLISH into a buffer that has room for it.
+//! Allocation counts of the hot paths: decoding a stream of PUBLISH packets, encoding a
+//! PUBLISH into a buffer that has room for it, and decoding SUBSCRIBE packets.
 //!
 //! The global allocator is `stats_alloc`'s instrumented `System`. Its counters are global, so
 //! every measurement runs in the one `#[test]` of this file, sequentially; keep it that way (a
@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tern_codec::{
     Decoder, MAX_PACKET_SIZE, MqttString, Packet, PayloadFormat, ProtocolVersion, Publish,
-    PublishProperties, QoS,
+    PublishProperties, QoS, Subscribe, SubscribeProperties, Subscription, SubscriptionOptions,
 };
 
 #[global_allocator]
@@ -176,7 +176,7 @@ fn encode_publishes(version: ProtocolVersion, qos: QoS) -> (Counts, Counts) {
 }
 
 #[test]
-fn publish_hot_paths_do_not_allocate() {
+fn hot_paths_do_not_allocate() {
     // The counter is live: an allocation made on purpose is seen.
     let (v, counts) = count(|| black_box(Vec::<u8>::with_capacity(64)));
     drop(v);
@@ -262,4 +262,47 @@ fn publish_hot_paths_do_not_allocate() {
         "encoding a PUBLISH header into a buffer with room allocated"
     );
     assert_eq!([&c[..], &payload[..]].concat(), &a[..]);
+
+    // A SUBSCRIBE of one filter, the common case, is decoded without an allocation (its list
+    // holds one subscription in place); one of two filters makes one, for its list.
+    for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+        for (filters, allocs) in [(1, 0), (2, 1)] {
+            let subscribe = Subscribe {
+                packet_id: NonZeroU16::new(9).unwrap(),
+                properties: SubscribeProperties::default(),
+                subscriptions: (0..filters)
+                    .map(|i| Subscription {
+                        filter: MqttString::try_from(format!("home/+/room-{i}/#")).unwrap(),
+                        options: SubscriptionOptions::default(),
+                    })
+                    .collect(),
+            };
+            let mut stream = BytesMut::new();
+            for _ in 0..N {
+                subscribe.encode(version, &mut stream).unwrap();
+            }
+            let mut decoder = Decoder::with_version(version, MAX_PACKET_SIZE);
+            let mut decoded: Vec<Packet> = Vec::with_capacity(N);
+            decoded.push(decoder.decode(&mut stream).unwrap().unwrap());
+            let ((), counts) = count(|| {
+                for _ in 1..N {
+                    decoded.push(decoder.decode(&mut stream).unwrap().unwrap());
+                }
+            });
+            println!(
+                "{version} SUBSCRIBE of {filters}: next {} decodes {counts:?}",
+                N - 1
+            );
+            assert_eq!(
+                counts.allocs,
+                allocs * (N - 1),
+                "{version}: decoding SUBSCRIBE packets of {filters} filter(s)"
+            );
+            assert!(
+                decoded
+                    .iter()
+                    .all(|p| *p == Packet::Subscribe(subscribe.clone()))
+            );
+        }
+    }
 }

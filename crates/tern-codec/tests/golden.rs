@@ -572,7 +572,10 @@ fn subscribe_v3() {
     let p = Subscribe {
         packet_id: id(10),
         properties: SubscribeProperties::default(),
-        subscriptions: vec![sub("a/b", QoS::AtLeastOnce), sub("#", QoS::ExactlyOnce)],
+        subscriptions: tern_codec::smallvec::smallvec![
+            sub("a/b", QoS::AtLeastOnce),
+            sub("#", QoS::ExactlyOnce)
+        ],
     };
     for v in [V3_1, V3_1_1] {
         golden(
@@ -593,7 +596,7 @@ fn subscribe_v5_options_and_identifier() {
             subscription_identifier: NonZeroU32::new(7),
             ..Default::default()
         },
-        subscriptions: vec![Subscription {
+        subscriptions: tern_codec::smallvec::smallvec![Subscription {
             filter: s("a/b"),
             options: SubscriptionOptions {
                 qos: QoS::AtLeastOnce,
@@ -1525,7 +1528,7 @@ fn encode_v5_only_fields_for_3x() {
     let subscribe = Subscribe {
         packet_id: id(1),
         properties: Default::default(),
-        subscriptions: vec![s1],
+        subscriptions: tern_codec::smallvec::smallvec![s1],
     };
     assert_eq!(
         encode_err(Packet::Subscribe(subscribe), V3_1_1),
@@ -1648,7 +1651,7 @@ fn encode_lengths_checked() {
             subscription_identifier: NonZeroU32::new(268_435_456),
             ..Default::default()
         },
-        subscriptions: vec![sub("a", QoS::AtMostOnce)],
+        subscriptions: tern_codec::smallvec::smallvec![sub("a", QoS::AtMostOnce)],
     };
     assert!(matches!(
         encode_err(Packet::Subscribe(subscribe), V5),
@@ -1672,7 +1675,7 @@ fn encode_empty_requests() {
     let subscribe = Subscribe {
         packet_id: id(1),
         properties: Default::default(),
-        subscriptions: vec![],
+        subscriptions: tern_codec::smallvec::smallvec![],
     };
     assert_eq!(
         encode_err(Packet::Subscribe(subscribe), V5),

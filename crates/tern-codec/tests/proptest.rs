@@ -536,7 +536,7 @@ fn subscribe(version: ProtocolVersion) -> impl Strategy<Value = Subscribe> {
         .prop_map(|(packet_id, properties, subscriptions)| Subscribe {
             packet_id,
             properties,
-            subscriptions,
+            subscriptions: subscriptions.into(),
         })
 }
 

@@ -326,7 +326,7 @@ impl ClientSession {
             Packet::Subscribe(Subscribe {
                 packet_id,
                 properties,
-                subscriptions,
+                subscriptions: subscriptions.into(),
             })
         })
     }

@@ -48,8 +48,8 @@ fn v5_round_trip_with_options_and_identifier() {
         panic!("{ev:?}")
     };
     assert_eq!(
-        (sub.packet_id, &sub.subscriptions, &sub.properties),
-        (pid, &subs, &props)
+        (sub.packet_id, &sub.subscriptions[..], &sub.properties),
+        (pid, &subs[..], &props)
     );
     let codes = vec![ReasonCode::GrantedQoS1, ReasonCode::NotAuthorized];
     s.suback(now, pid, codes.clone(), AckProperties::default())

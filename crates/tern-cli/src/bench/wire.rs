@@ -194,7 +194,7 @@ impl Wire {
                 Subscribe {
                     packet_id,
                     properties: Default::default(),
-                    subscriptions,
+                    subscriptions: subscriptions.into(),
                 }
                 .encode(self.version, &mut self.wbuf)
                 .map_err(|e| e.to_string())?;

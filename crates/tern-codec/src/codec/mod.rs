@@ -493,7 +493,7 @@ mod tests {
             Packet::Subscribe(Subscribe {
                 packet_id: id,
                 properties: Default::default(),
-                subscriptions: vec![
+                subscriptions: smallvec::smallvec![
                     Subscription {
                         filter: MqttString::from_static("a/+"),
                         options: SubscriptionOptions::default(),

@@ -7,7 +7,8 @@ use crate::{
     error::{DecodeError, EncodeError},
     packet::{
         AckProperties, Packet, PacketType, RetainHandling, SubAck, Subscribe, SubscribeProperties,
-        Subscription, SubscriptionOptions, UnsubAck, Unsubscribe, UnsubscribeProperties,
+        Subscription, SubscriptionOptions, Subscriptions, UnsubAck, Unsubscribe,
+        UnsubscribeProperties,
     },
     property::{self, Ctx},
     qos::QoS,
@@ -90,7 +91,7 @@ pub(super) fn decode_subscribe(version: ProtocolVersion, r: &mut Reader) -> Deco
     if version.is_v5() {
         property::read(r, Ctx::Packet(PacketType::Subscribe), &mut properties)?;
     }
-    let mut subscriptions = Vec::with_capacity(count_entries(r.unread()));
+    let mut subscriptions = Subscriptions::with_capacity(count_entries(r.unread()));
     while !r.is_empty() {
         let filter = read_filter(r)?;
         let options = decode_options(version, r.u8()?)?;
@@ -218,7 +219,9 @@ impl Body for Subscribe {
     }
 
     fn measure(&self, version: ProtocolVersion) -> Result<Measure, EncodeError> {
-        if self.subscriptions.is_empty() {
+        // One look at where the list lives (in place or on the heap).
+        let subscriptions: &[Subscription] = &self.subscriptions;
+        if subscriptions.is_empty() {
             return Err(EncodeError::NoTopicFilters);
         }
         let mut m = Measure::default();
@@ -229,7 +232,7 @@ impl Body for Subscribe {
         } else {
             property::check_v3(&self.properties, version)?;
         }
-        for s in &self.subscriptions {
+        for s in subscriptions {
             if !version.is_v5() {
                 let o = &s.options;
                 let field = if o.no_local {
@@ -480,7 +483,7 @@ mod tests {
         packet::{Packet, SubscribeProperties, Subscription, SubscriptionOptions},
         string::MqttString,
     };
-    use alloc::{format, vec::Vec};
+    use alloc::format;
     use bytes::BytesMut;
     use core::num::{NonZeroU16, NonZeroU32};
 
@@ -516,7 +519,7 @@ mod tests {
                                 filter: MqttString::try_from(format!("a/{i}/#")).unwrap(),
                                 options: SubscriptionOptions::default(),
                             })
-                            .collect::<Vec<_>>(),
+                            .collect(),
                     };
                     let mut buf = BytesMut::new();
                     subscribe.encode(version, &mut buf).unwrap();

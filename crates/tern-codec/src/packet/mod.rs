@@ -17,6 +17,7 @@ pub use disconnect::{Disconnect, DisconnectProperties};
 pub use publish::{PayloadFormat, Publish, PublishFlags, PublishProperties};
 pub use subscribe::{
     RetainHandling, SubAck, Subscribe, SubscribeProperties, Subscription, SubscriptionOptions,
+    Subscriptions,
 };
 pub use unsubscribe::{UnsubAck, Unsubscribe, UnsubscribeProperties};
 

@@ -14,8 +14,13 @@ pub struct Subscribe {
     /// SUBSCRIBE properties (5.0).
     pub properties: SubscribeProperties,
     /// The subscriptions; at least one [MQTT-3.8.3-2].
-    pub subscriptions: Vec<Subscription>,
+    pub subscriptions: Subscriptions,
 }
+
+/// The subscriptions of a SUBSCRIBE: a vector that holds one in place, the common case, so
+/// that decoding a SUBSCRIBE of one filter allocates nothing. Make one from a `Vec` with
+/// `.into()`, from an iterator with `collect()`, or with [`smallvec::smallvec!`].
+pub type Subscriptions = smallvec::SmallVec<[Subscription; 1]>;
 
 /// One topic filter of a SUBSCRIBE with its options.
 #[derive(Clone, Debug, PartialEq, Eq)]
