@@ -113,6 +113,10 @@ pub(crate) fn scan<const WANT: u8>(bytes: &[u8]) -> u8 {
         add_window::<WANT>(&mut acc, &w);
     }
     let lanes = u128::from_ne_bytes(acc);
+    if lanes == 0 {
+        // The common case: none of the bytes looked for.
+        return 0;
+    }
     const ONES: u128 = u128::from_ne_bytes([1; 16]);
     (u8::from(lanes & (ONES * NUL as u128) != 0) * NUL)
         | (u8::from(lanes & (ONES * WILDCARD as u128) != 0) * WILDCARD)
