@@ -371,6 +371,13 @@ pub(crate) trait Props {
     /// Calls `f` with each property present.
     fn visit<'a>(&'a self, f: &mut impl FnMut(u8, Val<'a>));
 
+    /// Whether no property is present: a few compares where a type says so (the property
+    /// blocks that are usually empty), a visit otherwise.
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.first().is_none()
+    }
+
     /// The first property present, for `V5Only` errors in 3.x.
     fn first(&self) -> Option<u8> {
         let mut first = None;
@@ -388,6 +395,9 @@ pub(crate) fn check_v3<P: Props>(
     props: &P,
     version: crate::version::ProtocolVersion,
 ) -> Result<(), EncodeError> {
+    if props.is_empty() {
+        return Ok(());
+    }
     match props.first() {
         Some(id) => Err(EncodeError::V5Only {
             field: name(id),
@@ -430,6 +440,9 @@ fn value_len(id: u8, v: &Val<'_>) -> Result<usize, EncodeError> {
 
 /// Validates `props` and returns the length of their encoding without the Property Length.
 pub(crate) fn measure<P: Props>(props: &P) -> Result<usize, EncodeError> {
+    if props.is_empty() {
+        return Ok(0);
+    }
     let mut len = 0usize;
     let mut seen = 0u64;
     let mut err = None;
@@ -466,7 +479,9 @@ pub(crate) const fn block_len(len: usize) -> usize {
 /// Writes the Property Length `len` (from [`measure`]) and the properties.
 pub(crate) fn write<P: Props>(props: &P, len: usize, dst: &mut impl Out) {
     wire::put_var_int(dst, len);
-    write_props(props, dst);
+    if len > 0 {
+        write_props(props, dst);
+    }
 }
 
 /// Writes the properties without their Property Length.
@@ -577,6 +592,20 @@ impl Sink for ConnectProperties {
 }
 
 impl Props for ConnectProperties {
+    #[inline]
+    fn is_empty(&self) -> bool {
+        let p = self;
+        p.session_expiry_interval.is_none()
+            && p.receive_maximum.is_none()
+            && p.maximum_packet_size.is_none()
+            && p.topic_alias_maximum.is_none()
+            && p.request_response_information.is_none()
+            && p.request_problem_information.is_none()
+            && p.user_properties.is_empty()
+            && p.authentication_method.is_none()
+            && p.authentication_data.is_none()
+    }
+
     fn visit<'a>(&'a self, f: &mut impl FnMut(u8, Val<'a>)) {
         opt_u32(f, SESSION_EXPIRY_INTERVAL, self.session_expiry_interval);
         opt_str(f, AUTHENTICATION_METHOD, &self.authentication_method);
@@ -623,6 +652,18 @@ impl Sink for WillProperties {
 }
 
 impl Props for WillProperties {
+    #[inline]
+    fn is_empty(&self) -> bool {
+        let p = self;
+        p.will_delay_interval.is_none()
+            && p.payload_format_indicator.is_none()
+            && p.message_expiry_interval.is_none()
+            && p.content_type.is_none()
+            && p.response_topic.is_none()
+            && p.correlation_data.is_none()
+            && p.user_properties.is_empty()
+    }
+
     fn visit<'a>(&'a self, f: &mut impl FnMut(u8, Val<'a>)) {
         opt_format(f, self.payload_format_indicator);
         opt_u32(f, MESSAGE_EXPIRY_INTERVAL, self.message_expiry_interval);
@@ -730,6 +771,11 @@ impl Sink for PublishProperties {
 }
 
 impl Props for PublishProperties {
+    #[inline]
+    fn is_empty(&self) -> bool {
+        PublishProperties::is_empty(self)
+    }
+
     fn visit<'a>(&'a self, f: &mut impl FnMut(u8, Val<'a>)) {
         opt_format(f, self.payload_format_indicator);
         opt_u32(f, MESSAGE_EXPIRY_INTERVAL, self.message_expiry_interval);
@@ -774,6 +820,11 @@ impl Sink for SubscribeProperties {
 }
 
 impl Props for SubscribeProperties {
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.subscription_identifier.is_none() && self.user_properties.is_empty()
+    }
+
     fn visit<'a>(&'a self, f: &mut impl FnMut(u8, Val<'a>)) {
         if let Some(id) = self.subscription_identifier {
             f(SUBSCRIPTION_IDENTIFIER, Val::VarInt(id.get()));

@@ -227,7 +227,13 @@ impl Body for Subscribe {
         let mut m = Measure::default();
         let mut len = 2usize;
         if version.is_v5() {
-            m.props = property::measure(&self.properties)?;
+            m.props = match only_subscription_identifier(&self.properties) {
+                // The usual 5.0 SUBSCRIBE property, measured without the general walk.
+                Some(id) if id.get() <= crate::frame::MAX_REMAINING_LENGTH => {
+                    1 + wire::var_int_len(id.get() as usize)
+                }
+                _ => property::measure(&self.properties)?,
+            };
             len += property::block_len(m.props);
         } else {
             property::check_v3(&self.properties, version)?;
@@ -268,6 +274,14 @@ impl Body for Subscribe {
     }
 }
 
+/// The Subscription Identifier when it is the only property of a SUBSCRIBE, the usual 5.0
+/// case: measured and written without the walk over every property.
+#[inline]
+fn only_subscription_identifier(p: &SubscribeProperties) -> Option<core::num::NonZeroU32> {
+    p.subscription_identifier
+        .filter(|_| p.user_properties.is_empty())
+}
+
 /// The head of a SUBSCRIBE assembled on the stack: up to 5 bytes of fixed header, 2 of packet
 /// id, 1 of Property Length, [`SHORT_PROPS`] of properties and 2 of the first filter's length.
 const HEAD: usize = 24;
@@ -299,7 +313,10 @@ impl Subscribe {
         n += 2;
         if version.is_v5() {
             n = wire::var_int_at(&mut head, n, m.props);
-            if m.props <= SHORT_PROPS {
+            if let Some(id) = only_subscription_identifier(&self.properties) {
+                head[n] = property::SUBSCRIPTION_IDENTIFIER;
+                n = wire::var_int_at(&mut head, n + 1, id.get() as usize);
+            } else if m.props <= SHORT_PROPS {
                 let mut out: &mut [u8] = &mut head[n..n + m.props];
                 property::write_props(&self.properties, &mut out);
                 n += m.props;
