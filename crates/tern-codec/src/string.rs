@@ -123,24 +123,30 @@ pub(crate) fn scan<const WANT: u8>(bytes: &[u8]) -> u8 {
         | (u8::from(lanes & (ONES * NON_ASCII as u128) != 0) * NON_ASCII)
 }
 
-/// Checks decoded `bytes` as UTF-8 [MQTT-1.5.4-1] and returns them as a string with their
-/// [`scan`] flags, in one pass when they are all ASCII and two otherwise.
-#[inline]
-fn checked_utf8(bytes: Bytes) -> Result<(ByteString, u8), DecodeError> {
-    let flags = scan::<ALL>(&bytes);
-    if flags & NON_ASCII != 0 {
-        let s = ByteString::try_from(bytes).map_err(|_| DecodeError::InvalidUtf8)?;
-        return Ok((s, flags));
-    }
-    // SAFETY: `scan` found no byte above 0x7F, so every byte is an ASCII character, a
-    // one-byte UTF-8 sequence: the bytes are well-formed UTF-8, which is the only requirement
-    // of `from_bytes_unchecked`. (`scan` looks at every byte: windows may overlap but cover
-    // the input; `scan_finds_every_byte_at_every_position` checks it.) Skipping the second
-    // pass of `ByteString::try_from` takes 30 to 60 instructions off every decoded string,
-    // measured with `cargo xtask codec-ir` (see the crate README).
+/// `bytes` in which [`scan`] found no byte above 0x7F, as a string without a second pass.
+#[inline(always)]
+fn from_ascii(bytes: Bytes) -> ByteString {
+    // SAFETY: the caller's `scan` found no byte above 0x7F, so every byte is an ASCII
+    // character, a one-byte UTF-8 sequence: the bytes are well-formed UTF-8, which is the only
+    // requirement of `from_bytes_unchecked`. (`scan` looks at every byte: windows may overlap
+    // but cover the input; `scan_finds_every_byte_at_every_position` checks it.) Skipping the
+    // second pass of `ByteString::try_from` takes 30 to 60 instructions off every decoded
+    // string, measured with `cargo xtask codec-ir` (see the crate README).
     #[allow(unsafe_code)]
-    let s = unsafe { ByteString::from_bytes_unchecked(bytes) };
-    Ok((s, flags))
+    unsafe {
+        ByteString::from_bytes_unchecked(bytes)
+    }
+}
+
+/// Checks decoded `bytes`, whose [`scan`] found `flags`, as UTF-8 [MQTT-1.5.4-1]: only
+/// when a byte is above 0x7F does it take a second pass.
+#[inline]
+fn checked_utf8(bytes: Bytes, flags: u8) -> Result<ByteString, DecodeError> {
+    if flags & NON_ASCII != 0 {
+        ByteString::try_from(bytes).map_err(|_| DecodeError::InvalidUtf8)
+    } else {
+        Ok(from_ascii(bytes))
+    }
 }
 
 fn check(s: &str) -> Result<(), StringError> {
@@ -191,7 +197,11 @@ impl MqttString {
     /// integer), inlined into the reader.
     #[inline]
     pub(crate) fn decoded_from_bytes(bytes: Bytes) -> Result<Self, DecodeError> {
-        let (s, flags) = checked_utf8(bytes)?;
+        let flags = scan::<ALL>(&bytes);
+        if flags == 0 {
+            return Ok(MqttString(from_ascii(bytes)));
+        }
+        let s = checked_utf8(bytes, flags)?;
         if flags & NUL != 0 {
             return Err(DecodeError::NullCharacter);
         }
@@ -199,12 +209,25 @@ impl MqttString {
     }
 
     /// Checks decoded `bytes` as a Topic Name: an MQTT string (UTF-8 first, then U+0000)
-    /// without wildcards [MQTT-3.3.2-2], in one pass over the bytes after the UTF-8 check.
-    /// Emptiness is left to the caller (a PUBLISH may carry a Topic Alias instead).
+    /// without wildcards [MQTT-3.3.2-2], in one pass over the bytes when they are all ASCII
+    /// (the usual topic). Emptiness is left to the caller (a PUBLISH may carry a Topic Alias
+    /// instead).
     #[inline]
     pub(crate) fn topic_from_bytes(bytes: Bytes) -> Result<Self, DecodeError> {
         // A decoded string's length comes from a u16: no length check needed.
-        let (s, flags) = checked_utf8(bytes)?;
+        let flags = scan::<ALL>(&bytes);
+        if flags == 0 {
+            return Ok(MqttString(from_ascii(bytes)));
+        }
+        Self::topic_with_flags(bytes, flags)
+    }
+
+    /// [`topic_from_bytes`](Self::topic_from_bytes) of a topic that is not plain ASCII or
+    /// holds a character it must not: out of the way of the usual path.
+    #[cold]
+    #[inline(never)]
+    fn topic_with_flags(bytes: Bytes, flags: u8) -> Result<Self, DecodeError> {
+        let s = checked_utf8(bytes, flags)?;
         if flags & NUL != 0 {
             return Err(DecodeError::NullCharacter);
         }

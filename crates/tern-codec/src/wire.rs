@@ -2,7 +2,7 @@
 //! Integer, UTF-8 strings, binary data and string pairs, read from a [`Bytes`] without copying
 //! and written with [`BufMut`].
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use core::mem::MaybeUninit;
 
 use crate::{
@@ -257,9 +257,16 @@ impl Reader {
     }
 
     /// The whole input, read or not; empty once a decode has succeeded, as every decoder ends
-    /// with [`rest`](Reader::rest), [`end`](Reader::end) or [`release`](Reader::release).
+    /// with [`end`](Reader::end) or [`release`](Reader::release) (a PUBLISH is read from its
+    /// frame, not through a reader).
     pub(crate) fn into_inner(self) -> Bytes {
         self.buf
+    }
+
+    /// How many bytes of the input come before the next read.
+    #[inline]
+    pub(crate) fn position(&self) -> usize {
+        self.pos
     }
 
     /// The bytes not read yet.
@@ -385,18 +392,6 @@ impl Reader {
         let start = self.pos;
         self.pos += n;
         Ok(self.buf.slice(start..self.pos))
-    }
-
-    /// Every byte not read yet, without a reference-count update: the reader gives its input
-    /// away, so this must be the last read of a decode (no error may follow it).
-    #[inline]
-    pub(crate) fn rest(&mut self) -> Bytes {
-        let mut rest = core::mem::take(&mut self.buf);
-        rest.truncate(self.end);
-        rest.advance(self.pos);
-        self.pos = 0;
-        self.end = 0;
-        rest
     }
 
     /// Binary Data (1.5.6): a two-byte length then that many bytes.

@@ -10,6 +10,7 @@ mod connack;
 mod connect;
 mod publish;
 
+pub(crate) use publish::decode_frame as decode_publish_frame;
 pub use publish::{EncodedPublish, PreparedPublish};
 mod simple;
 mod subscribe;
@@ -229,8 +230,8 @@ fn wrap<T>(result: Result<T, DecodeError>, r: &mut Reader, packet: fn(T) -> Pack
 /// Decodes the body of a packet whose fixed header is `header` from `r`, which is positioned
 /// after the fixed header and holds exactly the packet.
 ///
-/// Every successful decode releases `r`'s input (it ends with `Reader::rest`, `end` or
-/// `release`), so that the caller can tell from `r` alone, without looking at the result,
+/// Every decode releases `r`'s input on success (it ends with `Reader::end` or `release`;
+/// a PUBLISH takes the input over at once), so that the caller can tell from `r` alone, without looking at the result,
 /// whether the frame must be put back.
 ///
 /// CONNECT carries its own version and, once decoded, stores it in `version`; every other
@@ -250,7 +251,14 @@ pub(crate) fn decode_body(
         return Err(DecodeError::ExpectedConnect(packet_type));
     };
     match packet_type {
-        PacketType::Publish => publish::decode(version, header.flags, r),
+        PacketType::Publish => {
+            // The connection decoder reads a PUBLISH before it makes a reader; here the
+            // reader gives its frame over, and an error drops it (the caller's input is a
+            // copy).
+            let start = r.position();
+            let frame = core::mem::replace(r, Reader::new(Bytes::new())).into_inner();
+            publish::decode_frame(version, header.flags, start, frame, drop)
+        }
         PacketType::Subscribe => subscribe::decode_subscribe(version, r),
         PacketType::Connect => Err(DecodeError::UnexpectedPacket {
             packet_type,
