@@ -521,29 +521,22 @@ mod tests {
             }),
         ];
         for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+            // A CONNECT carries its version.
+            let encode = |p: &Packet, buf: &mut BytesMut| match p {
+                Packet::Connect(c) => Packet::from(Connect {
+                    protocol: version,
+                    ..(**c).clone()
+                })
+                .encode(version, buf),
+                p => p.encode(version, buf),
+            };
             for p in &packets {
                 let mut alone = BytesMut::new();
-                if let Packet::Connect(c) = p {
-                    let c = Connect {
-                        protocol: version,
-                        ..(**c).clone()
-                    };
-                    Packet::from(c).encode(version, &mut alone).unwrap();
-                } else {
-                    p.encode(version, &mut alone).unwrap();
-                }
+                encode(p, &mut alone).unwrap();
                 for room in [0, 5, 4096] {
                     let mut buf = BytesMut::with_capacity(room);
                     buf.extend_from_slice(b"prefix");
-                    if let Packet::Connect(c) = p {
-                        let c = Connect {
-                            protocol: version,
-                            ..(**c).clone()
-                        };
-                        Packet::from(c).encode(version, &mut buf).unwrap();
-                    } else {
-                        p.encode(version, &mut buf).unwrap();
-                    }
+                    encode(p, &mut buf).unwrap();
                     assert_eq!(&buf[..6], b"prefix");
                     assert_eq!(&buf[6..], &alone[..], "{version:?} {room}");
                 }
