@@ -606,6 +606,7 @@ impl Props for ConnectProperties {
             && p.authentication_data.is_none()
     }
 
+    #[inline]
     fn visit<'a>(&'a self, f: &mut impl FnMut(u8, Val<'a>)) {
         opt_u32(f, SESSION_EXPIRY_INTERVAL, self.session_expiry_interval);
         opt_str(f, AUTHENTICATION_METHOD, &self.authentication_method);
