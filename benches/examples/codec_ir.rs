@@ -89,6 +89,31 @@ fn main() -> ExitCode {
         }
     };
     let dec = direction == "decode";
+    // A row of either codec: its message for the size, its encode and its decode.
+    macro_rules! tern_row {
+        ($msg:expr, $decode:expr) => {
+            run(
+                dec,
+                n,
+                $msg,
+                |p, b| p.encode(v, b).expect("encodes"),
+                $decode,
+            )
+        };
+    }
+    macro_rules! rumqttc_row {
+        ($msg:expr, $decode:expr) => {
+            run(
+                dec,
+                n,
+                $msg,
+                |p, b| {
+                    p.write(b).expect("encodes");
+                },
+                $decode,
+            )
+        };
+    }
     match (
         packet.as_str(),
         direction.as_str(),
@@ -100,47 +125,11 @@ fn main() -> ExitCode {
             let mut buf = BytesMut::with_capacity(p.encoded_len(v).expect("encodable"));
             timed_vectored(n, &p, v, &mut buf);
         }
-        ("publish", _, _, "tern") => run(
-            dec,
-            n,
-            tern_publish(size),
-            |p, b| p.encode(v, b).expect("encodes"),
-            tern_decode(v),
-        ),
-        ("publish", _, false, "rumqttc") => run(
-            dec,
-            n,
-            r4_publish(size),
-            |p, b| {
-                p.write(b).expect("encodes");
-            },
-            r4_decode,
-        ),
-        ("publish", _, true, "rumqttc") => run(
-            dec,
-            n,
-            r5_publish(size),
-            |p, b| {
-                p.write(b).expect("encodes");
-            },
-            r5_decode,
-        ),
-        ("connect", _, _, "tern") => run(
-            dec,
-            n,
-            tern_connect(v, size),
-            |p, b| p.encode(v, b).expect("encodes"),
-            tern_decode_connect,
-        ),
-        ("connect", _, false, "rumqttc") => run(
-            dec,
-            n,
-            r4_connect(size),
-            |p, b| {
-                p.write(b).expect("encodes");
-            },
-            r4_decode,
-        ),
+        ("publish", _, _, "tern") => tern_row!(tern_publish(size), tern_decode(v)),
+        ("publish", _, false, "rumqttc") => rumqttc_row!(r4_publish(size), r4_decode),
+        ("publish", _, true, "rumqttc") => rumqttc_row!(r5_publish(size), r5_decode),
+        ("connect", _, _, "tern") => tern_row!(tern_connect(v, size), tern_decode_connect),
+        ("connect", _, false, "rumqttc") => rumqttc_row!(r4_connect(size), r4_decode),
         ("connect", _, true, "rumqttc") => run(
             dec,
             n,
@@ -150,31 +139,9 @@ fn main() -> ExitCode {
             },
             r5_decode,
         ),
-        ("subscribe", _, _, "tern") => run(
-            dec,
-            n,
-            tern_subscribe(v, size),
-            |p, b| p.encode(v, b).expect("encodes"),
-            tern_decode(v),
-        ),
-        ("subscribe", _, false, "rumqttc") => run(
-            dec,
-            n,
-            r4_subscribe(size),
-            |p, b| {
-                p.write(b).expect("encodes");
-            },
-            r4_decode,
-        ),
-        ("subscribe", _, true, "rumqttc") => run(
-            dec,
-            n,
-            r5_subscribe(size),
-            |p, b| {
-                p.write(b).expect("encodes");
-            },
-            r5_decode,
-        ),
+        ("subscribe", _, _, "tern") => tern_row!(tern_subscribe(v, size), tern_decode(v)),
+        ("subscribe", _, false, "rumqttc") => rumqttc_row!(r4_subscribe(size), r4_decode),
+        ("subscribe", _, true, "rumqttc") => rumqttc_row!(r5_subscribe(size), r5_decode),
         _ => {
             eprintln!("codec_ir: no such row: {args:?}");
             return ExitCode::from(2);
