@@ -371,11 +371,12 @@ pub(crate) trait Props {
     /// Calls `f` with each property present.
     fn visit<'a>(&'a self, f: &mut impl FnMut(u8, Val<'a>));
 
-    /// Whether no property is present: a few compares where a type says so (the property
-    /// blocks that are usually empty), a visit otherwise.
+    /// Whether the block is known to be empty from a few compares, for the blocks that
+    /// usually are; `false` where a type does not say, and the walk over its properties
+    /// decides (it would otherwise be made twice).
     #[inline]
-    fn is_empty(&self) -> bool {
-        self.first().is_none()
+    fn known_empty(&self) -> bool {
+        false
     }
 
     /// The first property present, for `V5Only` errors in 3.x.
@@ -395,7 +396,7 @@ pub(crate) fn check_v3<P: Props>(
     props: &P,
     version: crate::version::ProtocolVersion,
 ) -> Result<(), EncodeError> {
-    if props.is_empty() {
+    if props.known_empty() {
         return Ok(());
     }
     match props.first() {
@@ -408,7 +409,7 @@ pub(crate) fn check_v3<P: Props>(
 }
 
 #[inline]
-fn value_len(id: u8, v: &Val<'_>) -> Result<usize, EncodeError> {
+pub(crate) fn value_len(id: u8, v: &Val<'_>) -> Result<usize, EncodeError> {
     Ok(match *v {
         Val::Byte(b) => {
             if id == MAXIMUM_QOS && b > 1 {
@@ -440,7 +441,7 @@ fn value_len(id: u8, v: &Val<'_>) -> Result<usize, EncodeError> {
 
 /// Validates `props` and returns the length of their encoding without the Property Length.
 pub(crate) fn measure<P: Props>(props: &P) -> Result<usize, EncodeError> {
-    if props.is_empty() {
+    if props.known_empty() {
         return Ok(0);
     }
     let mut len = 0usize;
@@ -593,7 +594,7 @@ impl Sink for ConnectProperties {
 
 impl Props for ConnectProperties {
     #[inline]
-    fn is_empty(&self) -> bool {
+    fn known_empty(&self) -> bool {
         let p = self;
         p.session_expiry_interval.is_none()
             && p.receive_maximum.is_none()
@@ -654,7 +655,7 @@ impl Sink for WillProperties {
 
 impl Props for WillProperties {
     #[inline]
-    fn is_empty(&self) -> bool {
+    fn known_empty(&self) -> bool {
         let p = self;
         p.will_delay_interval.is_none()
             && p.payload_format_indicator.is_none()
@@ -773,7 +774,7 @@ impl Sink for PublishProperties {
 
 impl Props for PublishProperties {
     #[inline]
-    fn is_empty(&self) -> bool {
+    fn known_empty(&self) -> bool {
         PublishProperties::is_empty(self)
     }
 
@@ -822,7 +823,7 @@ impl Sink for SubscribeProperties {
 
 impl Props for SubscribeProperties {
     #[inline]
-    fn is_empty(&self) -> bool {
+    fn known_empty(&self) -> bool {
         self.subscription_identifier.is_none() && self.user_properties.is_empty()
     }
 

@@ -231,8 +231,8 @@ fn wrap<T>(result: Result<T, DecodeError>, r: &mut Reader, packet: fn(T) -> Pack
 /// after the fixed header and holds exactly the packet.
 ///
 /// Every decode releases `r`'s input on success (it ends with `Reader::end` or `release`;
-/// a PUBLISH takes the input over at once), so that the caller can tell from `r` alone, without looking at the result,
-/// whether the frame must be put back.
+/// a PUBLISH takes the input over at once), so that the caller can tell from `r` alone,
+/// without looking at the result, whether the frame must be put back.
 ///
 /// CONNECT carries its own version and, once decoded, stores it in `version`; every other
 /// packet is decoded for `version`, and without a version only CONNECT is accepted. Never

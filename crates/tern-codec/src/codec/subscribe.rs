@@ -229,10 +229,11 @@ impl Body for Subscribe {
         if version.is_v5() {
             m.props = match only_subscription_identifier(&self.properties) {
                 // The usual 5.0 SUBSCRIBE property, measured without the general walk.
-                Some(id) if id.get() <= crate::frame::MAX_REMAINING_LENGTH => {
-                    1 + wire::var_int_len(id.get() as usize)
+                Some(id) => {
+                    let id = property::Val::VarInt(id.get());
+                    1 + property::value_len(property::SUBSCRIPTION_IDENTIFIER, &id)?
                 }
-                _ => property::measure(&self.properties)?,
+                None => property::measure(&self.properties)?,
             };
             len += property::block_len(m.props);
         } else {
